@@ -1,0 +1,238 @@
+"""Domain types: Publication, Query, Recommendation and its Evidence.
+
+They are frozen dataclasses with ``to_dict``/``from_dict`` for the JSON shapes
+used in sources, task messages and results (see docs/ARCHITECTURE "Messages").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from recsys.errors import InvalidQuery
+
+__all__ = [
+    "MAX_K",
+    "MAX_TEXT_CHARS",
+    "Evidence",
+    "InvalidRecord",
+    "Publication",
+    "Query",
+    "Recommendation",
+]
+
+#: Largest number of recommendations one query may ask for.
+MAX_K = 100
+#: Longest query text, in characters after trimming.
+MAX_TEXT_CHARS = 50_000
+
+
+class InvalidRecord(ValueError):
+    """Raised by :meth:`Publication.from_dict` for a record that cannot be used."""
+
+
+def _opt_str(record: Mapping[str, Any], key: str) -> str | None:
+    value = record.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str | int):
+        raise InvalidRecord(f"{key!r} must be a string, got {type(value).__name__}")
+    text = str(value).strip()
+    return text or None
+
+
+@dataclass(frozen=True)
+class Publication:
+    """A stored publication. ``id`` and ``title`` are required, and some body text:
+    an ``abstract`` or a full ``text``."""
+
+    id: str
+    title: str
+    abstract: str = ""
+    text: str | None = None
+    label: str | None = None
+    year: int | None = None
+    authors: tuple[str, ...] = ()
+    url: str | None = None
+
+    @classmethod
+    def from_dict(cls, record: Mapping[str, Any]) -> Publication:
+        """Build from a source record; raises InvalidRecord saying what is wrong.
+
+        Accepts ``full_text`` as an alias of ``text``, and an ``authors`` list or
+        a single string separated by commas or semicolons.
+        """
+        if not isinstance(record, Mapping):
+            raise InvalidRecord(f"a record must be a JSON object, got {type(record).__name__}")
+        pub_id = _opt_str(record, "id")
+        if pub_id is None:
+            raise InvalidRecord("missing 'id'")
+        if len(pub_id) > 256:
+            raise InvalidRecord("'id' is longer than 256 characters")
+        title = _opt_str(record, "title")
+        if title is None:
+            raise InvalidRecord(f"publication {pub_id!r} has no 'title'")
+        abstract = _opt_str(record, "abstract") or ""
+        text = _opt_str(record, "text") or _opt_str(record, "full_text")
+        if not abstract and not text:
+            raise InvalidRecord(f"publication {pub_id!r} has neither 'abstract' nor 'text'")
+        year_raw = record.get("year")
+        year: int | None
+        if year_raw is None or year_raw == "":
+            year = None
+        else:
+            try:
+                year = int(year_raw)
+            except (TypeError, ValueError):
+                raise InvalidRecord(f"publication {pub_id!r} has a non-numeric 'year' {year_raw!r}") from None
+            if not 0 < year < 10_000:
+                raise InvalidRecord(f"publication {pub_id!r} has an impossible 'year' {year}")
+        authors_raw = record.get("authors") or ()
+        if isinstance(authors_raw, str):
+            authors_raw = [a for a in authors_raw.replace(";", ",").split(",")]
+        if not isinstance(authors_raw, Iterable):
+            raise InvalidRecord(f"publication {pub_id!r} has 'authors' that is not a list")
+        authors = tuple(str(a).strip() for a in authors_raw if str(a).strip())
+        return cls(
+            id=pub_id,
+            title=title,
+            abstract=abstract,
+            text=text,
+            label=_opt_str(record, "label"),
+            year=year,
+            authors=authors,
+            url=_opt_str(record, "url"),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"id": self.id, "title": self.title, "abstract": self.abstract}
+        if self.text is not None:
+            data["text"] = self.text
+        data.update(label=self.label, year=self.year, authors=list(self.authors), url=self.url)
+        return data
+
+    @property
+    def body(self) -> str:
+        """Every text of the publication that engines index: title, abstract, full text."""
+        return "\n\n".join(part for part in (self.title, self.abstract, self.text or "") if part)
+
+
+@dataclass(frozen=True)
+class Query:
+    """What to recommend for: a ``text`` or a stored ``publication_id`` (exactly one).
+
+    Filters: ``exclude_ids`` are never returned; ``label`` keeps only that label;
+    ``year_min``/``year_max`` keep publications whose year lies in the closed range
+    (a publication without a year never matches a year filter). Engines over-fetch so
+    that ``k`` results come back when at least ``k`` publications pass the filters.
+    A by-id query never returns the publication itself.
+    """
+
+    text: str | None = None
+    publication_id: str | None = None
+    k: int = 10
+    exclude_ids: frozenset[str] = field(default_factory=frozenset)
+    label: str | None = None
+    year_min: int | None = None
+    year_max: int | None = None
+
+    def __post_init__(self) -> None:
+        if (self.text is None) == (self.publication_id is None):
+            raise InvalidQuery("give exactly one of 'text' or 'publication_id'")
+        if self.text is not None:
+            stripped = self.text.strip()
+            if not stripped:
+                raise InvalidQuery("'text' is empty")
+            if len(stripped) > MAX_TEXT_CHARS:
+                raise InvalidQuery(f"'text' is longer than {MAX_TEXT_CHARS} characters")
+            object.__setattr__(self, "text", stripped)
+        if self.publication_id is not None and not self.publication_id.strip():
+            raise InvalidQuery("'publication_id' is empty")
+        if isinstance(self.k, bool) or not isinstance(self.k, int) or not 1 <= self.k <= MAX_K:
+            raise InvalidQuery(f"'k' must be a whole number from 1 to {MAX_K}")
+        if not isinstance(self.exclude_ids, frozenset):
+            object.__setattr__(self, "exclude_ids", frozenset(self.exclude_ids))
+        if self.year_min is not None and self.year_max is not None and self.year_min > self.year_max:
+            raise InvalidQuery("'year_min' is greater than 'year_max'")
+
+    @property
+    def has_filters(self) -> bool:
+        return bool(self.exclude_ids) or self.label is not None or self.year_min is not None or (
+            self.year_max is not None
+        )
+
+    def accepts(self, publication_id: str, label: str | None, year: int | None) -> bool:
+        """Whether a publication passes this query's filters (the query's own id excluded)."""
+        if publication_id == self.publication_id or publication_id in self.exclude_ids:
+            return False
+        if self.label is not None and label != self.label:
+            return False
+        if self.year_min is not None and (year is None or year < self.year_min):
+            return False
+        if self.year_max is not None and (year is None or year > self.year_max):
+            return False
+        return True
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Query:
+        """Build from the API's validated request body (raises InvalidQuery)."""
+        try:
+            return cls(
+                text=data.get("text"),
+                publication_id=data.get("publication_id"),
+                k=data.get("k", 10),
+                exclude_ids=frozenset(data.get("exclude_ids") or ()),
+                label=data.get("label"),
+                year_min=data.get("year_min"),
+                year_max=data.get("year_max"),
+            )
+        except TypeError as exc:
+            raise InvalidQuery(f"malformed query: {exc}") from exc
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"k": self.k}
+        if self.text is not None:
+            data["text"] = self.text
+        if self.publication_id is not None:
+            data["publication_id"] = self.publication_id
+        if self.exclude_ids:
+            data["exclude_ids"] = sorted(self.exclude_ids)
+        for key in ("label", "year_min", "year_max"):
+            if getattr(self, key) is not None:
+                data[key] = getattr(self, key)
+        return data
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """One query sentence, the stored sentence it matched, and their similarity."""
+
+    query_sentence: str
+    sentence: str
+    score: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"query_sentence": self.query_sentence, "sentence": self.sentence, "score": round(self.score, 6)}
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """A recommended publication with its score (higher is better) and evidence."""
+
+    publication_id: str
+    title: str
+    score: float
+    evidence: tuple[Evidence, ...] = ()
+    label: str | None = None
+    year: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "publication_id": self.publication_id,
+            "title": self.title,
+            "score": round(self.score, 6),
+            "label": self.label,
+            "year": self.year,
+            "evidence": [e.to_dict() for e in self.evidence],
+        }

@@ -1,0 +1,68 @@
+"""The wire contract between the API and the workers (no framework imports).
+
+Actor names, the result and error shapes of task results, the HTTP headers of the
+archive endpoints and the error-code to HTTP-status map live here, so that
+recsys_api and recsys_workers agree without importing each other.
+See docs/architecture.md, "Messages".
+
+A ``recommend`` result is::
+
+    {"engine": {"name": "annoy", "version": "...", "generation": 3},
+     "recommendations": [{"publication_id", "title", "score", "label", "year",
+                          "evidence": [{"query_sentence", "sentence", "score"}]}]}
+
+Any task failure is a result too: ``{"error": {"code": ..., "message": ...}}``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = [
+    "BUILD_ACTOR",
+    "ENGINE_UPDATED_ACTOR",
+    "ERROR_STATUS",
+    "HEADER_GENERATION",
+    "HEADER_SHA256",
+    "HEADER_VERSION",
+    "RECOMMEND_ACTOR",
+    "error_of",
+    "error_result",
+]
+
+#: ``recommend(request)``: request = the validated POST /v1/recommendations body
+#: plus ``min_generation`` (the API's current generation, or None).
+RECOMMEND_ACTOR = "recommend"
+#: ``build_index()``: fetch every publication, build, pack, upload.
+BUILD_ACTOR = "build_index"
+#: ``engine_updated(generation, version, created_at, sha256)``: the broadcast.
+ENGINE_UPDATED_ACTOR = "engine_updated"
+
+#: Headers of ``GET /v1/engine/archive`` (besides ``ETag: "<version>"``).
+HEADER_GENERATION = "X-Recsys-Generation"
+HEADER_SHA256 = "X-Recsys-Sha256"
+HEADER_VERSION = "X-Recsys-Version"
+
+#: HTTP status for each error code of a task result.
+ERROR_STATUS: Mapping[str, int] = {
+    "bad_request": 400,
+    "unknown_publication": 404,
+    "build_running": 409,
+    "internal": 500,
+    "no_engine": 503,
+    "unavailable": 503,
+}
+
+
+def error_result(code: str, message: str) -> dict[str, Any]:
+    """The result a task stores when it fails: ``{"error": {"code", "message"}}``."""
+    return {"error": {"code": code, "message": message}}
+
+
+def error_of(result: object) -> dict[str, str] | None:
+    """The ``{"code", "message"}`` of an error result, or None for a success."""
+    if isinstance(result, Mapping) and isinstance(result.get("error"), Mapping):
+        error = result["error"]
+        return {"code": str(error.get("code", "internal")), "message": str(error.get("message", ""))}
+    return None
