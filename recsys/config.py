@@ -243,7 +243,8 @@ FIELDS: tuple[Field, ...] = (
     Field("archive_max_entries", _int(2, 100_000), "1000", "most files inside an engine archive"),
     Field("archive_max_ratio", _int(1, 100_000), "200",
           "largest uncompressed/compressed size ratio of one archive member (zip-bomb guard)"),
-    Field("source_timeout", _float(0.1, 3600, " of seconds"), "30", "timeout of one request to the publications backend"),
+    Field("source_timeout", _float(0.1, 3600, " of seconds"), "30",
+          "timeout of one request to the publications backend"),
     Field("source_retries", _int(0, 100), "5", "retries of a timed-out or 5xx page of the publications backend"),
     # -- process
     Field("log_level", _choice("debug", "info", "warning", "error"), "info", "log level of every recsys process"),
