@@ -12,6 +12,21 @@ A ``recommend`` result is::
                           "evidence": [{"query_sentence", "sentence", "score"}]}]}
 
 Any task failure is a result too: ``{"error": {"code": ..., "message": ...}}``.
+
+Engine endpoints of the API that workers use:
+
+* ``GET /v1/engine`` → 200 with the current archive's manifest (``Manifest.to_dict()``)
+  plus ``"generation"`` (int), ``"sha256"`` (of the whole archive file), ``"size"``
+  (bytes) and ``"installed_at"``; 404 before the first engine.
+* ``GET /v1/engine/archive`` → the archive bytes (``application/zip``), with
+  ``ETag: "<version>"`` and the headers below; ``If-None-Match`` → 304.
+* ``PUT /v1/engine/archive`` (``Authorization: Bearer <token>``, body = the zip,
+  ``Content-Type: application/zip``) → 201 with the same JSON as ``GET /v1/engine``.
+
+The broadcast ``engine_updated`` is a Dramatiq message (``Message.encode()``) with
+``queue_name`` = the broadcast exchange's name and ``kwargs`` = ``{"generation",
+"version", "created_at", "sha256"}``, published to the fanout exchange
+``RECSYS_BROADCAST_EXCHANGE`` (routing key ``""``).
 """
 
 from __future__ import annotations
