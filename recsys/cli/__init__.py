@@ -1,5 +1,9 @@
-"""The ``recsys`` command. PLACEHOLDER."""
+"""The ``recsys`` command: local builds, verification, recommendations, and the embedded server.
 
+This package is the only part of :mod:`recsys` that may import ``recsys_api`` and
+``recsys_workers`` — lazily, for ``serve``.
+"""
 
-def main(argv: list[str] | None = None) -> int:
-    raise SystemExit("not implemented yet")
+from recsys.cli.main import main
+
+__all__ = ["main"]

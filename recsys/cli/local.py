@@ -1,0 +1,218 @@
+"""Commands that work without any service: engines, settings, build, verify, recommend."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from recsys.config import FIELDS, Settings
+from recsys.errors import RecsysError
+from recsys.registry import Registry
+
+logger = logging.getLogger("recsys.cli")
+
+STAGE_UNITS = {"fetch": "publications", "split": "publications", "encode": "sentences", "index": "items"}
+
+
+def add_commands(commands: Any) -> None:
+    engines = commands.add_parser("engines", help="list installed engine plugins, with load errors")
+    engines.add_argument("--json", action="store_true", help="print JSON")
+    engines.set_defaults(handler=cmd_engines)
+
+    settings = commands.add_parser("settings", help="show the effective RECSYS_ settings (secrets hidden)")
+    settings.add_argument("--json", action="store_true", help="print JSON")
+    settings.set_defaults(handler=cmd_settings)
+
+    build = commands.add_parser("build", help="build an engine archive from a publications source")
+    build.add_argument("--source", help="JSON/JSONL(.gz) file or http(s):// URL (default: RECSYS_SOURCE, else demo)")
+    build.add_argument("--out", required=True, type=Path, help="archive to write (ARCHIVE.zip)")
+    build.add_argument("--engine", help="engine plugin (default: RECSYS_ENGINE)")
+    build.set_defaults(handler=cmd_build)
+
+    verify = commands.add_parser("verify", help="check an engine archive; print its manifest")
+    verify.add_argument("archive", type=Path)
+    verify.add_argument("--json", action="store_true", help="print the manifest as JSON (default: a summary)")
+    verify.set_defaults(handler=cmd_verify)
+
+    rec = commands.add_parser(
+        "recommend",
+        help="recommend from an archive, locally",
+        description="Load the engine once and answer every query: each TEXT argument, or each --publication-id.",
+    )
+    rec.add_argument("--archive", required=True, type=Path, help="engine archive (ARCHIVE.zip)")
+    rec.add_argument("texts", nargs="*", metavar="TEXT", help="query texts (one query each)")
+    rec.add_argument("--publication-id", action="append", default=[], metavar="ID", help="query by stored id")
+    rec.add_argument("-k", type=int, default=10, help="recommendations per query (1-100, default: 10)")
+    rec.add_argument("--label", help="only publications with this label")
+    rec.add_argument("--year-min", type=int, help="only publications from this year on")
+    rec.add_argument("--year-max", type=int, help="only publications up to this year")
+    rec.add_argument("--exclude", action="append", default=[], metavar="ID", help="never recommend this id")
+    rec.add_argument("--json", action="store_true", help="one compact JSON object per query on stdout")
+    rec.set_defaults(handler=cmd_recommend)
+
+
+def load_settings() -> Settings:
+    return Settings.from_env()
+
+
+def _print_json(data: Any, *, compact: bool = False) -> None:
+    if compact:
+        print(json.dumps(data, ensure_ascii=False, separators=(",", ":")), flush=True)
+    else:
+        print(json.dumps(data, ensure_ascii=False, indent=2), flush=True)
+
+
+def cmd_engines(args: argparse.Namespace) -> int:
+    registry = Registry.discover(load=True)
+    records = registry.records()
+    if args.json:
+        _print_json([r.to_dict() for r in records])
+        return 0
+    if not records:
+        print("no engine plugins installed (install one: pip install -e plugins/recsys-engine-lexical)")
+        return 0
+    width = max(len(r.name) for r in records)
+    for r in records:
+        where = f"{r.distribution or '?'} {r.version or ''}".strip()
+        line = f"{r.name:<{width}}  {r.status:<10}  {where}"
+        if r.error:
+            line += f"\n{'':<{width}}  error: {r.error}"
+        print(line)
+    return 0
+
+
+def cmd_settings(args: argparse.Namespace) -> int:
+    shown = load_settings().redacted()
+    if args.json:
+        _print_json(shown)
+        return 0
+    for field in FIELDS:
+        print(f"{field.env}={'' if shown[field.env] is None else shown[field.env]}")
+    return 0
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from recsys.build import build_archive
+    from recsys.engine import LogProgress
+    from recsys.sources import load_publications, open_source
+
+    settings = load_settings()
+    engine = args.engine or settings.engine
+    registry = Registry.discover(load=True)
+    registry.get(engine)  # fail before fetching anything when the engine is missing
+    progress = LogProgress(logger, units=STAGE_UNITS)
+    source = open_source(args.source if args.source is not None else settings.source, settings)
+    started = time.monotonic()
+    logger.info("reading publications from %s", source.description)
+    publications = load_publications(source, progress)
+    logger.info("building engine %r over %d publications", engine, len(publications))
+    built = build_archive(
+        publications, args.out, engine=engine, registry=registry, settings=settings, progress=progress
+    )
+    manifest = built.manifest
+    print(
+        f"wrote {args.out} ({built.size / 1e6:.1f} MB, sha256 {built.sha256[:12]}…): engine {manifest.engine} "
+        f"version {manifest.version}, {manifest.publications} publications, {manifest.sentences} sentences, "
+        f"in {time.monotonic() - started:.1f} s"
+    )
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from recsys.archive import Limits, verify
+
+    settings = load_settings()
+    registry = Registry.discover(load=False)
+    verified = verify(args.archive, Limits.from_settings(settings), engines=registry.usable())
+    manifest = verified.manifest
+    if args.json:
+        _print_json(dict(manifest.to_dict(), sha256=verified.sha256, size=verified.size))
+        return 0
+    print(f"{args.archive}: OK")
+    print(f"  engine      {manifest.engine} {manifest.engine_version or ''}".rstrip())
+    print(f"  version     {manifest.version} (created {manifest.created_at})")
+    print(f"  contents    {manifest.publications} publications, {manifest.sentences} sentences")
+    if manifest.model:
+        print(f"  model       {manifest.model} (dimension {manifest.dimension})")
+    print(f"  files       {len(manifest.files)} files, {manifest.total_size / 1e6:.1f} MB unpacked")
+    print(f"  archive     {verified.size / 1e6:.1f} MB, sha256 {verified.sha256}")
+    return 0
+
+
+def _queries(args: argparse.Namespace) -> list[dict[str, Any]]:
+    common: dict[str, Any] = {"k": args.k}
+    if args.exclude:
+        common["exclude_ids"] = args.exclude
+    if args.label:
+        common["label"] = args.label
+    if args.year_min is not None:
+        common["year_min"] = args.year_min
+    if args.year_max is not None:
+        common["year_max"] = args.year_max
+    queries = [dict(common, text=text) for text in args.texts]
+    queries += [dict(common, publication_id=pub_id) for pub_id in args.publication_id]
+    return queries
+
+
+def cmd_recommend(args: argparse.Namespace) -> int:
+    from recsys.archive import Limits, unpack
+    from recsys.build import load_engine
+    from recsys.domain import Query
+
+    queries = _queries(args)
+    if not queries:
+        print("recsys recommend: error: give a query TEXT or --publication-id ID", file=sys.stderr)
+        return 2
+    settings = load_settings()
+    registry = Registry.discover(load=False)
+    failures = 0
+    with tempfile.TemporaryDirectory(prefix="recsys-recommend-") as tmp:
+        folder = Path(tmp) / "engine"
+        manifest = unpack(args.archive, folder, Limits.from_settings(settings), engines=registry.usable())
+        with load_engine(folder, registry=registry, settings=settings) as engine:
+            info = {"name": manifest.engine, "version": manifest.version, "generation": None}
+            for raw in queries:
+                try:
+                    recommendations = engine.recommend(Query.from_dict(raw))
+                except RecsysError as exc:
+                    failures += 1
+                    _report_failure(args, raw, exc)
+                    continue
+                result = {"engine": info, "recommendations": [r.to_dict() for r in recommendations]}
+                if args.json:
+                    _print_json(result, compact=True)
+                else:
+                    _print_human(raw, result)
+    return 7 if failures else 0
+
+
+def _report_failure(args: argparse.Namespace, raw: dict[str, Any], exc: RecsysError) -> None:
+    if args.json:
+        _print_json({"error": {"code": exc.code, "message": exc.message}}, compact=True)
+    else:
+        what = raw.get("publication_id") or raw.get("text", "")[:60]
+        print(f"query {what!r}: error: {exc}", file=sys.stderr)
+
+
+def _print_human(raw: dict[str, Any], result: dict[str, Any]) -> None:
+    what = f"publication {raw['publication_id']}" if "publication_id" in raw else repr(raw["text"][:80])
+    print(f"# {what}")
+    if not result["recommendations"]:
+        print("  (no recommendations)")
+    for rank, rec in enumerate(result["recommendations"], start=1):
+        meta = ", ".join(str(x) for x in (rec.get("label"), rec.get("year")) if x is not None)
+        suffix = f"  [{meta}]" if meta else ""
+        print(f"{rank:>3}. {rec['score']:.3f}  {rec['publication_id']}  {rec['title']}{suffix}")
+        for ev in rec["evidence"][:2]:
+            print(f"       {ev['score']:.3f}  “{_clip(ev['sentence'])}”")
+    print()
+
+
+def _clip(text: str, width: int = 100) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"

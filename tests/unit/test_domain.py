@@ -1,0 +1,84 @@
+"""Domain types: record validation, query rules and filters, JSON shapes."""
+
+from __future__ import annotations
+
+import pytest
+
+from recsys.domain import MAX_K, Evidence, InvalidRecord, Publication, Query, Recommendation
+from recsys.errors import InvalidQuery
+
+
+def test_publication_from_a_full_record():
+    pub = Publication.from_dict(
+        {"id": 7, "title": " T ", "abstract": "A.", "full_text": "F.", "label": "x", "year": "2020",
+         "authors": "Ann Lee; Bo Chen", "url": "https://example.org/7"}
+    )
+    assert pub.id == "7" and pub.title == "T" and pub.text == "F." and pub.year == 2020
+    assert pub.authors == ("Ann Lee", "Bo Chen")
+    assert Publication.from_dict(pub.to_dict()) == pub
+    assert pub.body == "T\n\nA.\n\nF."
+
+
+@pytest.mark.parametrize(
+    ("record", "message"),
+    [
+        ({"title": "t", "abstract": "a"}, "missing 'id'"),
+        ({"id": "1", "abstract": "a"}, "has no 'title'"),
+        ({"id": "1", "title": "t"}, "neither 'abstract' nor 'text'"),
+        ({"id": "1", "title": "t", "abstract": "a", "year": "soon"}, "non-numeric 'year'"),
+        ({"id": "1", "title": ["t"], "abstract": "a"}, "'title' must be a string"),
+        (["not", "an", "object"], "must be a JSON object"),
+    ],
+)
+def test_invalid_records_say_what_is_wrong(record, message):
+    with pytest.raises(InvalidRecord, match=message):
+        Publication.from_dict(record)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({}, "exactly one of"),
+        ({"text": "a", "publication_id": "b"}, "exactly one of"),
+        ({"text": "   "}, "'text' is empty"),
+        ({"text": "x" * 50_001}, "longer than 50000"),
+        ({"text": "a", "k": 0}, "'k' must be"),
+        ({"text": "a", "k": MAX_K + 1}, "'k' must be"),
+        ({"text": "a", "k": True}, "'k' must be"),
+        ({"text": "a", "year_min": 2020, "year_max": 2010}, "greater than"),
+    ],
+)
+def test_query_rules(kwargs, message):
+    with pytest.raises(InvalidQuery, match=message):
+        Query(**kwargs)
+
+
+def test_query_text_is_trimmed_and_limits_count_after_trimming():
+    assert Query(text="  hello  ").text == "hello"
+    assert Query(text=" " + "x" * 50_000 + " ").text == "x" * 50_000
+
+
+def test_filters():
+    q = Query(publication_id="p1", exclude_ids=frozenset({"p2"}), label="bio", year_min=2010, year_max=2015)
+    assert q.has_filters
+    assert q.accepts("p3", "bio", 2012)
+    assert not q.accepts("p1", "bio", 2012)  # itself
+    assert not q.accepts("p2", "bio", 2012)  # excluded
+    assert not q.accepts("p3", "cs", 2012)
+    assert not q.accepts("p3", "bio", 2009)
+    assert not q.accepts("p3", "bio", None)
+    assert Query(text="t").accepts("anything", None, None)
+
+
+def test_query_dict_round_trip():
+    q = Query.from_dict({"text": "t", "k": 3, "exclude_ids": ["b", "a"], "label": "x", "year_min": 2000})
+    assert q.to_dict() == {"k": 3, "text": "t", "exclude_ids": ["a", "b"], "label": "x", "year_min": 2000}
+    assert Query.from_dict(q.to_dict()) == q
+
+
+def test_recommendation_shape():
+    rec = Recommendation("p", "Title", 0.1234567, (Evidence("q", "s", 0.5),), label="x", year=2020)
+    assert rec.to_dict() == {
+        "publication_id": "p", "title": "Title", "score": 0.123457, "label": "x", "year": 2020,
+        "evidence": [{"query_sentence": "q", "sentence": "s", "score": 0.5}],
+    }
