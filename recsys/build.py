@@ -1,23 +1,28 @@
 """Building an engine archive from publications, and loading an unpacked engine.
 
-INTERFACE STUB — implementation pending (see the docstrings for the contract).
-
 Used by ``recsys build`` and by the ``build_index`` actor: both go through
 :func:`build_archive`, so a local build and a cluster build make the same archive.
+Workers and the CLI load an unpacked engine with :func:`load_engine`.
 """
 
 from __future__ import annotations
 
+import logging
+import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from recsys.archive import VerifiedArchive
+from recsys.archive import Limits, VerifiedArchive, pack, read_manifest, verify
 from recsys.config import Settings
 from recsys.domain import Publication
-from recsys.engine import NULL_PROGRESS, Engine, Progress
+from recsys.engine import NULL_PROGRESS, Engine, EngineMetadata, Progress
+from recsys.errors import EngineLoadError, InvalidArchive, RecsysError
 from recsys.registry import Registry
 
 __all__ = ["build_archive", "load_engine"]
+
+logger = logging.getLogger(__name__)
 
 
 def build_archive(
@@ -29,14 +34,86 @@ def build_archive(
     settings: Settings,
     progress: Progress = NULL_PROGRESS,
     previous: Path | None = None,
+    workdir: Path | None = None,
 ) -> VerifiedArchive:
     """Fit engine ``engine`` on ``publications`` in a temporary folder, save it, pack
     it into ``out`` and verify the result (the temporary folder is always removed).
-    ``previous``: the unpacked folder of the engine in service, for reuse."""
-    raise NotImplementedError
+    ``previous``: the unpacked folder of the engine in service, for reuse.
+    ``workdir``: where the temporary folder goes (default: beside ``out``, so that
+    a large engine is not written to a small /tmp).
+
+    The manifest records the plugin distribution's version and recsys's. Raises
+    EngineNotFound / EngineLoadError for a missing or broken plugin, what the
+    engine raises for unusable input, and InvalidArchive (``out`` removed) when the
+    result does not pass :func:`recsys.archive.verify` with the settings' limits.
+    """
+    started = time.monotonic()
+    out = Path(out)
+    engine_class = registry.get(engine)
+    base = Path(workdir) if workdir is not None else out.parent
+    base.mkdir(parents=True, exist_ok=True)
+    logger.info("build: engine %r over %d publications", engine, len(publications))
+    with tempfile.TemporaryDirectory(prefix=".recsys-build-", dir=base) as tmp:
+        folder = Path(tmp) / "engine"
+        folder.mkdir()
+        with engine_class(settings) as instance:
+            stage = time.monotonic()
+            instance.fit(publications, progress=progress, previous=previous)
+            logger.info("build: fitted engine %r in %.1fs", engine, time.monotonic() - stage)
+            stage = time.monotonic()
+            metadata = instance.save(folder)
+            if not isinstance(metadata, EngineMetadata):
+                raise RecsysError(
+                    f"engine {engine!r} save() returned {type(metadata).__name__}, not EngineMetadata; fix the plugin"
+                )
+            logger.info("build: saved engine %r in %.1fs", engine, time.monotonic() - stage)
+        packed = pack(folder, out, engine=engine, metadata=metadata, engine_version=registry.version_of(engine))
+    try:
+        verified = verify(out, Limits.from_settings(settings), engines=registry.usable())
+        if verified.sha256 != packed.sha256:
+            raise InvalidArchive(f"archive {str(out)!r} changed between packing and verifying; build again")
+    except BaseException:
+        out.unlink(missing_ok=True)
+        raise
+    logger.info(
+        "build: wrote %s (engine %s version %s, %d publications, %.1f MB) in %.1fs",
+        out, engine, verified.manifest.version, verified.manifest.publications, verified.size / 1e6,
+        time.monotonic() - started,
+    )
+    return verified
 
 
 def load_engine(folder: Path, *, registry: Registry, settings: Settings) -> Engine:
     """Load the unpacked engine in ``folder`` with the plugin its manifest names
     (EngineNotFound / EngineLoadError with the reason)."""
-    raise NotImplementedError
+    started = time.monotonic()
+    folder = Path(folder)
+    try:
+        manifest = read_manifest(folder)
+    except InvalidArchive as exc:
+        raise EngineLoadError(f"cannot load the engine in {str(folder)!r}: {exc}") from exc
+    engine_class = registry.get(manifest.engine)
+    try:
+        engine = engine_class.load(folder, settings)
+    except EngineLoadError:
+        raise
+    except Exception as exc:
+        raise EngineLoadError(
+            f"engine {manifest.engine!r} failed to load {str(folder)!r} (version {manifest.version}): "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+    if not isinstance(engine, engine_class):
+        raise EngineLoadError(
+            f"engine {manifest.engine!r} load() returned {type(engine).__name__}, not {engine_class.__name__}; "
+            "fix the plugin"
+        )
+    if engine.publication_count != manifest.publications:
+        logger.warning(
+            "engine %s version %s holds %d publications, but its manifest says %d",
+            manifest.engine, manifest.version, engine.publication_count, manifest.publications,
+        )
+    logger.debug(
+        "loaded engine %s version %s from %s in %.2fs",
+        manifest.engine, manifest.version, folder, time.monotonic() - started,
+    )
+    return engine
