@@ -1,0 +1,141 @@
+"""The Falcon app: :func:`create_app` (dependencies injected) and :func:`get_app` (gunicorn).
+
+Routes (see docs/api.md and ``GET /openapi.json``)::
+
+    GET  /health  /ready  /metrics  /openapi.json  /docs (+ /docs/assets/*, /docs/ui/*)
+    POST /v1/recommendations            GET  /v1/tasks/{task_id}
+    GET  /v1/engine                     GET, PUT /v1/engine/archive
+    POST /v1/engine/rollback            POST /v1/engine/builds
+    GET  /v1/workers                    GET  /v1/engines
+
+The app never imports torch or an engine plugin: engines are listed from their
+entry points without loading them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import dramatiq
+import falcon
+from dramatiq.results import ResultBackend
+
+from recsys.cluster import BuildLock, Heartbeats, TaskRecords
+from recsys.config import Settings
+from recsys.errors import ConfigError
+from recsys.kv import KV
+from recsys.registry import EngineRecord, Registry
+from recsys_api import errors, startup
+from recsys_api.archive_store import ArchiveStore
+from recsys_api.auth import RequireToken
+from recsys_api.broadcast import Broadcaster, PikaBroadcaster
+from recsys_api.builds import BuildStarter
+from recsys_api.metrics import Metrics, MetricsMiddleware
+from recsys_api.openapi import build_spec
+from recsys_api.resources.docs import MetricsPage, add_docs_routes
+from recsys_api.resources.engine import Builds, EngineArchive, EngineManifest, Rollback
+from recsys_api.resources.engines import Engines
+from recsys_api.resources.health import Health, Ready, engine_check
+from recsys_api.resources.recommendations import Recommendations
+from recsys_api.resources.tasks import Task
+from recsys_api.resources.workers import Workers
+from recsys_api.results import redis_backend
+from recsys_api.tasks import TaskClient
+
+__all__ = ["create_app", "get_app"]
+
+logger = logging.getLogger(__name__)
+
+
+def create_app(
+    settings: Settings,
+    *,
+    broker: dramatiq.Broker,
+    result_backend: ResultBackend,
+    kv: KV,
+    archive_store: ArchiveStore,
+    broadcaster: Broadcaster,
+    registry_records: Sequence[EngineRecord] | None = None,
+    broker_check: Callable[[], Any] | None = None,
+    start_engine: bool = True,
+) -> falcon.App[falcon.Request, falcon.Response]:
+    """Build the app on the given dependencies.
+
+    ``broker`` is where tasks are sent (a RabbitmqBroker, or a StubBroker in embedded
+    mode and tests) and ``result_backend`` where the workers store results.
+    ``registry_records`` default to the installed engine entry points (not imported).
+    ``broker_check`` is the /ready probe of the broker (default: none needed, as for a
+    StubBroker). With ``start_engine``, the start-engine step runs now
+    (:mod:`recsys_api.startup`).
+    """
+    broker.declare_queue(settings.request_queue)
+    broker.declare_queue(settings.build_queue)
+    tasks = TaskClient(
+        broker, result_backend, TaskRecords(kv, settings.result_ttl), result_ttl=settings.result_ttl,
+        broker_url=settings.broker_url, results_url=None if settings.embedded else settings.results_url,
+    )
+    builds = BuildStarter(tasks, BuildLock(kv, settings.build_lock_ttl), settings.build_queue)
+    metrics = Metrics(archive_store)
+    require_token = RequireToken(settings.api_token)
+    if registry_records is None:
+        registry_records = Registry.discover(load=False).records()
+
+    app = falcon.App(middleware=[MetricsMiddleware(metrics)])
+    errors.install(app)
+    app.add_route("/health", Health())
+    app.add_route("/ready", Ready({
+        "broker": broker_check or _embedded_broker,
+        "results": lambda: kv.ping(),
+        "engine": engine_check(archive_store),
+    }))
+    app.add_route("/metrics", MetricsPage(metrics))
+    add_docs_routes(app, build_spec())
+    app.add_route("/v1/recommendations", Recommendations(settings, tasks, archive_store, metrics))
+    app.add_route("/v1/tasks/{task_id}", Task(tasks, settings.result_ttl))
+    app.add_route("/v1/engine", EngineManifest(archive_store))
+    app.add_route("/v1/engine/archive", EngineArchive(archive_store, broadcaster, require_token))
+    app.add_route("/v1/engine/rollback", Rollback(archive_store, broadcaster, require_token))
+    app.add_route("/v1/engine/builds", Builds(builds, require_token))
+    app.add_route("/v1/workers", Workers(archive_store, Heartbeats(kv, settings.heartbeat_interval),
+                                         settings.request_queue))
+    app.add_route("/v1/engines", Engines(registry_records, settings.engine))
+
+    if start_engine:
+        startup.start_engine(archive_store, builds, broadcaster, settings.start_engine)
+    return app
+
+
+def _embedded_broker() -> dict[str, Any]:
+    return {"embedded": True}
+
+
+def get_app(settings: Settings | None = None) -> falcon.App[falcon.Request, falcon.Response]:
+    """The app of a deployment, on RabbitMQ and Redis from the settings (``RECSYS_*``)."""
+    from recsys_api import services
+
+    settings = settings if settings is not None else Settings.from_env()
+    _configure_logging(settings.log_level)
+    if settings.broker_url is None:
+        raise ConfigError(
+            "RECSYS_BROKER_URL is not set: the API served by gunicorn needs RabbitMQ and Redis "
+            "(RECSYS_BROKER_URL, RECSYS_RESULTS_URL); for the one-process embedded mode run 'recsys serve'"
+        )
+    return create_app(
+        settings,
+        broker=services.rabbitmq_broker(settings.broker_url),
+        result_backend=redis_backend(settings.results_url, longest_wait=settings.request_timeout),
+        kv=services.redis_kv(settings.results_url),
+        archive_store=services.open_archive_store(settings),
+        broadcaster=PikaBroadcaster(settings.broker_url, settings.broadcast_exchange),
+        broker_check=services.rabbitmq_check(settings.broker_url),
+    )
+
+
+def _configure_logging(level: str) -> None:
+    """Log to stderr with the process id (gunicorn runs several), unless already set up."""
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(format="%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s")
+    root.setLevel(level.upper())

@@ -1,0 +1,44 @@
+"""Starting ``build_index``: at most one queued or running build across the cluster.
+
+Used by ``POST /v1/engine/builds`` and by the start-engine step. The queued marker
+(:meth:`recsys.cluster.BuildLock.mark_queued`) is set before the message is sent, so
+two API processes (or a client and the start step) never both send one; the worker
+clears it when the build starts, and holds the build lock while it runs.
+"""
+
+from __future__ import annotations
+
+from recsys import protocol
+from recsys.cluster import BuildLock
+from recsys.errors import RecsysError, Unavailable
+from recsys_api.tasks import TaskClient
+
+__all__ = ["BuildBusy", "BuildStarter"]
+
+
+class BuildBusy(RecsysError):
+    """Raised when a build is already queued or running."""
+
+    code = "build_running"
+
+
+class BuildStarter:
+    def __init__(self, tasks: TaskClient, lock: BuildLock, queue: str) -> None:
+        self.tasks = tasks
+        self.lock = lock
+        self.queue = queue
+
+    def start(self) -> str:
+        """Send one ``build_index``; returns its task id. Raises BuildBusy or Unavailable."""
+        reason = self.lock.busy()
+        if reason is not None:
+            raise BuildBusy(reason)
+        message = self.tasks.message(protocol.BUILD_ACTOR, self.queue)
+        if not self.lock.mark_queued(message.message_id):
+            raise BuildBusy(self.lock.busy() or "a build was queued at the same moment")
+        try:
+            self.tasks.send(message)
+        except Unavailable:
+            self.lock.clear_queued(message.message_id)
+            raise
+        return message.message_id

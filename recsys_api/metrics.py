@@ -1,0 +1,111 @@
+"""Prometheus metrics of the API, served at ``GET /metrics``.
+
+==========================================  =========  ================================================
+metric                                      type       labels / meaning
+==========================================  =========  ================================================
+``recsys_api_requests_total``               counter    method, route (the URI template), status
+``recsys_api_request_duration_seconds``     histogram  method, route
+``recsys_api_waits_in_flight``              gauge      requests blocked waiting for a task's result
+``recsys_engine_generation``                gauge      the current engine's generation (absent before one)
+``recsys_engine_info``                      gauge      1, labelled engine, version, created_at
+==========================================  =========  ================================================
+
+Gunicorn runs several worker processes, each with its own counters. When the
+environment variable ``PROMETHEUS_MULTIPROC_DIR`` names a writable, empty folder
+(set before the process starts; deploy/gunicorn.conf.py empties it at start and
+cleans up after each dead worker), the processes share their values through files
+there and every scrape sees the whole server; without it each scrape sees only the
+process that answered.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import falcon
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from recsys_api.archive_store import ArchiveStore
+
+__all__ = ["Metrics", "MetricsMiddleware"]
+
+BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+#: Methods counted by name; any other is counted as OTHER (a label must not be unbounded).
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
+
+
+class _EngineCollector(Collector):
+    """Reads the current engine at scrape time (cheap: the store caches its state)."""
+
+    def __init__(self, store: ArchiveStore) -> None:
+        self.store = store
+
+    def collect(self) -> Iterator[Metric]:
+        current = self.store.current()
+        if current is None:
+            return
+        generation = GaugeMetricFamily("recsys_engine_generation", "generation of the API's current engine")
+        generation.add_metric([], current.generation)
+        yield generation
+        info = GaugeMetricFamily(
+            "recsys_engine_info", "the API's current engine (value 1)", labels=["engine", "version", "created_at"]
+        )
+        info.add_metric([current.manifest.engine, current.version, current.manifest.created_at], 1)
+        yield info
+
+
+class Metrics:
+    """The API's metrics, in a registry of their own (so several apps can live in one
+    process, as in tests)."""
+
+    def __init__(self, store: ArchiveStore, *, multiproc_dir: str | None = None) -> None:
+        self.multiproc_dir = multiproc_dir if multiproc_dir is not None else os.environ.get(MULTIPROC_ENV)
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "recsys_api_requests", "HTTP requests answered", ["method", "route", "status"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "recsys_api_request_duration_seconds", "time to answer an HTTP request", ["method", "route"],
+            buckets=BUCKETS, registry=self.registry,
+        )
+        self.waits = Gauge(
+            "recsys_api_waits_in_flight", "requests waiting for a task's result", multiprocess_mode="livesum",
+            registry=self.registry,
+        )
+        self._engine = _EngineCollector(store)
+        self.registry.register(self._engine)
+
+    def render(self) -> tuple[bytes, str]:
+        """The exposition text and its content type."""
+        if self.multiproc_dir:
+            from prometheus_client import multiprocess
+
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry, path=self.multiproc_dir)  # type: ignore[no-untyped-call]
+            registry.register(self._engine)
+            return generate_latest(registry), CONTENT_TYPE_LATEST
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+class MetricsMiddleware:
+    """Counts every request by method, route template and status, and times it."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        req.context.started = time.perf_counter()
+
+    def process_response(self, req: falcon.Request, resp: falcon.Response, resource: Any, req_succeeded: bool) -> None:
+        started = getattr(req.context, "started", None)
+        route = req.uri_template or "unmatched"
+        method = req.method if req.method in METHODS else "OTHER"
+        self.metrics.requests.labels(method, route, str(resp.status_code)).inc()
+        if started is not None:
+            self.metrics.latency.labels(method, route).observe(time.perf_counter() - started)

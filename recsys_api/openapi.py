@@ -1,0 +1,264 @@
+"""The API's OpenAPI 3.0.3 description, served at ``GET /openapi.json`` and shown at ``/docs``.
+
+OpenAPI 3.0 (Swagger UI 4 cannot show 3.1). There is no ``servers`` entry, so "Try it
+out" calls the API that served the page. The request schema of
+``POST /v1/recommendations`` states the same rules as :mod:`recsys_api.validation`;
+a test checks that every route of the app is described here and the other way round,
+and a schemathesis run checks the app against it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from recsys import __version__, protocol
+from recsys.domain import MAX_K, MAX_TEXT_CHARS
+from recsys_api.schemas import SCHEMAS
+from recsys_api.validation import MAX_EXCLUDE_IDS, MAX_ID_CHARS, MAX_LABEL_CHARS
+
+__all__ = ["build_spec"]
+
+JSON = "application/json"
+
+EXAMPLE_TEXT = (
+    "We train a neural network to classify images and study how the size of the training set "
+    "affects its accuracy."
+)
+
+_ERRORS = {
+    400: "The request is malformed: the description names the field and the rule.",
+    401: "No bearer token, or a wrong one.",
+    403: "No API token is configured on the API (set RECSYS_API_TOKEN).",
+    404: "Not found.",
+    409: "Conflict with the current state.",
+    413: "The body is larger than the limit.",
+    415: "Wrong Content-Type.",
+    500: "A task or the API failed; the description says which.",
+    503: "Redis, RabbitMQ or the engine is not available yet; retry after a few seconds.",
+}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"content": {JSON: {"schema": schema, **extra}}}
+
+
+def _ok(description: str, schema: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"description": description, **_json(schema), **extra}
+
+
+def _errors(*codes: int, **descriptions: str) -> dict[str, Any]:
+    responses: dict[str, Any] = {}
+    for code in codes:
+        response: dict[str, Any] = {
+            "description": descriptions.get(f"e{code}", _ERRORS[code]), **_json(_ref("Error"))
+        }
+        if code == 401:
+            response["headers"] = {"WWW-Authenticate": {"schema": {"type": "string"}, "required": True}}
+        if code == 503:
+            response["headers"] = {"Retry-After": {"schema": {"type": "string"}}}
+        responses[str(code)] = response
+    return responses
+
+
+def _location(required: bool = True) -> dict[str, Any]:
+    return {"Location": {"description": "where to poll the task", "schema": {"type": "string"}, "required": required}}
+
+
+def _archive_headers() -> dict[str, Any]:
+    text = {"schema": {"type": "string"}, "required": True}
+    return {
+        "ETag": {"description": "the archive's version, quoted", **text},
+        protocol.HEADER_SHA256: {"description": "sha256 of the archive file (hex)", **text},
+        protocol.HEADER_GENERATION: {"description": "the API's generation of this engine", **text},
+        protocol.HEADER_VERSION: {"description": "the archive's version", **text},
+    }
+
+
+SECURED: list[dict[str, list[str]]] = [{"bearerAuth": []}]
+
+
+def _recommendations() -> dict[str, Any]:
+    return {
+        "post": {
+            "tags": ["recommendations"],
+            "summary": "Recommend publications for a text or a stored publication",
+            "description": (
+                "Sends a `recommend` task to the workers and waits for its result (up to "
+                "RECSYS_REQUEST_TIMEOUT seconds; 504 with the task id after that). With "
+                "`Prefer: respond-async` it answers 202 at once with the task to poll."
+            ),
+            "operationId": "recommend",
+            "parameters": [{
+                "name": "Prefer", "in": "header", "required": False,
+                "description": "`respond-async`: answer 202 with the task instead of waiting (RFC 7240)",
+                "schema": {"type": "string"}, "example": "respond-async",
+            }],
+            "requestBody": {
+                "required": True,
+                "content": {JSON: {
+                    "schema": _ref("RecommendationRequest"),
+                    "examples": {
+                        "text": {"summary": "publications similar to a text",
+                                 "value": {"text": EXAMPLE_TEXT, "k": 5}},
+                        "filtered": {"summary": "with filters",
+                                     "value": {"text": EXAMPLE_TEXT, "k": 3, "year_min": 2000, "strict": False}},
+                    },
+                }},
+            },
+            "responses": {
+                "200": _ok("The engine's recommendations, best first", _ref("RecommendationResult")),
+                "202": {"description": "Accepted (`Prefer: respond-async`): poll `status_url`",
+                        "headers": {**_location(), "Preference-Applied": {"schema": {"type": "string"}}},
+                        **_json(_ref("TaskAccepted"))},
+                **_errors(400, 404, 413, 415, 500, 503,
+                          e404="The engine holds no publication with this `publication_id`.",
+                          e503="No engine has been built yet, or Redis/RabbitMQ is unreachable."),
+                "504": {"description": "No worker answered in time; the task may still finish: poll `status_url`",
+                        "headers": _location(), **_json(_ref("TaskTimeout"))},
+            },
+        }
+    }
+
+
+def _paths() -> dict[str, Any]:
+    return {
+        "/health": {"get": {
+            "tags": ["operations"], "summary": "Liveness: the process answers (no dependency is checked)",
+            "operationId": "health", "responses": {"200": _ok("Alive", _ref("Health"))},
+        }},
+        "/ready": {"get": {
+            "tags": ["operations"], "summary": "Readiness: broker, result store and engine",
+            "operationId": "ready",
+            "responses": {
+                "200": _ok("Ready", _ref("Ready")),
+                "503": {"description": "Not ready: the description and `checks` name the failing dependencies",
+                        "headers": {"Retry-After": {"schema": {"type": "string"}}}, **_json(_ref("NotReady"))},
+            },
+        }},
+        "/metrics": {"get": {
+            "tags": ["operations"], "summary": "Prometheus metrics", "operationId": "metrics",
+            "responses": {"200": {"description": "Prometheus text exposition format",
+                                  "content": {"text/plain": {"schema": {"type": "string"}}}}},
+        }},
+        "/openapi.json": {"get": {
+            "tags": ["operations"], "summary": "This OpenAPI description", "operationId": "openapi",
+            "responses": {"200": _ok("OpenAPI 3.0 document", {"type": "object"})},
+        }},
+        "/docs": {"get": {
+            "tags": ["operations"], "summary": "Swagger UI for this API", "operationId": "docs",
+            "responses": {"200": {"description": "HTML page",
+                                  "content": {"text/html": {"schema": {"type": "string"}}}}},
+        }},
+        "/v1/recommendations": _recommendations(),
+        "/v1/tasks/{task_id}": {"get": {
+            "tags": ["recommendations"], "summary": "A task's status and result", "operationId": "getTask",
+            "parameters": [{"name": "task_id", "in": "path", "required": True, "schema": {"type": "string"},
+                            "description": "the `task_id` of a 202 or 504 answer"}],
+            "responses": {
+                "200": _ok("`pending`, `succeeded` with the result, or `failed` with the error", _ref("TaskStatus")),
+                **_errors(404, 503, e404="No such task: never started here, or its result expired."),
+            },
+        }},
+        "/v1/engine": {"get": {
+            "tags": ["engine"], "summary": "The current engine's manifest", "operationId": "getEngine",
+            "responses": {
+                "200": _ok("The current archive's manifest with its generation, sha256 and size",
+                           _ref("EngineManifest")),
+                **_errors(404, e404="No engine has been installed yet."),
+            },
+        }},
+        "/v1/engine/archive": {
+            "get": {
+                "tags": ["engine"], "summary": "Download the current engine archive", "operationId": "getArchive",
+                "parameters": [{"name": "If-None-Match", "in": "header", "required": False,
+                                "schema": {"type": "string"}, "description": "a quoted version: 304 if current"}],
+                "responses": {
+                    "200": {"description": "The archive (zip)", "headers": _archive_headers(),
+                            "content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}}},
+                    "304": {"description": "The current archive has the version given in If-None-Match",
+                            "headers": _archive_headers()},
+                    **_errors(404, e404="No engine has been installed yet."),
+                },
+            },
+            "put": {
+                "tags": ["engine"], "summary": "Upload an engine archive; it becomes current with the next generation",
+                "description": (
+                    "Streams the zip to a temporary file under the size limit (RECSYS_ARCHIVE_MAX_BYTES), verifies "
+                    "it, refuses it unless its `created_at` is newer than the current archive's, installs it "
+                    "atomically (keeping the previous one) and broadcasts `engine_updated` to the workers."
+                ),
+                "operationId": "putArchive", "security": SECURED,
+                "requestBody": {"required": True, "content": {
+                    "application/zip": {"schema": {"type": "string", "format": "binary"}},
+                }},
+                "responses": {
+                    "201": {"description": "Installed as current", "headers": _archive_headers(),
+                            **_json(_ref("EngineManifest"))},
+                    **_errors(400, 401, 403, 409, 413, 415, 503,
+                              e400="The archive failed verification (the reason is in the description).",
+                              e409="The archive is not newer than the current one."),
+                },
+            },
+        },
+        "/v1/engine/rollback": {"post": {
+            "tags": ["engine"], "summary": "Make the previous archive current again, as a new generation",
+            "operationId": "rollback", "security": SECURED,
+            "responses": {
+                "200": {"description": "The archive now current", "headers": _archive_headers(),
+                        **_json(_ref("EngineManifest"))},
+                **_errors(401, 403, 409, 503, e409="There is no previous archive."),
+            },
+        }},
+        "/v1/engine/builds": {"post": {
+            "tags": ["engine"], "summary": "Start building a new engine (build_index)", "operationId": "build",
+            "security": SECURED,
+            "responses": {
+                "202": {"description": "Sent: poll `status_url`", "headers": _location(),
+                        **_json(_ref("TaskAccepted"))},
+                **_errors(401, 403, 409, 503, e409="A build is already queued or running."),
+            },
+        }},
+        "/v1/workers": {"get": {
+            "tags": ["engine"], "summary": "Live workers and whether they serve the current engine",
+            "operationId": "workers",
+            "responses": {"200": _ok("Workers", _ref("Workers")), **_errors(503)},
+        }},
+        "/v1/engines": {"get": {
+            "tags": ["engine"], "summary": "Engine plugins installed beside the API", "operationId": "engines",
+            "responses": {"200": _ok("Engine plugins", _ref("Engines"))},
+        }},
+    }
+
+
+def build_spec() -> dict[str, Any]:
+    """The OpenAPI document (a fresh dict each call)."""
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "recsys API",
+            "version": __version__,
+            "description": (
+                "Recommends scientific publications for a piece of text. Recommendations are computed by "
+                "workers behind a queue; the engine endpoints manage the engine they use.\n\n"
+                f"Limits: `k` 1-{MAX_K}; `text` up to {MAX_TEXT_CHARS} characters after trimming; ids up to "
+                f"{MAX_ID_CHARS} characters; labels up to {MAX_LABEL_CHARS}; up to {MAX_EXCLUDE_IDS} "
+                "`exclude_ids`.\n\nBuilds, uploads and rollbacks need `Authorization: Bearer <RECSYS_API_TOKEN>`."
+            ),
+            "license": {"name": "Apache-2.0"},
+        },
+        "tags": [
+            {"name": "recommendations", "description": "Ask for recommendations and follow tasks"},
+            {"name": "engine", "description": "The engine: manifest, archive, rollout, builds, workers"},
+            {"name": "operations", "description": "Health, readiness, metrics, documentation"},
+        ],
+        "paths": _paths(),
+        "components": {
+            "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer",
+                                               "description": "the API token, RECSYS_API_TOKEN"}},
+            "schemas": SCHEMAS,
+        },
+    }

@@ -1,0 +1,57 @@
+"""``POST /v1/recommendations``: validate, send ``recommend``, wait for the result."""
+
+from __future__ import annotations
+
+import falcon
+
+from recsys import protocol
+from recsys.config import Settings
+from recsys_api.archive_store import ArchiveStore
+from recsys_api.errors import ApiError
+from recsys_api.metrics import Metrics
+from recsys_api.resources._replies import accepted, task_error, task_url
+from recsys_api.tasks import TaskClient, WaitTimeout
+from recsys_api.validation import read_json, validate_recommendation
+
+__all__ = ["Recommendations", "prefers_async"]
+
+
+def prefers_async(req: falcon.Request) -> bool:
+    """Whether the ``Prefer`` header asks for ``respond-async`` (RFC 7240)."""
+    prefer = req.get_header("Prefer")
+    if not prefer:
+        return False
+    return any(part.split(";", 1)[0].strip().lower() == "respond-async" for part in prefer.split(","))
+
+
+class Recommendations:
+    def __init__(self, settings: Settings, tasks: TaskClient, store: ArchiveStore, metrics: Metrics) -> None:
+        self.settings = settings
+        self.tasks = tasks
+        self.store = store
+        self.metrics = metrics
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        request = validate_recommendation(read_json(req, self.settings.max_body_bytes))
+        request["min_generation"] = self.store.generation()
+        message = self.tasks.send(
+            self.tasks.message(protocol.RECOMMEND_ACTOR, self.settings.request_queue, {"request": request})
+        )
+        if prefers_async(req):
+            accepted(resp, message.message_id, preference_applied=True)
+            return
+        try:
+            with self.metrics.waits.track_inprogress():
+                result = self.tasks.wait(message, self.settings.request_timeout)
+        except WaitTimeout as exc:
+            url = task_url(exc.task_id)
+            raise ApiError(
+                504, "Gateway timeout",
+                f"no worker answered within {exc.seconds} s; the task is still queued or running: "
+                f"poll {url} for its result",
+                extra={"task_id": exc.task_id, "status_url": url}, headers={"Location": url},
+            ) from None
+        error = protocol.error_of(result)
+        if error is not None:
+            raise task_error(error)
+        resp.media = result

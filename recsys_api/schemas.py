@@ -1,0 +1,200 @@
+"""JSON schemas of the API's bodies (OpenAPI 3.0 dialect), used by :mod:`recsys_api.openapi`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from recsys.domain import MAX_K, MAX_TEXT_CHARS
+from recsys_api.validation import MAX_EXCLUDE_IDS, MAX_ID_CHARS, MAX_LABEL_CHARS, MAX_YEAR
+
+__all__ = ["SCHEMAS"]
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+_STRING = {"type": "string"}
+_NULLABLE_STRING = {"type": "string", "nullable": True}
+_NULLABLE_INT = {"type": "integer", "nullable": True}
+
+#: Not only whitespace (the rule is "1 to N characters after trimming").
+_NOT_BLANK = r"\S"
+
+_YEAR = {"type": "integer", "minimum": 0, "maximum": MAX_YEAR, "nullable": True}
+
+RECOMMENDATION_REQUEST: dict[str, Any] = {
+    "type": "object",
+    "description": "Exactly one of `text` or `publication_id`; every other field is optional. "
+                   "Unknown fields are refused.",
+    "additionalProperties": False,
+    "properties": {
+        "text": {"type": "string", "minLength": 1, "maxLength": MAX_TEXT_CHARS, "pattern": _NOT_BLANK,
+                 "description": f"the text to find publications for: 1 to {MAX_TEXT_CHARS} characters "
+                                "after trimming whitespace"},
+        "publication_id": {"type": "string", "minLength": 1, "maxLength": MAX_ID_CHARS, "pattern": _NOT_BLANK,
+                           "description": "find publications similar to this stored one (never returned itself)"},
+        "k": {"type": "integer", "minimum": 1, "maximum": MAX_K, "default": 10,
+              "description": "how many recommendations"},
+        "exclude_ids": {"type": "array", "maxItems": MAX_EXCLUDE_IDS, "nullable": True,
+                        "items": {"type": "string", "minLength": 1, "maxLength": MAX_ID_CHARS},
+                        "description": "publication ids never to return"},
+        "label": {"type": "string", "minLength": 1, "maxLength": MAX_LABEL_CHARS, "pattern": _NOT_BLANK,
+                  "nullable": True, "description": "only publications with this label"},
+        "year_min": {**_YEAR, "description": "only publications from this year on (inclusive)"},
+        "year_max": {**_YEAR, "description": "only publications up to this year (inclusive); >= year_min"},
+        "strict": {"type": "boolean", "default": False,
+                   "description": "the worker must serve at least the API's current engine generation "
+                                  "(it fetches it first if needed)"},
+    },
+    "oneOf": [{"required": ["text"]}, {"required": ["publication_id"]}],
+}
+
+SCHEMAS: dict[str, Any] = {
+    "Error": {
+        "type": "object",
+        "required": ["title", "description"],
+        "properties": {
+            "title": _STRING,
+            "description": {"type": "string", "description": "what failed and what to do"},
+            "code": {"type": "string", "description": "a stable error code, when there is one"},
+            "field": {"type": "string", "description": "the request field at fault (400)"},
+        },
+    },
+    "TaskTimeout": {
+        "allOf": [_ref("Error"), {
+            "type": "object", "required": ["task_id", "status_url"],
+            "properties": {"task_id": _STRING, "status_url": _STRING},
+        }],
+    },
+    "NotReady": {
+        "allOf": [_ref("Error"), {
+            "type": "object", "required": ["checks"],
+            "properties": {"checks": {"type": "object", "additionalProperties": _ref("Check")}},
+        }],
+    },
+    "RecommendationRequest": RECOMMENDATION_REQUEST,
+    "Evidence": {
+        "type": "object",
+        "required": ["query_sentence", "sentence", "score"],
+        "properties": {"query_sentence": _STRING, "sentence": _STRING, "score": {"type": "number"}},
+    },
+    "Recommendation": {
+        "type": "object",
+        "required": ["publication_id", "title", "score", "evidence"],
+        "properties": {
+            "publication_id": _STRING, "title": _STRING, "score": {"type": "number"},
+            "label": _NULLABLE_STRING, "year": _NULLABLE_INT,
+            "evidence": {"type": "array", "items": _ref("Evidence")},
+        },
+    },
+    "RecommendationResult": {
+        "type": "object",
+        "required": ["engine", "recommendations"],
+        "properties": {
+            "engine": {
+                "type": "object", "required": ["name", "version"],
+                "properties": {"name": _STRING, "version": _STRING, "generation": _NULLABLE_INT},
+            },
+            "recommendations": {"type": "array", "items": _ref("Recommendation")},
+        },
+    },
+    "TaskAccepted": {
+        "type": "object",
+        "required": ["task_id", "status_url"],
+        "properties": {"task_id": _STRING, "status_url": {"type": "string", "example": "/v1/tasks/<task_id>"}},
+    },
+    "TaskError": {
+        "type": "object",
+        "required": ["code", "message"],
+        "properties": {
+            "code": {"type": "string",
+                     "description": "no_engine, unknown_publication, bad_request, internal, ..."},
+            "message": _STRING,
+        },
+    },
+    "TaskStatus": {
+        "type": "object",
+        "required": ["task_id", "status"],
+        "properties": {
+            "task_id": _STRING,
+            "status": {"type": "string", "enum": ["pending", "succeeded", "failed"]},
+            "result": {"description": "the task's result (status succeeded), e.g. a RecommendationResult"},
+            "error": _ref("TaskError"),
+        },
+    },
+    "EngineManifest": {
+        "type": "object",
+        "required": ["engine", "version", "created_at", "generation", "sha256", "size"],
+        "properties": {
+            "format": {"type": "integer"},
+            "engine": _STRING,
+            "engine_version": _NULLABLE_STRING,
+            "recsys_version": _NULLABLE_STRING,
+            "version": {"type": "string", "example": "20261128T211800123456Z"},
+            "created_at": {"type": "string", "example": "2026-11-28T21:18:00.123456Z"},
+            "publications": {"type": "integer"},
+            "sentences": {"type": "integer"},
+            "model": _NULLABLE_STRING,
+            "dimension": _NULLABLE_INT,
+            "extra": {"type": "object"},
+            "files": {"type": "array", "items": {
+                "type": "object", "properties": {"path": _STRING, "size": {"type": "integer"}, "sha256": _STRING},
+            }},
+            "generation": {"type": "integer", "description": "increases with every change of the current engine"},
+            "sha256": {"type": "string", "description": "of the whole archive file"},
+            "size": {"type": "integer", "description": "archive size in bytes"},
+            "installed_at": _STRING,
+        },
+    },
+    "Worker": {
+        "type": "object",
+        "required": ["host", "pid"],
+        "properties": {
+            "host": _NULLABLE_STRING, "pid": _NULLABLE_INT, "generation": _NULLABLE_INT,
+            "version": _NULLABLE_STRING, "queues": {"type": "array", "items": _STRING, "nullable": True},
+            "seen_at": _NULLABLE_STRING,
+        },
+    },
+    "Workers": {
+        "type": "object",
+        "required": ["generation", "version", "converged", "workers"],
+        "properties": {
+            "generation": _NULLABLE_INT,
+            "version": _NULLABLE_STRING,
+            "converged": {"type": "boolean",
+                          "description": "an engine exists and every live worker serving requests has it"},
+            "workers": {"type": "array", "items": _ref("Worker")},
+        },
+    },
+    "Engines": {
+        "type": "object",
+        "required": ["default", "engines"],
+        "properties": {
+            "default": {"type": "string", "description": "RECSYS_ENGINE: the engine builds use"},
+            "engines": {"type": "array", "items": {
+                "type": "object",
+                "required": ["name", "status"],
+                "properties": {
+                    "name": _STRING, "entry_point": _STRING, "distribution": _NULLABLE_STRING,
+                    "version": _NULLABLE_STRING,
+                    "status": {"type": "string", "enum": ["loaded", "not loaded", "broken"]},
+                    "error": _NULLABLE_STRING,
+                },
+            }},
+        },
+    },
+    "Health": {"type": "object", "required": ["status"], "properties": {"status": {"type": "string", "enum": ["ok"]}}},
+    "Check": {
+        "type": "object", "required": ["ok"],
+        "properties": {"ok": {"type": "boolean"}, "error": _STRING},
+    },
+    "Ready": {
+        "type": "object",
+        "required": ["status", "checks"],
+        "properties": {
+            "status": {"type": "string", "enum": ["ready"]},
+            "checks": {"type": "object", "additionalProperties": _ref("Check")},
+        },
+    },
+}

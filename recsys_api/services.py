@@ -1,0 +1,72 @@
+"""The real dependencies of a deployment, built from the settings (used by :func:`get_app`).
+
+Each client fails fast while its service is down and reconnects by itself when it
+returns: no connection is kept once it has failed.
+
+* RabbitMQ (Dramatiq's ``RabbitmqBroker``, no middleware: the API only enqueues):
+  one connection attempt, 3 s to connect, 2 s per socket operation. Dramatiq opens
+  one connection per thread and drops it after an error.
+* Redis: see :func:`recsys_api.results.redis_backend` for results; the task records,
+  heartbeats and build lock use :class:`recsys.kv.RedisKV` (2 s timeouts), here with
+  a single immediate retry instead of redis-py's default ten with back-off.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import dramatiq
+
+from recsys.archive import Limits
+from recsys.config import Settings
+from recsys.errors import Unavailable
+from recsys.kv import RedisKV
+from recsys_api.archive_store import DiskArchiveStore
+from recsys_api.broadcast import pika_parameters
+
+__all__ = ["open_archive_store", "rabbitmq_broker", "rabbitmq_check", "redis_kv"]
+
+#: Seconds /ready allows for the RabbitMQ check.
+PROBE_TIMEOUT = 2.0
+
+
+def rabbitmq_broker(url: str) -> dramatiq.Broker:
+    from dramatiq.brokers.rabbitmq import RabbitmqBroker
+
+    broker = RabbitmqBroker(url=url, middleware=[])
+    broker.parameters = pika_parameters(url)
+    logging.getLogger("pika").setLevel(logging.WARNING)
+    return broker
+
+
+def redis_kv(url: str) -> RedisKV:
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    kv = RedisKV(url)
+    kv.client.set_retry(Retry(NoBackoff(), 1))
+    return kv
+
+
+def open_archive_store(settings: Settings) -> DiskArchiveStore:
+    """The disk archive store under ``<RECSYS_DATA_DIR>/archives``."""
+    return DiskArchiveStore(settings.data_dir / "archives", Limits.from_settings(settings), keep=settings.keep_engines)
+
+
+def rabbitmq_check(url: str) -> Callable[[], dict[str, Any]]:
+    """A /ready check: open (and close) a connection to RabbitMQ."""
+
+    def check() -> dict[str, Any]:
+        import pika
+        import pika.exceptions
+
+        try:
+            connection = pika.BlockingConnection(pika_parameters(url, connect_timeout=PROBE_TIMEOUT))
+        except (pika.exceptions.AMQPError, OSError) as exc:
+            raise Unavailable(f"RabbitMQ is unreachable ({type(exc).__name__}: {exc})") from exc
+        connection.close()
+        return {}
+
+    return check

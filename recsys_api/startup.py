@@ -1,0 +1,68 @@
+"""The start-engine step, run once per API process when the app is created.
+
+1. If the archive store is empty and ``RECSYS_START_ENGINE`` names an archive, install
+   it (verified like an upload). A missing or invalid start archive is a ConfigError:
+   the operator asked for it, so the API refuses to start without it.
+2. If the store is still empty, send one ``build_index`` (the demo corpus counts as a
+   configured source, so a fresh stack builds its first engine by itself). The
+   cluster-wide queued marker makes sure only one of gunicorn's processes sends it.
+   Redis or RabbitMQ being down at this moment is logged, not fatal: the API starts,
+   and ``POST /v1/engine/builds`` can start the build later.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from recsys.errors import ConfigError, InvalidArchive, Unavailable
+from recsys_api.archive_store import ArchiveStore, StoredArchive
+from recsys_api.broadcast import Broadcaster
+from recsys_api.builds import BuildBusy, BuildStarter
+
+__all__ = ["start_engine"]
+
+logger = logging.getLogger(__name__)
+
+
+def start_engine(
+    store: ArchiveStore, builds: BuildStarter, broadcaster: Broadcaster, start_archive: Path | None
+) -> str:
+    """Make sure an engine exists or is on its way; returns what was done
+    (``"present"``, ``"installed"``, ``"build sent"``, ``"build busy"``, ``"build not sent"``)."""
+    if store.current() is not None:
+        return "present"
+    if start_archive is not None:
+        installed = _install_start_archive(store, start_archive)
+        if installed:
+            broadcaster.publish(installed)
+            return "installed"
+        if store.current() is not None:
+            return "present"
+    try:
+        task_id = builds.start()
+    except BuildBusy as exc:
+        logger.info("no engine yet; not sending a build: %s", exc.message)
+        return "build busy"
+    except Unavailable as exc:
+        logger.warning("no engine yet, and the first build could not be sent: %s. "
+                       "Start one with POST /v1/engine/builds once the service is back", exc.message)
+        return "build not sent"
+    logger.info("no engine yet: sent build_index (task %s); GET /v1/tasks/%s follows it", task_id, task_id)
+    return "build sent"
+
+
+def _install_start_archive(store: ArchiveStore, path: Path) -> StoredArchive | None:
+    try:
+        with open(path, "rb") as stream:
+            installed = store.install(stream, length=path.stat().st_size, only_if_empty=True)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"RECSYS_START_ENGINE={str(path)!r} does not exist; fix the path or unset it") from exc
+    except OSError as exc:
+        raise ConfigError(f"RECSYS_START_ENGINE={str(path)!r} cannot be read: {exc}") from exc
+    except InvalidArchive as exc:
+        raise ConfigError(f"RECSYS_START_ENGINE={str(path)!r} is not a valid engine archive: {exc.message}") from exc
+    if installed is not None:
+        logger.info("installed the start engine %s from %s as generation %d", installed.version, path,
+                    installed.generation)
+    return installed

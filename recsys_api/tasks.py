@@ -1,0 +1,184 @@
+"""Sending actor messages by name, and reading their results.
+
+The API does not import the workers: it builds a Dramatiq :class:`~dramatiq.Message`
+for an actor name (see :mod:`recsys.protocol`) and enqueues it on the broker, then
+waits on the result backend directly. Every task it starts is recorded
+(:class:`~recsys.cluster.TaskRecords`, kept as long as results) so that
+``GET /v1/tasks/{id}`` tells an unknown or expired id from a pending one.
+
+Broker and backend failures become :class:`~recsys.errors.Unavailable` (503).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import dramatiq
+from dramatiq.results import ResultFailure, ResultMissing, ResultTimeout
+
+from recsys import protocol
+from recsys.cluster import TASK_PREFIX, TaskRecords
+from recsys.errors import Unavailable
+
+__all__ = ["TaskClient", "TaskStatus", "WaitTimeout", "broker_errors", "redis_errors"]
+
+logger = logging.getLogger(__name__)
+
+#: Longest task id looked up; anything longer cannot be one of ours (uuid4 strings).
+MAX_TASK_ID = 128
+
+
+def broker_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions a broker raises when RabbitMQ is unreachable (or a stub has no queue)."""
+    import pika.exceptions
+    from dramatiq.errors import BrokerConnectionError
+    from dramatiq.errors import QueueNotFound
+
+    return (BrokerConnectionError, QueueNotFound, pika.exceptions.AMQPError, OSError)
+
+
+def redis_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions redis-py raises when Redis is unreachable."""
+    import redis
+
+    return (redis.ConnectionError, redis.TimeoutError, OSError)
+
+
+class WaitTimeout(Exception):
+    """Raised by :meth:`TaskClient.wait` when no result came within the timeout."""
+
+    def __init__(self, task_id: str, seconds: int) -> None:
+        super().__init__(f"task {task_id} has no result after {seconds} s")
+        self.task_id = task_id
+        self.seconds = seconds
+
+
+@dataclass(frozen=True)
+class TaskStatus:
+    """What ``GET /v1/tasks/{id}`` answers."""
+
+    task_id: str
+    status: str  # pending | succeeded | failed
+    result: Any = None
+    error: dict[str, str] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"task_id": self.task_id, "status": self.status}
+        if self.status == "succeeded":
+            body["result"] = self.result
+        elif self.status == "failed":
+            body["error"] = self.error
+        return body
+
+
+def _where(url: str | None, default: str) -> str:
+    """``host:port/vhost`` of a URL, without its credentials, for error messages."""
+    parts = urlsplit(url or "")
+    if not parts.hostname:
+        return default
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.hostname}{port}{parts.path}"
+
+
+class TaskClient:
+    """Sends messages to actors by name, records them, and reads their results."""
+
+    def __init__(
+        self,
+        broker: dramatiq.Broker,
+        backend: dramatiq.results.ResultBackend,
+        records: TaskRecords,
+        *,
+        result_ttl: int,
+        broker_url: str | None = None,
+        results_url: str | None = None,
+    ) -> None:
+        self.broker = broker
+        self.backend = backend
+        self.records = records
+        self.result_ttl = result_ttl
+        self._broker_where = _where(broker_url, "the broker")
+        self._results_where = _where(results_url, "the result store")
+        self._broker_errors = broker_errors()
+        self._redis_errors = redis_errors()
+
+    def message(self, actor: str, queue: str, kwargs: dict[str, Any] | None = None) -> dramatiq.Message[Any]:
+        """A new message for ``actor`` on ``queue`` (not sent)."""
+        return dramatiq.Message(queue_name=queue, actor_name=actor, args=(), kwargs=kwargs or {}, options={})
+
+    def send(self, message: dramatiq.Message[Any]) -> dramatiq.Message[Any]:
+        """Record the task, then enqueue it. Raises Unavailable when Redis or RabbitMQ
+        cannot be reached (the record is dropped again if the enqueue fails)."""
+        self.records.record(message.message_id, actor=message.actor_name, queue=message.queue_name)
+        try:
+            self.broker.enqueue(message)
+        except self._broker_errors as exc:
+            self._forget(message.message_id)
+            raise Unavailable(
+                f"RabbitMQ at {self._broker_where} is unreachable, so task {message.actor_name!r} was not sent "
+                f"({type(exc).__name__}: {exc}); retry in a few seconds"
+            ) from exc
+        return message
+
+    def _forget(self, task_id: str) -> None:
+        try:
+            self.records.kv.delete(TASK_PREFIX + task_id)
+        except Unavailable:
+            logger.warning("could not drop the record of unsent task %s", task_id)
+
+    def wait(self, message: dramatiq.Message[Any], seconds: int) -> Any:
+        """Block until the task's result arrives (no polling on Redis), at most ``seconds``.
+
+        Returns the result; a task that raised instead of returning an error result
+        gives ``{"error": {"code": "internal", ...}}``. Raises WaitTimeout or Unavailable.
+        """
+        try:
+            return message.get_result(backend=self.backend, block=True, timeout=seconds * 1000)
+        except ResultTimeout:
+            raise WaitTimeout(message.message_id, seconds) from None
+        except ResultFailure as exc:
+            return _failure_result(message, exc)
+        except self._redis_errors as exc:
+            raise self._results_down(exc) from exc
+
+    def status(self, task_id: str) -> TaskStatus | None:
+        """The task's status, or None when this API never started it or it expired."""
+        if not task_id or len(task_id) > MAX_TASK_ID:
+            return None
+        record = self.records.get(task_id)
+        if record is None:
+            return None
+        message: dramatiq.Message[Any] = dramatiq.Message(
+            queue_name=str(record.get("queue", "")), actor_name=str(record.get("actor", "")),
+            args=(), kwargs={}, options={}, message_id=task_id,
+        )
+        try:
+            result = message.get_result(backend=self.backend, block=False)
+        except ResultMissing:
+            return TaskStatus(task_id, "pending")
+        except ResultFailure as exc:
+            result = _failure_result(message, exc)
+        except self._redis_errors as exc:
+            raise self._results_down(exc) from exc
+        error = protocol.error_of(result)
+        if error is not None:
+            return TaskStatus(task_id, "failed", error=error)
+        return TaskStatus(task_id, "succeeded", result=result)
+
+    def _results_down(self, exc: BaseException) -> Unavailable:
+        return Unavailable(
+            f"Redis at {self._results_where} is unreachable, so the task's result cannot be read "
+            f"({type(exc).__name__}: {exc}); retry in a few seconds"
+        )
+
+
+def _failure_result(message: dramatiq.Message[Any], exc: ResultFailure) -> dict[str, Any]:
+    """An actor that raised (instead of returning an error result) is an internal error."""
+    logger.error("task %s (%s) raised %s: %s", message.message_id, message.actor_name, exc.orig_exc_type,
+                 exc.orig_exc_msg)
+    return protocol.error_result(
+        "internal", f"task {message.actor_name!r} failed with {exc.orig_exc_type}: {exc.orig_exc_msg}"
+    )

@@ -1,0 +1,172 @@
+"""Fixtures for the API's unit tests: the app on a StubBroker, an in-memory result
+backend, MemoryKV and a temporary data dir, with fake actors registered under the
+real actor names and run by a Dramatiq worker in this process."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import dramatiq
+import falcon.testing
+import pytest
+from dramatiq.brokers.stub import StubBroker
+from dramatiq.results import Results
+
+from recsys import protocol
+from recsys.archive import Limits, pack
+from recsys.config import Settings
+from recsys.engine import EngineMetadata
+from recsys.kv import MemoryKV
+from recsys_api.app import create_app
+from recsys_api.archive_store import DiskArchiveStore, StoredArchive
+from recsys_api.results import MemoryResultBackend
+
+TOKEN = "s3cret-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+BASE_TIME = datetime(2026, 11, 28, 21, 18, tzinfo=UTC)
+
+_counter = itertools.count()
+
+
+def recommend_result(request: dict[str, Any], generation: int | None = 1) -> dict[str, Any]:
+    """What a worker answers: one recommendation echoing the query's k."""
+    return {
+        "engine": {"name": "stub", "version": "20261128T211800000000Z", "generation": generation},
+        "recommendations": [
+            {"publication_id": "p1", "title": "A paper", "score": 0.5, "label": None, "year": 2020,
+             "evidence": [{"query_sentence": "q", "sentence": "s", "score": 0.5}]}
+        ][: request.get("k", 10)],
+    }
+
+
+def make_archive(folder: Path, *, minutes: int = 0, engine: str = "stub", payload: bytes = b'{"x": 1}') -> Path:
+    """A valid archive created ``minutes`` after BASE_TIME."""
+    n = next(_counter)
+    content = folder / f"engine-{n}"
+    content.mkdir(parents=True)
+    (content / "data.json").write_bytes(payload)
+    out = folder / f"archive-{n}.zip"
+    pack(content, out, engine=engine, metadata=EngineMetadata(publications=1, sentences=1),
+         created_at=BASE_TIME + timedelta(minutes=minutes))
+    return out
+
+
+class RecordingBroadcaster:
+    def __init__(self) -> None:
+        self.published: list[StoredArchive] = []
+
+    def publish(self, archive: StoredArchive) -> bool:
+        self.published.append(archive)
+        return True
+
+
+@dataclass
+class FakeActors:
+    """The behaviour of the fake ``recommend`` and ``build_index`` actors."""
+
+    recommend: Callable[[dict[str, Any]], Any] = recommend_result
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    builds: int = 0
+    release: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass
+class Harness:
+    settings: Settings
+    broker: dramatiq.Broker
+    backend: MemoryResultBackend
+    kv: Any
+    store: DiskArchiveStore
+    broadcaster: RecordingBroadcaster
+    actors: FakeActors
+    tmp: Path
+    app: Any = None
+    worker: dramatiq.Worker | None = None
+
+    @property
+    def client(self) -> falcon.testing.TestClient:
+        return falcon.testing.TestClient(self.app)
+
+    def archive(self, minutes: int = 0, **kwargs: Any) -> Path:
+        return make_archive(self.tmp / "made", minutes=minutes, **kwargs)
+
+    def upload(self, path: Path, headers: dict[str, str] | None = None) -> falcon.testing.Result:
+        return self.client.simulate_put(
+            "/v1/engine/archive", body=path.read_bytes(),
+            headers={"Content-Type": "application/zip", **AUTH, **(headers or {})},
+        )
+
+    def install(self, minutes: int = 0) -> StoredArchive:
+        path = self.archive(minutes)
+        with open(path, "rb") as stream:
+            installed = self.store.install(stream, length=path.stat().st_size)
+        assert installed is not None
+        return installed
+
+    def start_worker(self) -> None:
+        self.worker = dramatiq.Worker(self.broker, worker_timeout=50, worker_threads=2)
+        self.worker.start()
+
+    def queued(self, queue: str) -> list[dramatiq.Message[Any]]:
+        """Messages waiting on a stub queue (without consuming them)."""
+        return [dramatiq.Message.decode(data) for data in list(self.broker.queues[queue].queue)]
+
+
+def _register_actors(h: Harness) -> None:
+    def recommend(request: dict[str, Any]) -> Any:
+        h.actors.requests.append(request)
+        return h.actors.recommend(request)
+
+    def build_index() -> dict[str, Any]:
+        h.actors.builds += 1
+        return {"version": "v"}
+
+    dramatiq.actor(recommend, actor_name=protocol.RECOMMEND_ACTOR, queue_name=h.settings.request_queue,
+                   broker=h.broker, store_results=True, max_retries=0)
+    dramatiq.actor(build_index, actor_name=protocol.BUILD_ACTOR, queue_name=h.settings.build_queue,
+                   broker=h.broker, store_results=True, max_retries=0)
+
+
+@pytest.fixture
+def make_harness(tmp_path: Path) -> Iterator[Callable[..., Harness]]:
+    made: list[Harness] = []
+
+    def make(
+        *, worker: bool = True, start_engine: bool = False, broker: Any = None, kv: Any = None,
+        create: bool = True, **overrides: Any,
+    ) -> Harness:
+        values: dict[str, Any] = {"data_dir": tmp_path / "data", "api_token": TOKEN, "request_timeout": 1}
+        values.update(overrides)
+        settings = Settings(**values)
+        backend = MemoryResultBackend()
+        stub = broker if broker is not None else StubBroker()
+        stub.add_middleware(Results(backend=backend, result_ttl=settings.result_ttl * 1000))
+        store = DiskArchiveStore(settings.data_dir / "archives", Limits.from_settings(settings),
+                                 keep=settings.keep_engines)
+        h = Harness(settings, stub, backend, kv if kv is not None else MemoryKV(), store, RecordingBroadcaster(),
+                    FakeActors(), tmp_path)
+        _register_actors(h)
+        if create:
+            h.app = create_app(settings, broker=stub, result_backend=backend, kv=h.kv, archive_store=store,
+                               broadcaster=h.broadcaster, registry_records=[], start_engine=start_engine)
+        if worker:
+            h.start_worker()
+        made.append(h)
+        return h
+
+    yield make
+    for h in made:
+        if h.worker is not None:
+            h.worker.stop()
+        h.broker.close()
+
+
+@pytest.fixture
+def harness(make_harness: Callable[..., Harness]) -> Harness:
+    return make_harness()
