@@ -243,6 +243,8 @@ def _data_spans(fp: IO[bytes], members: dict[str, zipfile.ZipInfo], directory: i
     """Where each member's data lies, from its local header; refuse overlaps."""
     spans: dict[str, tuple[int, int]] = {}
     for name, info in members.items():
+        if not 0 <= info.header_offset < directory:
+            raise InvalidArchive(f"member {name!r} lies outside the archive's data: the archive is truncated")
         fp.seek(info.header_offset)
         header = fp.read(_LOCAL_SIZE)
         if len(header) != _LOCAL_SIZE or header[:4] != _LOCAL:
