@@ -1,0 +1,98 @@
+"""``engine_updated(generation, version, created_at, sha256)``: the rollout broadcast.
+
+Every worker process receives each broadcast once, on its own exclusive queue bound
+to the fanout exchange (:mod:`recsys_workers.fanout`). The actor never retries and
+stores no result. It runs before the requests and builds a process has already
+fetched (Dramatiq runs lower ``priority`` numbers first), so a full queue of
+requests does not delay a rollout.
+
+A generation not above the machine's is ignored. Otherwise one process per machine
+downloads, checks and installs the archive (:meth:`EngineSync.follow`; the others
+wait for the machine's download lock and find it installed), and every process then
+loads it. A failed download or check leaves the engine in service, and says why in
+the log; the catch-up thread tries again later.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import dramatiq
+from dramatiq import Broker
+from dramatiq.middleware.time_limit import TimeLimitExceeded
+
+from recsys import protocol
+from recsys.errors import RecsysError
+from recsys_workers.runtime import Runtime
+from recsys_workers.sync import Followed, InvalidTarget, Target
+
+__all__ = ["BROADCAST_PRIORITY", "BROADCAST_TIME_LIMIT", "declare_engine_updated", "handle_engine_updated"]
+
+logger = logging.getLogger(__name__)
+
+#: Dramatiq runs lower numbers first: broadcasts before requests (10) and builds (20).
+BROADCAST_PRIORITY = 0
+#: Milliseconds a broadcast may take: waiting for the machine's download, downloading
+#: and unpacking a multi-GB archive.
+BROADCAST_TIME_LIMIT = 3_600_000
+
+_DONE = {
+    Followed.IGNORED: "nothing to do, this machine already has generation {have}",
+    Followed.ALREADY: "installed meanwhile by another process of this machine",
+    Followed.ACTIVATED: "switched to the version already on disk",
+    Followed.INSTALLED: "downloaded, checked and installed",
+}
+
+
+def _serving(runtime: Runtime) -> str:
+    loaded = runtime.loaded()
+    if loaded is None:
+        return "no engine"
+    return f"generation {loaded.generation} (version {loaded.version})"
+
+
+def handle_engine_updated(runtime: Runtime, generation: Any, version: Any, created_at: Any, sha256: Any) -> None:
+    """Follow one broadcast; every failure is logged, none is raised."""
+    try:
+        target = Target(generation=generation, version=version, sha256=sha256, created_at=created_at)
+    except InvalidTarget as exc:
+        logger.error("engine_updated: ignoring a broadcast that cannot be followed: %s", exc)
+        return
+    try:
+        followed, _ = runtime.sync.follow(target)
+    except RecsysError as exc:
+        logger.error("engine_updated %s: NOT installed: %s. This process keeps serving %s.",
+                     target.describe(), exc, _serving(runtime))
+        return
+    except TimeLimitExceeded:
+        logger.error("engine_updated %s: NOT installed: it took longer than %d s. This process keeps serving %s.",
+                     target.describe(), BROADCAST_TIME_LIMIT // 1000, _serving(runtime))
+        return
+    except Exception:
+        logger.exception("engine_updated %s: NOT installed: unexpected failure. This process keeps serving %s.",
+                         target.describe(), _serving(runtime))
+        return
+    logger.info("engine_updated %s: %s", target.describe(),
+                _DONE[followed].format(have=runtime.store.generation))
+    try:
+        runtime.refresh()
+    except RecsysError as exc:
+        logger.error("engine_updated %s: the engine is installed but this process cannot load it: %s",
+                     target.describe(), exc)
+
+
+def declare_engine_updated(broker: Broker, runtime: Runtime) -> dramatiq.Actor[Any, Any]:
+    def engine_updated(generation: Any, version: Any, created_at: Any = None, sha256: Any = None) -> None:
+        handle_engine_updated(runtime, generation, version, created_at, sha256)
+
+    return dramatiq.actor(
+        engine_updated,
+        broker=broker,
+        actor_name=protocol.ENGINE_UPDATED_ACTOR,
+        queue_name=runtime.settings.broadcast_exchange,
+        priority=BROADCAST_PRIORITY,
+        max_retries=0,
+        store_results=False,
+        time_limit=BROADCAST_TIME_LIMIT,
+    )

@@ -1,0 +1,84 @@
+"""``build_index()``: build an engine from every publication and upload it to the API.
+
+Runs on ``RECSYS_BUILD_QUEUE`` so a long build never blocks requests or broadcasts;
+never retried; stopped after ``RECSYS_BUILD_TIME_LIMIT``. The work is
+:func:`recsys_workers.building.run_build`. The result is ``{"engine": {"name",
+"version", "generation"}, "publications", "sentences", "archive": {"size",
+"sha256"}, "seconds"}``, or ``{"error": {"code", "message"}}`` with code
+``build_running`` (another build holds the cluster-wide lock: the message names it),
+the RecsysError's code (``source``, ``engine_not_found``, ``upload_refused``,
+``unavailable``, ``config``...), ``timeout``, or ``internal`` (logged with its
+traceback).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+import dramatiq
+from dramatiq import Broker
+from dramatiq.middleware import CurrentMessage
+from dramatiq.middleware.time_limit import TimeLimitExceeded
+
+from recsys import protocol
+from recsys.cluster import BuildLockHeld
+from recsys.errors import RecsysError
+from recsys_workers.building import run_build
+from recsys_workers.runtime import Runtime
+
+__all__ = ["BUILD_PRIORITY", "declare_build_index"]
+
+logger = logging.getLogger(__name__)
+
+#: Dramatiq runs lower numbers first: builds after broadcasts (0) and requests (10).
+BUILD_PRIORITY = 20
+
+
+def declare_build_index(broker: Broker, runtime: Runtime) -> dramatiq.Actor[Any, Any]:
+    limit = runtime.settings.build_time_limit
+
+    def build_index() -> dict[str, Any]:
+        message = CurrentMessage.get_current_message()
+        if message is None:  # called directly, not through a worker
+            message = dramatiq.Message(queue_name=runtime.settings.build_queue, actor_name=protocol.BUILD_ACTOR,
+                                       args=(), kwargs={}, options={}, message_id=str(uuid.uuid4()))
+        try:
+            return run_build(runtime, message, _results_of(broker))
+        except BuildLockHeld as exc:
+            logger.info("build %s refused: %s", message.message_id, exc)
+            return protocol.error_result("build_running", f"{exc}; wait for it to finish")
+        except RecsysError as exc:
+            logger.error("build %s failed (%s): %s; the engine in service is unchanged",
+                         message.message_id, exc.code, exc.message)
+            return protocol.error_result(exc.code, exc.message)
+        except TimeLimitExceeded:
+            logger.error("build %s ran longer than RECSYS_BUILD_TIME_LIMIT=%d s and was stopped",
+                         message.message_id, limit)
+            return protocol.error_result(
+                "timeout", f"the build ran longer than {limit} s (RECSYS_BUILD_TIME_LIMIT) and was stopped"
+            )
+        except Exception as exc:
+            logger.exception("build %s failed unexpectedly", message.message_id)
+            return protocol.error_result(
+                "internal", f"the build failed unexpectedly ({type(exc).__name__}: {exc}); see the worker's log"
+            )
+
+    return dramatiq.actor(
+        build_index,
+        broker=broker,
+        actor_name=protocol.BUILD_ACTOR,
+        queue_name=runtime.settings.build_queue,
+        priority=BUILD_PRIORITY,
+        max_retries=0,
+        store_results=True,
+        time_limit=limit * 1000,
+    )
+
+
+def _results_of(broker: Broker) -> Any:
+    try:
+        return broker.get_results_backend()
+    except RuntimeError:
+        return None

@@ -1,0 +1,70 @@
+"""The Dramatiq broker of recsys, built from the settings in one place.
+
+* ``RECSYS_BROKER_URL`` set: a :class:`~recsys_workers.fanout.FanoutRabbitmqBroker`
+  (RabbitMQ; the queue ``RECSYS_BROADCAST_EXCHANGE`` is a per-process fanout
+  subscription) with the ``Results`` middleware on Redis (``RECSYS_RESULTS_URL``),
+  through a client that fails fast when Redis is down.
+* unset (embedded one-process mode): a :class:`~dramatiq.brokers.stub.StubBroker`
+  with the ``Results`` middleware on a :class:`~recsys_workers.results.MemoryResultBackend`
+  (waiters wake as soon as a result is stored; expired results are dropped). The
+  one-process server runs a ``dramatiq.Worker`` on this broker; its API waits on
+  ``broker.get_results_backend()``.
+
+Results are kept ``RECSYS_RESULT_TTL`` seconds. Besides ``Results``, every broker gets
+``CurrentMessage`` (actors read their message id and options) and periodiq's
+middleware (the ``periodic`` actor option; stale scheduled ticks are skipped).
+Nothing here connects to anything: connections open on first use.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dramatiq import Broker
+from dramatiq.brokers.stub import StubBroker
+from dramatiq.middleware import CurrentMessage
+from dramatiq.results import ResultBackend, Results
+from periodiq import PeriodiqMiddleware
+
+from recsys.config import Settings
+from recsys_workers.fanout import FanoutRabbitmqBroker
+from recsys_workers.results import MemoryResultBackend
+
+__all__ = ["CONNECT_TIMEOUT", "SCHEDULE_SKIP_AFTER", "create_broker", "redis_result_backend"]
+
+#: Seconds to open a connection to Redis before giving up.
+CONNECT_TIMEOUT = 2.0
+#: A scheduled tick still unprocessed this many seconds after its time is skipped.
+SCHEDULE_SKIP_AFTER = 300
+
+
+def redis_result_backend(settings: Settings) -> ResultBackend:
+    """Dramatiq's RedisBackend on a client with a short connect timeout. Reads may
+    block for as long as the API waits on a result (``RECSYS_REQUEST_TIMEOUT``)."""
+    import redis
+    from dramatiq.results.backends import RedisBackend
+
+    client = redis.Redis.from_url(
+        settings.results_url,
+        socket_connect_timeout=CONNECT_TIMEOUT,
+        socket_timeout=settings.request_timeout + 5.0,
+        health_check_interval=30,
+    )
+    return RedisBackend(client=client)
+
+
+def create_broker(settings: Settings, *, result_backend: ResultBackend | None = None) -> Broker:
+    """The broker for ``settings``, with its Results, CurrentMessage and periodiq
+    middleware. ``result_backend`` replaces the default one (embedded mode may share
+    the API's)."""
+    broker: Any
+    if settings.broker_url is None:
+        broker = StubBroker()
+        backend = result_backend if result_backend is not None else MemoryResultBackend()
+    else:
+        broker = FanoutRabbitmqBroker(url=settings.broker_url, broadcast_queue=settings.broadcast_exchange)
+        backend = result_backend if result_backend is not None else redis_result_backend(settings)
+    broker.add_middleware(Results(backend=backend, result_ttl=settings.result_ttl * 1000))
+    broker.add_middleware(CurrentMessage())
+    broker.add_middleware(PeriodiqMiddleware(skip_delay=SCHEDULE_SKIP_AFTER))
+    return broker  # type: ignore[no-any-return]

@@ -1,0 +1,220 @@
+"""One engine build, as the ``build_index`` actor runs it.
+
+1. Clear the API's "build queued" marker for this message, take the cluster-wide
+   build lock (:class:`~recsys.cluster.BuildLock`; held: :class:`BuildLockHeld`, the
+   caller answers ``build_running``), and renew it from a thread while building.
+2. Fetch every publication (``RECSYS_SOURCE``), logging count, rate and time left.
+3. Build with ``RECSYS_ENGINE`` through :func:`recsys.build.build_archive` (the same
+   path as ``recsys build``), reusing this machine's current engine folder when it
+   is the same engine; the archive is packed and verified.
+4. Upload it with ``PUT /v1/engine/archive`` (streamed, retried on transient errors).
+   The API makes it current and broadcasts it. This machine installs its own copy
+   at once (no download).
+5. Whatever happens: delete the temporary files, stop renewing, release the lock.
+
+A source or engine failure raises before anything is uploaded, so the engine in
+service stays. If the lock is lost while building (Redis unreachable for longer
+than its expiry, and another build took it), nothing is uploaded.
+
+**Redelivery.** RabbitMQ redelivers a message whose consumer died, or whose channel
+it closed because the message stayed unacknowledged longer than ``consumer_timeout``
+(30 min by default; see docs/workers.md). A redelivered copy of a build that is
+still running elsewhere finds the lock held *for its own message id*: it does not
+build, it waits for that build to end and returns the result it stored; if that
+build's worker died instead (the lock expired with no result), it builds.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from dramatiq.results import ResultBackend, ResultMissing
+
+from recsys.build import build_archive
+from recsys.cluster import BuildLock, BuildLockHeld, TaskRecords
+from recsys.engine import LogProgress
+from recsys.errors import ConfigError, RecsysError
+from recsys.sources import load_publications, open_source
+from recsys_workers.runtime import Runtime
+
+__all__ = ["BuildLockLost", "LockRenewer", "run_build"]
+
+logger = logging.getLogger(__name__)
+
+UNITS = {"fetch": "publications", "split": "publications", "encode": "sentences", "index": "items"}
+
+
+class BuildLockLost(RecsysError):
+    """Raised when the build lock expired or was taken by another build during a build."""
+
+    code = "build_lock_lost"
+
+
+class LockRenewer(threading.Thread):
+    """Renews the build lock every third of its expiry until stopped."""
+
+    def __init__(self, lock: BuildLock, token: str) -> None:
+        super().__init__(name="build-lock", daemon=True)
+        self.lock = lock
+        self.token = token
+        self.lost = False
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        interval = max(1.0, self.lock.ttl / 3)
+        while not self._stop_event.wait(interval):
+            try:
+                if not self.lock.renew(self.token):
+                    self.lost = True
+                    logger.error("the build lock was lost (it expired, or another build took it); "
+                                 "this build will not be uploaded")
+                    return
+            except RecsysError as exc:
+                logger.warning("could not renew the build lock (it expires in %.0f s unless renewed): %s",
+                               self.lock.ttl, exc)
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        if self.is_alive():
+            self.join(5.0)
+
+
+def _previous_folder(runtime: Runtime) -> Path | None:
+    """This machine's engine in service, when the build makes the same engine."""
+    try:
+        current = runtime.store.current()
+    except RecsysError as exc:
+        logger.warning("cannot read this machine's engine store, building from scratch: %s", exc)
+        return None
+    if current is not None and current.manifest.engine == runtime.settings.engine:
+        return current.path
+    return None
+
+
+def run_build(runtime: Runtime, message: Any, results: ResultBackend | None = None) -> dict[str, Any]:
+    """Run the build of ``message`` (a build_index message); returns the task's result.
+    ``results``: where the broker stores task results (to answer a redelivered copy).
+
+    Raises BuildLockHeld when another build holds the lock, RecsysError when the
+    build fails (nothing uploaded, the engine in service stays).
+    """
+    lock = runtime.build_lock
+    message_id = str(message.message_id)
+    lock.clear_queued(message_id)
+    try:
+        token = lock.acquire(message_id=message_id, engine=runtime.settings.engine)
+    except BuildLockHeld as held:
+        if held.holder.get("message_id") != message_id:
+            raise
+        return _await_original(runtime, message, results)
+    return _build_holding(runtime, lock, token, message_id)
+
+
+def _await_original(runtime: Runtime, message: Any, results: ResultBackend | None) -> dict[str, Any]:
+    """A redelivered copy: wait for the build of the same message to end elsewhere."""
+    lock = runtime.build_lock
+    logger.warning("build %s is redelivered while it still runs elsewhere; waiting for that build to end",
+                   message.message_id)
+    while (holder := lock.holder()) is not None and holder.get("message_id") == message.message_id:
+        time.sleep(max(1.0, lock.ttl / 6))
+    if results is not None:
+        try:
+            result = results.get_result(message, block=False)
+        except ResultMissing:  # that build died without storing a result
+            result = None
+        if isinstance(result, dict):
+            logger.info("build %s ended elsewhere; returning its result", message.message_id)
+            return dict(result)
+    logger.warning("build %s ended elsewhere without a result (its worker died?); building again",
+                   message.message_id)
+    return run_build(runtime, message, results)
+
+
+def _clean_builds_folder(folder: Path) -> None:
+    """Remove leftovers of killed builds: the build lock is ours, so no build runs."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for leftover in folder.iterdir():
+        logger.info("removing %s, left by an interrupted build", leftover)
+        if leftover.is_dir():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            leftover.unlink(missing_ok=True)
+
+
+def _build_holding(runtime: Runtime, lock: BuildLock, token: str, message_id: str) -> dict[str, Any]:
+    settings = runtime.settings
+    started = time.monotonic()
+    renewer = LockRenewer(lock, token)
+    renewer.start()
+    builds = settings.data_dir / "builds"
+    workdir: Path | None = None
+    try:
+        if not settings.api_token:
+            raise ConfigError("RECSYS_API_TOKEN is empty: this worker could build but not upload; set the API's token")
+        _clean_builds_folder(builds)
+        workdir = Path(tempfile.mkdtemp(prefix=f"build-{message_id[:8]}-", dir=builds))
+        progress = LogProgress(logger, units=UNITS)
+        source = open_source(settings.source, settings)
+        logger.info("build %s: fetching publications from %s", message_id, source.description)
+        publications = load_publications(source, progress=progress)
+        logger.info("build %s: %d publications; building engine %r", message_id, len(publications), settings.engine)
+        archive = build_archive(
+            publications,
+            workdir / "engine.zip",
+            engine=settings.engine,
+            registry=runtime.registry,
+            settings=settings,
+            progress=progress,
+            previous=_previous_folder(runtime),
+        )
+        if renewer.lost:
+            raise BuildLockLost("the build lock was lost while building: not uploading (another build may be running)")
+        logger.info("build %s: uploading %s (%.1f MB) to %s", message_id, archive.manifest.version,
+                    archive.size / 1e6, settings.api_url)
+        answer = runtime.api.upload(archive.path)
+        generation = answer.get("generation")
+        _install_here(runtime, archive.path, generation, archive.sha256)
+        seconds = time.monotonic() - started
+        logger.info("build %s: done in %.1f s: version %s is generation %s", message_id, seconds,
+                    archive.manifest.version, generation)
+        return {
+            "engine": {"name": archive.manifest.engine, "version": archive.manifest.version, "generation": generation},
+            "publications": archive.manifest.publications,
+            "sentences": archive.manifest.sentences,
+            "archive": {"size": archive.size, "sha256": archive.sha256},
+            "seconds": round(seconds, 1),
+        }
+    finally:
+        renewer.stop()
+        if workdir is not None:
+            shutil.rmtree(workdir, ignore_errors=True)
+        try:
+            lock.release(token)
+        except RecsysError as exc:
+            logger.warning("could not release the build lock (it expires in %.0f s): %s", lock.ttl, exc)
+
+
+def _install_here(runtime: Runtime, path: Path, generation: Any, sha256: str) -> None:
+    """Install the uploaded archive on this machine, so it need not download it back."""
+    if not isinstance(generation, int) or isinstance(generation, bool):
+        logger.warning("the API's answer has no generation; this machine will download the engine instead")
+        return
+    try:
+        runtime.sync.install_built(path, generation=generation, sha256=sha256)
+        runtime.refresh()
+    except RecsysError as exc:
+        logger.warning("could not install the built engine on this machine (it will download it): %s", exc)
+
+
+def record_task(runtime: Runtime, task_id: str, actor: str, queue: str) -> None:
+    """Record a task sent by a worker (a scheduled build) as the API records its own."""
+    try:
+        TaskRecords(runtime.kv, runtime.settings.result_ttl).record(task_id, actor=actor, queue=queue)
+    except RecsysError as exc:
+        logger.warning("could not record task %s: %s", task_id, exc)

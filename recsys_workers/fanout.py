@@ -1,0 +1,254 @@
+"""Broadcasts over RabbitMQ: a fanout exchange, one exclusive queue per worker process.
+
+Dramatiq has no fanout: ``RabbitmqBroker.declare_queue`` makes a durable queue plus
+``.DQ`` (delays) and ``.XQ`` (dead letters) companions, which for a per-process
+queue would leave three garbage queues behind every worker that ever ran.
+:class:`FanoutRabbitmqBroker` therefore treats one queue name, the broadcast queue
+(``RECSYS_BROADCAST_EXCHANGE``), differently:
+
+* declaring it records it (so a Worker starts a consumer for it, and ``--queues``
+  can name it) but creates nothing in RabbitMQ and no delay queue;
+* consuming it returns a :class:`BroadcastConsumer`, which on its own connection
+  declares the fanout exchange, declares an **exclusive, auto-delete** queue named
+  ``<exchange>.<host>.<pid>.<random>``, binds it and consumes it. RabbitMQ deletes an
+  exclusive queue when the connection that declared it closes, so the queue goes
+  away with its process, ``kill -9`` included, and nothing piles up;
+* after each bind (the first, and every reconnect) it calls the broker's bind
+  listeners: the worker uses that to ask the API for its current engine, so a
+  worker that was cut off during a rollout catches up;
+* sending a message to it (``engine_updated.send(...)``) publishes to the fanout
+  exchange: every worker process receives a copy.
+
+The exchange is declared ``fanout``, durable, not auto-delete; the API publishes to
+it with the same declaration (passively).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+import pika
+import pika.exceptions
+from dramatiq.broker import Consumer, MessageProxy
+from dramatiq.brokers.rabbitmq import RabbitmqBroker
+from dramatiq.errors import ConnectionClosed, DecodeError
+from dramatiq.message import Message
+
+__all__ = ["BroadcastConsumer", "FanoutRabbitmqBroker", "broadcast_queue_name", "declare_exchange"]
+
+logger = logging.getLogger(__name__)
+
+_AMQP_ERRORS = (pika.exceptions.AMQPConnectionError, pika.exceptions.AMQPChannelError)
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+
+#: Seconds a closing consumer waits for its pending acks to reach RabbitMQ.
+CLOSE_FLUSH_TIMEOUT = 5.0
+
+
+def declare_exchange(channel: Any, exchange: str) -> None:
+    """Declare the broadcast fanout exchange (durable, kept when unused)."""
+    channel.exchange_declare(exchange=exchange, exchange_type="fanout", durable=True, auto_delete=False)
+
+
+def broadcast_queue_name(exchange: str, host: str | None = None, pid: int | None = None) -> str:
+    """``<exchange>.<host>.<pid>.<random>``: unique, and it tells an operator reading
+    ``rabbitmqctl list_queues`` which worker process a broadcast queue belongs to."""
+    host = _UNSAFE.sub("-", host if host is not None else socket.gethostname())[:100]
+    return f"{exchange}.{host}.{pid if pid is not None else os.getpid()}.{secrets.token_hex(3)}"
+
+
+class FanoutRabbitmqBroker(RabbitmqBroker):
+    """A RabbitmqBroker whose queue ``broadcast_queue`` is a per-process fanout subscription.
+
+    Every other queue behaves exactly as in Dramatiq. ``bind_listeners`` are called
+    (in the consumer thread; keep them short) after each bind of the broadcast queue.
+    """
+
+    def __init__(self, *, url: str, broadcast_queue: str, **kwargs: Any) -> None:
+        super().__init__(url=url, **kwargs)
+        self.broadcast_queue = broadcast_queue
+        self.broadcast_parameters = pika.URLParameters(url)
+        self.bind_listeners: list[Callable[[], None]] = []
+
+    def declare_queue(self, queue_name: str, *, ensure: bool = False) -> None:
+        if queue_name != self.broadcast_queue:
+            super().declare_queue(queue_name, ensure=ensure)
+            return
+        # Recorded only: the queue is declared per consumer, exclusive, by BroadcastConsumer.
+        if queue_name not in self.queues:
+            self.emit_before("declare_queue", queue_name)
+            self.queues.add(queue_name)
+            self.emit_after("declare_queue", queue_name)
+
+    def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000) -> Consumer:
+        if queue_name != self.broadcast_queue:
+            return super().consume(queue_name, prefetch, timeout)
+        return BroadcastConsumer(
+            self.broadcast_parameters,
+            exchange=self.broadcast_queue,
+            prefetch=prefetch,
+            timeout=timeout,
+            on_bound=self._notify_bound,
+        )
+
+    def enqueue(self, message: Message[Any], *, delay: int | None = None) -> Message[Any]:
+        if message.queue_name != self.broadcast_queue:
+            return super().enqueue(message, delay=delay)
+        if delay is not None:
+            raise ValueError(f"a broadcast ({message.actor_name}) cannot be delayed")
+        self.emit_before("enqueue", message, delay)
+        publish_broadcast(self.broadcast_parameters, self.broadcast_queue, message)
+        self.emit_after("enqueue", message, delay)
+        return message
+
+    def _notify_bound(self) -> None:
+        for listener in list(self.bind_listeners):
+            try:
+                listener()
+            except Exception:
+                logger.exception("a broadcast bind listener (%r) failed", listener)
+
+
+def publish_broadcast(parameters: pika.URLParameters, exchange: str, message: Message[Any]) -> None:
+    """Publish ``message`` to the fanout ``exchange`` on a short-lived connection
+    (broadcasts are rare). Raises ConnectionClosed when RabbitMQ cannot be reached."""
+    try:
+        connection = pika.BlockingConnection(parameters)
+    except (*_AMQP_ERRORS, OSError) as exc:
+        raise ConnectionClosed(exc) from None
+    try:
+        channel = connection.channel()
+        declare_exchange(channel, exchange)
+        channel.basic_publish(
+            exchange=exchange,
+            routing_key="",
+            body=message.encode(),
+            properties=pika.BasicProperties(delivery_mode=1, content_type="application/json"),
+        )
+    except (*_AMQP_ERRORS, OSError) as exc:
+        raise ConnectionClosed(exc) from None
+    finally:
+        if connection.is_open:
+            try:
+                connection.close()
+            except (*_AMQP_ERRORS, OSError):
+                pass
+
+
+class _Delivery(MessageProxy):
+    """A broadcast message and its delivery tag on the consumer's channel."""
+
+    def __init__(self, message: Message[Any], tag: int) -> None:
+        super().__init__(message)
+        self.tag = tag
+
+
+class BroadcastConsumer(Consumer):
+    """Consumes this process's exclusive queue bound to the fanout exchange.
+
+    Messages are handed to Dramatiq with ``queue_name`` = the exchange's name (the
+    broadcast actor's queue), whatever the publisher wrote. Acks and nacks come from
+    worker threads and are passed to the connection's own thread (pika is not
+    thread-safe). A nacked broadcast is dropped: there is no dead-letter queue.
+    """
+
+    def __init__(
+        self,
+        parameters: pika.ConnectionParameters,
+        *,
+        exchange: str,
+        prefetch: int,
+        timeout: int,
+        on_bound: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.exchange = exchange
+        self.queue = broadcast_queue_name(exchange)
+        self._tags: set[int] = set()
+        self._tags_lock = threading.Lock()
+        self.connection: Any = None
+        try:
+            self.connection = pika.BlockingConnection(parameters)
+            self.channel = self.connection.channel()
+            declare_exchange(self.channel, exchange)
+            self.channel.queue_declare(queue=self.queue, durable=False, exclusive=True, auto_delete=True)
+            self.channel.queue_bind(queue=self.queue, exchange=exchange)
+            self.channel.basic_qos(prefetch_count=prefetch)
+            self._deliveries = self.channel.consume(self.queue, exclusive=True, inactivity_timeout=timeout / 1000)
+        except (*_AMQP_ERRORS, OSError) as exc:
+            self._close_quietly()
+            raise ConnectionClosed(exc) from None
+        logger.info("broadcast queue %s bound to fanout exchange %s", self.queue, exchange)
+        on_bound()
+
+    def __next__(self) -> MessageProxy | None:
+        try:
+            method, _properties, body = next(self._deliveries)
+        except (*_AMQP_ERRORS, AssertionError, StopIteration) as exc:
+            raise ConnectionClosed(exc) from None
+        if method is None:
+            return None
+        try:
+            message = Message.decode(body)
+        except DecodeError:
+            logger.exception("dropping an undecodable broadcast on %s (not a Dramatiq message)", self.queue)
+            self._send(partial(self.channel.basic_nack, method.delivery_tag, requeue=False))
+            return None
+        if message.queue_name != self.exchange:
+            message = message.copy(queue_name=self.exchange)
+        with self._tags_lock:
+            self._tags.add(method.delivery_tag)
+        return _Delivery(message, method.delivery_tag)
+
+    def ack(self, message: MessageProxy) -> None:
+        if self._forget(message):
+            self._send(partial(self.channel.basic_ack, message.tag))
+
+    def nack(self, message: MessageProxy) -> None:
+        if self._forget(message):
+            self._send(partial(self.channel.basic_nack, message.tag, requeue=False))
+
+    def close(self) -> None:
+        if self.connection is None or not self.connection.is_open:
+            return
+        flushed = threading.Event()
+        try:
+            self.connection.add_callback_threadsafe(flushed.set)
+            deadline = time.monotonic() + CLOSE_FLUSH_TIMEOUT
+            while not flushed.is_set() and time.monotonic() < deadline:
+                self.connection.process_data_events(time_limit=0.05)
+        except (*_AMQP_ERRORS, OSError):
+            logger.debug("broadcast consumer %s: connection lost while flushing acks", self.queue)
+        self._close_quietly()
+
+    def _forget(self, message: MessageProxy) -> bool:
+        """True when ``message`` was delivered on this consumer's channel; a tag from a
+        previous connection (since closed, its queue gone) must not be sent."""
+        tag = getattr(message, "tag", None)
+        with self._tags_lock:
+            if tag in self._tags:
+                self._tags.discard(tag)
+                return True
+        logger.debug("broadcast consumer %s: ignoring ack/nack of a delivery from a previous connection", self.queue)
+        return False
+
+    def _send(self, callback: Callable[[], None]) -> None:
+        try:
+            self.connection.add_callback_threadsafe(callback)
+        except (*_AMQP_ERRORS, OSError) as exc:
+            raise ConnectionClosed(exc) from None
+
+    def _close_quietly(self) -> None:
+        if self.connection is not None and self.connection.is_open:
+            try:
+                self.connection.close()
+            except (*_AMQP_ERRORS, OSError):
+                pass
