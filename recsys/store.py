@@ -214,7 +214,7 @@ class EngineStore:
             version = peek_manifest(archive, self.limits).version
             if self.has(version):
                 logger.info("engine version %s is already on disk; switching to it", version)
-                return self._activate_locked(version, generation, sha256 or self._known_sha256(version))
+                return self._activate_locked(version, generation, sha256 or self._known_sha256(version), current)
             verified = verify(archive, self.limits, engines=self.engines)
             if sha256 is not None and sha256.lower() != verified.sha256:
                 raise InvalidArchive(
@@ -223,7 +223,7 @@ class EngineStore:
                 )
             version = verified.manifest.version
             extract(verified, self._versions / version, self.limits)
-            return self._activate_locked(version, generation, verified.sha256)
+            return self._activate_locked(version, generation, verified.sha256, current)
 
     def activate(self, version: str, *, generation: int, lock_timeout: float = 600.0) -> Installed:
         """Make a version already on disk current with ``generation`` (a rollback).
@@ -242,7 +242,7 @@ class EngineStore:
                     f"engine version {version!r} is not on this machine's disk (on disk: {on_disk}); "
                     "install its archive instead"
                 )
-            return self._activate_locked(version, generation, self._known_sha256(version))
+            return self._activate_locked(version, generation, self._known_sha256(version), current)
 
     # -- internals -----------------------------------------------------------------
 
@@ -342,7 +342,9 @@ class EngineStore:
             logger.warning("%s; the new install replaces it", exc)
             return None
 
-    def _activate_locked(self, version: str, generation: int, sha256: str | None) -> Installed:
+    def _activate_locked(
+        self, version: str, generation: int, sha256: str | None, previous: Installed | None
+    ) -> Installed:
         path = self._versions / version
         manifest = read_manifest(path)
         now = datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
@@ -356,7 +358,7 @@ class EngineStore:
             "engine store %s: version %s (engine %s) is current at generation %d",
             self.root, version, manifest.engine, generation,
         )
-        self._prune(version, history)
+        self._prune([version] + ([previous.version] if previous is not None else []), history)
         return Installed(version, generation, path, manifest, sha256)
 
     def _read_history(self) -> list[dict[str, Any]]:
@@ -377,11 +379,11 @@ class EngineStore:
                 return str(record["sha256"])
         return None
 
-    def _prune(self, current: str, history: list[dict[str, Any]]) -> None:
-        """Keep ``keep`` versions: the current one, then the most recently activated;
-        versions never activated count as the oldest."""
+    def _prune(self, first: list[str], history: list[dict[str, Any]]) -> None:
+        """Keep ``keep`` versions: ``first`` (the current one, then the one it replaced),
+        then the most recently activated; versions never activated count as the oldest."""
         on_disk = set(self.versions())
-        recent: list[str] = [current]
+        recent: list[str] = list(dict.fromkeys(first))
         for record in reversed(history):
             version = record["version"]
             if version in on_disk and version not in recent:

@@ -1,0 +1,393 @@
+"""Engine store: install, activate, generation rule, prune, lock, crash cleanup, concurrency."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+import recsys.store as store_module
+from recsys.archive import file_sha256, pack
+from recsys.errors import InvalidArchive, LockTimeout, StoreError
+from recsys.store import EngineStore
+from tests.unit.fixtures_engines import TinyEngine, publications
+from tests.unit.store_children import install as install_in_child
+
+START = datetime(2026, 11, 1, 12, 0, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def archives(tmp_path_factory) -> list[Path]:
+    """Four archives of the tiny engine, one day apart (versions sort by age)."""
+    where = tmp_path_factory.mktemp("archives")
+    made = []
+    for day in range(4):
+        engine = TinyEngine()
+        engine.fit(publications(3 + day))
+        folder = where / f"saved{day}"
+        folder.mkdir()
+        metadata = engine.save(folder)
+        out = where / f"engine{day}.zip"
+        pack(folder, out, engine="tiny", metadata=metadata, created_at=START + timedelta(days=day))
+        made.append(out)
+    return made
+
+
+def version(day: int) -> str:
+    return (START + timedelta(days=day)).strftime("%Y%m%dT%H%M%S%fZ")
+
+
+@pytest.fixture
+def store(tmp_path) -> EngineStore:
+    return EngineStore(tmp_path / "engines", engines={"tiny"})
+
+
+@pytest.fixture
+def extracts(monkeypatch) -> list[Path]:
+    """Every unpack the store performs, by destination."""
+    calls: list[Path] = []
+    real = store_module.extract
+
+    def counting(verified, dest, *args, **kwargs):
+        calls.append(dest)
+        return real(verified, dest, *args, **kwargs)
+
+    monkeypatch.setattr(store_module, "extract", counting)
+    return calls
+
+
+def temp_leftovers(root: Path) -> list[str]:
+    return sorted(p.name for p in [*root.iterdir(), *(root / "versions").iterdir()] if p.name.startswith(".tmp-"))
+
+
+# -- reading ---------------------------------------------------------------------------
+
+
+def test_a_new_store_is_empty(store):
+    assert store.current() is None
+    assert store.generation == 0
+    assert store.versions() == []
+    assert (store.root / "versions").is_dir()
+
+
+def test_install_makes_the_archive_current(store, archives):
+    installed = store.install(archives[0], generation=1)
+
+    assert (installed.version, installed.generation) == (version(0), 1)
+    assert installed.path == store.root / "versions" / version(0)
+    assert installed.sha256 == file_sha256(archives[0])
+    assert installed.manifest.engine == "tiny" and installed.manifest.publications == 3
+    assert store.current() == installed and store.generation == 1 and store.has(version(0))
+    current = json.loads((store.root / "CURRENT").read_text())
+    assert current["version"] == version(0) and current["generation"] == 1
+    assert current["sha256"] == installed.sha256 and current["installed_at"].endswith("Z")
+    assert TinyEngine.load(installed.path).publication_count == 3
+    assert temp_leftovers(store.root) == []
+
+
+def test_current_is_read_again_only_when_the_current_file_changes(store, archives, monkeypatch):
+    store.install(archives[0], generation=1)
+    reads = []
+    real = EngineStore._read_current
+
+    def counting(self):
+        if self is store:
+            reads.append(1)
+        return real(self)
+
+    monkeypatch.setattr(EngineStore, "_read_current", counting)
+    first = store.current()
+    assert store.current() is first and store.current() is first
+    assert len(reads) == 1
+
+    other = EngineStore(store.root, engines={"tiny"})  # another process of the machine
+    other.install(archives[1], generation=2)
+    assert store.current().version == version(1)
+    assert len(reads) == 2
+
+
+def test_has_refuses_names_that_are_not_versions(store):
+    assert not store.has("..") and not store.has("../engines") and not store.has("")
+
+
+# -- generation rule -------------------------------------------------------------------
+
+
+def test_install_of_a_lower_or_equal_generation_changes_nothing(store, archives, extracts):
+    first = store.install(archives[0], generation=5)
+
+    assert store.install(archives[1], generation=5) == first
+    assert store.install(archives[1], generation=4) == first
+    assert store.current() == first
+    assert store.versions() == [version(0)] and len(extracts) == 1
+
+
+def test_install_of_a_version_already_on_disk_only_switches_to_it(store, archives, extracts):
+    store.install(archives[0], generation=1)
+    store.install(archives[1], generation=2)
+
+    rolled_back = store.install(archives[0], generation=3)
+
+    assert (rolled_back.version, rolled_back.generation) == (version(0), 3)
+    assert rolled_back.sha256 == file_sha256(archives[0])
+    assert len(extracts) == 2
+
+
+def test_the_same_version_at_a_new_generation_is_switched_without_unpacking(store, archives, extracts):
+    store.install(archives[0], generation=1)
+    again = store.install(archives[0], generation=2)
+    assert (again.version, again.generation) == (version(0), 2) and len(extracts) == 1
+
+
+def test_local_installs_of_generation_zero_replace_each_other(store, archives):
+    store.install(archives[0], generation=0)
+    assert store.install(archives[1], generation=0).version == version(1)
+    store.install(archives[2], generation=1)
+    assert store.install(archives[3], generation=0).version == version(2)  # a cluster engine stays
+
+
+def test_install_rejects_a_negative_generation(store, archives):
+    with pytest.raises(ValueError, match="generation must be a whole number >= 0"):
+        store.install(archives[0], generation=-1)
+
+
+# -- failures leave the current engine ---------------------------------------------------
+
+
+def test_install_with_a_wrong_sha256_changes_nothing(store, archives):
+    before = store.install(archives[0], generation=1)
+    with pytest.raises(InvalidArchive, match="sha256 mismatch: expected 000000000000…"):
+        store.install(archives[1], generation=2, sha256="0" * 64)
+    assert store.current() == before
+    assert store.versions() == [version(0)] and temp_leftovers(store.root) == []
+
+
+def test_install_of_a_corrupt_archive_changes_nothing(store, archives, tmp_path):
+    before = store.install(archives[0], generation=1)
+    corrupt = tmp_path / "corrupt.zip"
+    data = bytearray(archives[1].read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    corrupt.write_bytes(bytes(data))
+    with pytest.raises(InvalidArchive):
+        store.install(corrupt, generation=2)
+    assert store.current() == before and store.versions() == [version(0)]
+    assert temp_leftovers(store.root) == []
+
+
+def test_install_of_an_engine_not_installed_here_is_refused(tmp_path, archives):
+    store = EngineStore(tmp_path / "engines", engines={"lexical"})
+    with pytest.raises(InvalidArchive, match="archive is for engine 'tiny', which is not installed here"):
+        store.install(archives[0], generation=1)
+    assert store.current() is None and store.versions() == []
+
+
+# -- activate (rollback) ---------------------------------------------------------------
+
+
+def test_activate_rolls_back_to_a_version_on_disk(store, archives, extracts):
+    store.install(archives[0], generation=1)
+    store.install(archives[1], generation=2)
+
+    rolled_back = store.activate(version(0), generation=3)
+
+    assert (rolled_back.version, rolled_back.generation) == (version(0), 3)
+    assert rolled_back.sha256 == file_sha256(archives[0])  # remembered from its install
+    assert store.current() == rolled_back and len(extracts) == 2
+
+
+def test_activate_of_a_version_not_on_disk_names_the_versions(store, archives):
+    store.install(archives[0], generation=1)
+    with pytest.raises(StoreError) as caught:
+        store.activate(version(3), generation=2)
+    assert str(caught.value) == (
+        f"engine version {version(3)!r} is not on this machine's disk (on disk: {version(0)}); "
+        "install its archive instead"
+    )
+
+
+def test_activate_of_an_older_generation_changes_nothing(store, archives):
+    store.install(archives[0], generation=1)
+    current = store.install(archives[1], generation=2)
+    assert store.activate(version(0), generation=2) == current
+
+
+# -- prune -----------------------------------------------------------------------------
+
+
+def test_prune_keeps_the_current_and_the_most_recently_used_versions(store, archives):
+    for day in range(3):
+        store.install(archives[day], generation=day + 1)
+    assert store.versions() == [version(1), version(2)]
+
+    store.activate(version(1), generation=4)  # rollback
+    store.install(archives[3], generation=5)
+
+    assert store.versions() == [version(1), version(3)]  # version 2 was used less recently than 1
+    assert store.current().version == version(3)
+    assert temp_leftovers(store.root) == []
+
+
+def test_prune_with_keep_one_keeps_only_the_current_version(tmp_path, archives):
+    store = EngineStore(tmp_path / "engines", keep=1, engines={"tiny"})
+    store.install(archives[0], generation=1)
+    store.install(archives[1], generation=2)
+    assert store.versions() == [version(1)]
+
+
+def test_prune_without_history_keeps_the_replaced_version_and_drops_unused_ones(tmp_path, archives):
+    root = tmp_path / "engines"
+    roomy = EngineStore(root, keep=10, engines={"tiny"})
+    roomy.install(archives[3], generation=1)
+    roomy.install(archives[0], generation=2)
+    (root / "history").unlink()  # as if the versions were unpacked by an older recsys
+
+    EngineStore(root, keep=2, engines={"tiny"}).install(archives[1], generation=3)
+
+    assert EngineStore(root).versions() == [version(0), version(1)]  # current and previous; the newer 3 goes
+
+
+def test_keep_must_include_the_current_version(tmp_path):
+    with pytest.raises(ValueError, match="keep must be at least 1"):
+        EngineStore(tmp_path, keep=0)
+
+
+# -- lock ------------------------------------------------------------------------------
+
+
+def test_lock_times_out_naming_the_lock_file_and_its_holder(tmp_path):
+    holder = EngineStore(tmp_path / "engines")
+    waiter = EngineStore(tmp_path / "engines")
+    with holder.lock():
+        with pytest.raises(LockTimeout) as caught:
+            with waiter.lock(timeout=0.05):
+                pass
+    message = str(caught.value)
+    assert str(tmp_path / "engines" / ".lock") in message and "held by process" in message
+    with waiter.lock(timeout=0.05):  # free again
+        pass
+
+
+def test_install_waits_for_the_lock_then_finds_the_work_done(tmp_path, archives, extracts):
+    holder = EngineStore(tmp_path / "engines", engines={"tiny"})
+    waiter = EngineStore(tmp_path / "engines", engines={"tiny"})
+    results = []
+    with holder.lock():
+        thread = threading.Thread(target=lambda: results.append(waiter.install(archives[0], generation=1)))
+        thread.start()
+        holder.install(archives[0], generation=1)  # re-entrant for its holder
+    thread.join(timeout=60)
+    assert results[0].version == version(0) and results[0].generation == 1
+    assert len(extracts) == 1
+
+
+def test_install_times_out_when_another_installer_holds_the_lock(tmp_path, archives):
+    holder = EngineStore(tmp_path / "engines", engines={"tiny"})
+    waiter = EngineStore(tmp_path / "engines", engines={"tiny"})
+    with holder.lock(), pytest.raises(LockTimeout):
+        waiter.install(archives[0], generation=1, lock_timeout=0.05)
+    assert waiter.current() is None
+
+
+def test_threads_of_one_store_install_once(store, archives, extracts):
+    results = []
+    threads = [
+        threading.Thread(target=lambda: results.append(store.install(archives[0], generation=1))) for _ in range(4)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert [r.version for r in results] == [version(0)] * 4 and len(extracts) == 1
+
+
+# -- crash cleanup ---------------------------------------------------------------------
+
+
+def crash_leftovers(root: Path) -> None:
+    """What a process killed in the middle of an install leaves behind."""
+    half = root / "versions" / ".tmp-unpack-3f2a"
+    (half / "index").mkdir(parents=True)
+    (half / "index" / "lengths.npy").write_bytes(b"\x93NUMPY half")
+    (root / "versions" / version(3)).mkdir()  # a version folder without its manifest
+    (root / "versions" / version(3) / "publications.json").write_text("{")
+    (root / ".tmp-current-77aa").write_text('{"version"')
+    (root / ".tmp-download-1b2c").write_bytes(b"PK partial")
+
+
+def test_open_removes_the_leftovers_of_a_crashed_install(tmp_path, archives):
+    root = tmp_path / "engines"
+    before = EngineStore(root, engines={"tiny"}).install(archives[0], generation=1)
+    crash_leftovers(root)
+
+    store = EngineStore(root, engines={"tiny"})
+
+    assert temp_leftovers(root) == []
+    assert store.versions() == [version(0)] and not (root / "versions" / version(3)).exists()
+    assert store.current() == before
+
+
+def test_open_leaves_temporary_files_alone_while_another_process_installs(tmp_path):
+    root = tmp_path / "engines"
+    holder = EngineStore(root)
+    crash_leftovers(root)
+    with holder.lock():
+        EngineStore(root)  # must not delete what the lock holder is writing
+        assert len(temp_leftovers(root)) == 3
+    EngineStore(root)
+    assert temp_leftovers(root) == []
+
+
+def test_install_keeps_a_download_its_caller_holds_under_the_lock(store, archives):
+    with store.lock():
+        download = store.temp_path()
+        download.write_bytes(archives[0].read_bytes())
+        installed = store.install(download, generation=1)
+        assert download.exists()
+    download.unlink()
+    assert installed.version == version(0)
+
+
+def test_a_broken_current_file_is_reported_and_replaced_by_the_next_install(store, archives):
+    store.install(archives[0], generation=1)
+    (store.root / "CURRENT").write_text("{not json")
+    with pytest.raises(StoreError, match="CURRENT' is unreadable .*install an engine again"):
+        store.current()
+    assert store.install(archives[1], generation=1).version == version(1)
+    assert store.current().version == version(1)
+
+
+def test_a_current_file_naming_a_missing_version_is_reported(store, archives):
+    store.install(archives[0], generation=1)
+    (store.root / "CURRENT").write_text(json.dumps({"version": version(2), "generation": 1}))
+    with pytest.raises(StoreError, match=f"names version {version(2)}, which is not usable on disk"):
+        store.current()
+
+
+# -- several processes -----------------------------------------------------------------
+
+
+def test_concurrent_installers_in_several_processes_unpack_once(tmp_path, archives):
+    root, marker, processes = tmp_path / "engines", tmp_path / "unpacks.log", 4
+    context = multiprocessing.get_context("spawn")
+    barrier, results = context.Barrier(processes), context.Queue()
+    children = [
+        context.Process(target=install_in_child, args=(str(root), str(archives[2]), str(marker), barrier, results))
+        for _ in range(processes)
+    ]
+    for child in children:
+        child.start()
+    reports = [results.get(timeout=300) for _ in children]
+    for child in children:
+        child.join(timeout=60)
+
+    errors = [r[2] for r in reports if r[0] == "error"]
+    assert not errors, "\n".join(errors)
+    assert len(marker.read_text().splitlines()) == 1  # unpacked exactly once
+    assert {r[2:] for r in reports} == {(version(2), 1, version(2))}  # everyone ends with the same CURRENT
+    assert [child.exitcode for child in children] == [0] * processes
+    assert EngineStore(root).current().version == version(2)
+    assert temp_leftovers(root) == [] and EngineStore(root).versions() == [version(2)]
