@@ -134,10 +134,6 @@ def running_under_periodiq(argv: Sequence[str] | None = None) -> bool:
 
 def idle_unscheduled() -> NoReturn:
     """Log that scheduling is off, then wait for SIGTERM/SIGINT and exit 0."""
-    logger.warning(
-        "RECSYS_REBUILD_CRON is empty: scheduled rebuilds are off and this scheduler sends nothing. "
-        "It idles until stopped; set RECSYS_REBUILD_CRON (e.g. '0 3 * * *') and restart it to schedule builds."
-    )
     stop = threading.Event()
 
     def on_signal(signum: int, frame: Any) -> None:
@@ -145,6 +141,10 @@ def idle_unscheduled() -> NoReturn:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    logger.warning(
+        "RECSYS_REBUILD_CRON is empty: scheduled rebuilds are off and this scheduler sends nothing. "
+        "It idles until stopped; set RECSYS_REBUILD_CRON (e.g. '0 3 * * *') and restart it to schedule builds."
+    )
     while not stop.wait(3600):
         pass
     logger.info("scheduler stopped")

@@ -63,7 +63,8 @@ def settings(tmp_path: Path) -> Settings:
 def make_app(settings: Settings, fake_api: FakeApi, *, kv: MemoryKV | None = None, background: bool = False,
              ) -> WorkerApp:
     api = ApiClient(settings.api_url, token=settings.api_token, transport=fake_api.transport(), sleep=lambda s: None)
-    return create_worker_app(settings, kv=kv or MemoryKV(), registry=stub_registry(), api=api, background=background)
+    kv = kv if kv is not None else MemoryKV()
+    return create_worker_app(settings, kv=kv, registry=stub_registry(), api=api, background=background)
 
 
 @pytest.fixture
