@@ -50,7 +50,8 @@ def redis_result_backend(settings: Settings) -> ResultBackend:
         socket_timeout=settings.request_timeout + 5.0,
         health_check_interval=30,
     )
-    return RedisBackend(client=client)
+    backend: ResultBackend = RedisBackend(client=client)
+    return backend
 
 
 def create_broker(settings: Settings, *, result_backend: ResultBackend | None = None) -> Broker:
@@ -64,7 +65,7 @@ def create_broker(settings: Settings, *, result_backend: ResultBackend | None = 
     else:
         broker = FanoutRabbitmqBroker(url=settings.broker_url, broadcast_queue=settings.broadcast_exchange)
         backend = result_backend if result_backend is not None else redis_result_backend(settings)
-    broker.add_middleware(Results(backend=backend, result_ttl=settings.result_ttl * 1000))
+    broker.add_middleware(Results(backend=backend, result_ttl=settings.result_ttl * 1000))  # type: ignore[no-untyped-call]
     broker.add_middleware(CurrentMessage())
     broker.add_middleware(PeriodiqMiddleware(skip_delay=SCHEDULE_SKIP_AFTER))
     return broker  # type: ignore[no-any-return]

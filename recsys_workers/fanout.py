@@ -66,6 +66,11 @@ def broadcast_queue_name(exchange: str, host: str | None = None, pid: int | None
     return f"{exchange}.{host}.{pid if pid is not None else os.getpid()}.{secrets.token_hex(3)}"
 
 
+def _closed(exc: BaseException) -> ConnectionClosed:
+    """Dramatiq's error for a lost connection (consumer threads restart on it)."""
+    return ConnectionClosed(exc)  # type: ignore[no-untyped-call]
+
+
 class FanoutRabbitmqBroker(RabbitmqBroker):
     """A RabbitmqBroker whose queue ``broadcast_queue`` is a per-process fanout subscription.
 
@@ -124,7 +129,7 @@ def publish_broadcast(parameters: pika.URLParameters, exchange: str, message: Me
     try:
         connection = pika.BlockingConnection(parameters)
     except (*_AMQP_ERRORS, OSError) as exc:
-        raise ConnectionClosed(exc) from None
+        raise _closed(exc) from None
     try:
         channel = connection.channel()
         declare_exchange(channel, exchange)
@@ -135,7 +140,7 @@ def publish_broadcast(parameters: pika.URLParameters, exchange: str, message: Me
             properties=pika.BasicProperties(delivery_mode=1, content_type="application/json"),
         )
     except (*_AMQP_ERRORS, OSError) as exc:
-        raise ConnectionClosed(exc) from None
+        raise _closed(exc) from None
     finally:
         if connection.is_open:
             try:
@@ -185,7 +190,7 @@ class BroadcastConsumer(Consumer):
             self._deliveries = self.channel.consume(self.queue, exclusive=True, inactivity_timeout=timeout / 1000)
         except (*_AMQP_ERRORS, OSError) as exc:
             self._close_quietly()
-            raise ConnectionClosed(exc) from None
+            raise _closed(exc) from None
         logger.info("broadcast queue %s bound to fanout exchange %s", self.queue, exchange)
         on_bound()
 
@@ -193,7 +198,7 @@ class BroadcastConsumer(Consumer):
         try:
             method, _properties, body = next(self._deliveries)
         except (*_AMQP_ERRORS, AssertionError, StopIteration) as exc:
-            raise ConnectionClosed(exc) from None
+            raise _closed(exc) from None
         if method is None:
             return None
         try:
@@ -244,7 +249,7 @@ class BroadcastConsumer(Consumer):
         try:
             self.connection.add_callback_threadsafe(callback)
         except (*_AMQP_ERRORS, OSError) as exc:
-            raise ConnectionClosed(exc) from None
+            raise _closed(exc) from None
 
     def _close_quietly(self) -> None:
         if self.connection is not None and self.connection.is_open:

@@ -67,11 +67,11 @@ class MemoryResultBackend(ResultBackend):
                     data = found[0]
                     break
                 if not block:
-                    raise ResultMissing(message)
+                    raise ResultMissing(message)  # type: ignore[no-untyped-call]
                 if now >= deadline:
-                    raise ResultTimeout(message)
+                    raise ResultTimeout(message)  # type: ignore[no-untyped-call]
                 self._changed.wait(deadline - now)
-        return self.unwrap_result(self.encoder.decode(data))
+        return self.unwrap_result(self.encoder.decode(data))  # type: ignore[no-untyped-call]
 
     def _store(self, message_key: str, result: Any, ttl: int) -> None:
         data = self.encoder.encode(result)

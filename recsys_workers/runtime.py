@@ -133,7 +133,7 @@ class Runtime:
     def loaded(self) -> Loaded | None:
         """The engine this process has loaded, without touching the store."""
         cache = self._made.get("cache")
-        return None if cache is None else cache.loaded  # type: ignore[no-any-return]
+        return None if cache is None else cache.loaded
 
     def refresh(self) -> Loaded | None:
         """Load the store's current engine into this process if it changed, and report it."""

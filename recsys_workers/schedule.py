@@ -111,14 +111,13 @@ def declare_scheduled_build(
         handle_tick(runtime, build_index, scheduled_at if isinstance(scheduled_at, str) else None)
 
     return dramatiq.actor(
-        scheduled_build,
         broker=broker,
         actor_name=SCHEDULED_BUILD_ACTOR,
         queue_name=runtime.settings.build_queue,
         max_retries=0,
         time_limit=60_000,
         **options,
-    )
+    )(scheduled_build)
 
 
 def running_under_periodiq(argv: Sequence[str] | None = None) -> bool:

@@ -87,7 +87,6 @@ def declare_engine_updated(broker: Broker, runtime: Runtime) -> dramatiq.Actor[A
         handle_engine_updated(runtime, generation, version, created_at, sha256)
 
     return dramatiq.actor(
-        engine_updated,
         broker=broker,
         actor_name=protocol.ENGINE_UPDATED_ACTOR,
         queue_name=runtime.settings.broadcast_exchange,
@@ -95,4 +94,4 @@ def declare_engine_updated(broker: Broker, runtime: Runtime) -> dramatiq.Actor[A
         max_retries=0,
         store_results=False,
         time_limit=BROADCAST_TIME_LIMIT,
-    )
+    )(engine_updated)

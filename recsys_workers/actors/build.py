@@ -66,7 +66,6 @@ def declare_build_index(broker: Broker, runtime: Runtime) -> dramatiq.Actor[Any,
             )
 
     return dramatiq.actor(
-        build_index,
         broker=broker,
         actor_name=protocol.BUILD_ACTOR,
         queue_name=runtime.settings.build_queue,
@@ -74,7 +73,7 @@ def declare_build_index(broker: Broker, runtime: Runtime) -> dramatiq.Actor[Any,
         max_retries=0,
         store_results=True,
         time_limit=limit * 1000,
-    )
+    )(build_index)
 
 
 def _results_of(broker: Broker) -> Any:

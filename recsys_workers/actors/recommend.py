@@ -28,7 +28,7 @@ from recsys import protocol
 from recsys.config import Settings
 from recsys.domain import Query
 from recsys.errors import InvalidQuery, RecsysError
-from recsys_workers.middleware import ANY, ENGINE_OPTION, task_engine
+from recsys_workers.middleware import ANY, task_engine
 
 __all__ = ["REQUEST_PRIORITY", "declare_recommend", "recommend_body"]
 
@@ -72,7 +72,6 @@ def declare_recommend(broker: Broker, settings: Settings) -> dramatiq.Actor[Any,
             )
 
     return dramatiq.actor(
-        recommend,
         broker=broker,
         actor_name=protocol.RECOMMEND_ACTOR,
         queue_name=settings.request_queue,
@@ -80,5 +79,5 @@ def declare_recommend(broker: Broker, settings: Settings) -> dramatiq.Actor[Any,
         max_retries=0,
         store_results=True,
         time_limit=timeout * 1000,
-        **{ENGINE_OPTION: ANY},
-    )
+        engine=ANY,
+    )(recommend)
