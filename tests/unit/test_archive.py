@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import zipfile
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
@@ -11,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import recsys
 from recsys.archive import (
@@ -636,3 +639,39 @@ def test_read_manifest_names_the_file_of_a_bad_manifest(tmp_path):
     (tmp_path / MANIFEST_NAME).write_text('{"format": 1}')
     with pytest.raises(InvalidArchive, match="manifest.json.*'engine' must be a non-empty string"):
         read_manifest(tmp_path)
+
+
+# -- robustness ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sound_archive(tmp_path_factory) -> bytes:
+    folder = tmp_path_factory.mktemp("sound")
+    return archive_of(folder / "a.zip", FILES).read_bytes()
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_any_damaged_archive_is_accepted_intact_or_rejected_as_invalid(tmp_path, sound_archive, data):
+    """Flipped, cut or inserted bytes never raise anything but InvalidArchive, and an
+    archive that still passes unpacks to exactly the original files."""
+    damaged = bytearray(sound_archive)
+    at = data.draw(st.integers(0, len(damaged) - 1))
+    kind = data.draw(st.sampled_from(["flip", "cut", "insert"]))
+    if kind == "flip":
+        damaged[at] ^= data.draw(st.integers(1, 255))
+    elif kind == "cut":
+        del damaged[at : at + data.draw(st.integers(1, 64))]
+    else:
+        damaged[at:at] = data.draw(st.binary(min_size=1, max_size=16))
+    path = tmp_path / "damaged.zip"
+    path.write_bytes(bytes(damaged))
+    dest = tmp_path / "unpacked"
+    shutil.rmtree(dest, ignore_errors=True)
+    try:
+        unpack(path, dest)
+    except InvalidArchive:
+        assert not dest.exists() and not list(tmp_path.glob(".tmp-*"))
+        return
+    for name, content in FILES.items():
+        assert (dest / name).read_bytes() == content
