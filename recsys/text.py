@@ -26,7 +26,8 @@ any closing quotes or brackets, followed by a space):
     However, ...). So "...in the U.S. The next..." is split, while "U.S. Congress"
     and "A. Smith" are not. The known miss: an acronym or initial that ends a
     sentence whose successor starts with a name ("...in the U.S. Researchers...")
-    stays one sentence;
+    stays one sentence. A capital letter after a number is a unit ("3.4 K."), which
+    ends a sentence like any word;
   - a list marker ("1.", "a.", "iv.") at the start of a sentence or after ":"/";"
     is not a boundary ("Steps: 1. Collect data. 2. Train.");
   - any other word ends the sentence.
@@ -180,6 +181,8 @@ def _period_ends_sentence(word: str, following: str, before: str) -> bool:
         return False  # "1. Collect data" at the start of a sentence or list
     if first.isdigit() and word[-1].isdigit():
         return False  # "by 8. 24%": a broken decimal far more often than a new sentence
+    if _INITIAL.fullmatch(word) and stripped_before[-1:].isdigit():
+        return True  # a unit after a number ("3.4 K."), not an initial
     if _INITIAL.fullmatch(word) or _DOTTED.fullmatch(word) or key in _SUFFIXES:
         return following.rstrip(".,;:") in _OPENERS_WORDS
     return True

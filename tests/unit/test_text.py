@@ -100,6 +100,10 @@ SPLITS = {
         ["Two aims: a. Measure it.", "b. Explain it."],
     ),
     "no. ends one": ("The answer was no. The end.", ["The answer was no.", "The end."]),
+    "unit letter after a number": (
+        "Sensitivity is about 3.4 K. Leave-one-out tests agree.",
+        ["Sensitivity is about 3.4 K.", "Leave-one-out tests agree."],
+    ),
     "ms is not Ms.": ("Latency was 80 ms. Throughput doubled.", ["Latency was 80 ms.", "Throughput doubled."]),
     "whitespace": ("  One  sentence\there.\n\n\nAnother   one.  ", ["One sentence here.", "Another one."]),
     "heading line": (
