@@ -61,6 +61,13 @@ class FakeApi:
         self.upload_failures: list[int] = []
         #: Called with each archive made current by an upload (e.g. to broadcast it).
         self.on_upload: Callable[[Stored], None] | None = None
+        #: GET /publications: the publications backend (a JSON list), for builds.
+        self.publications: list[dict[str, Any]] = []
+        #: While set and not open, GET /publications waits for it (a slow source).
+        self.publications_gate: threading.Event | None = None
+        #: When set, GET /publications answers this status (a failing source).
+        self.publications_status: int | None = None
+        self.publication_requests = 0
 
     # -- test controls -------------------------------------------------------------
 
@@ -108,7 +115,19 @@ class FakeApi:
             }, data
         if path == "/v1/engine/archive" and method == "PUT":
             return self._upload(headers, body)
+        if path == "/publications" and method == "GET":
+            return self._publications()
         return _error(404, "Not Found", f"{method} {path}")
+
+    def _publications(self) -> tuple[int, dict[str, str], bytes]:
+        with self._lock:
+            self.publication_requests += 1
+        gate = self.publications_gate
+        if gate is not None:
+            gate.wait(120)
+        if self.publications_status is not None:
+            return _error(self.publications_status, "Backend failure", "the publications backend is failing")
+        return 200, {"Content-Type": "application/json"}, json.dumps(self.publications).encode()
 
     def _upload(self, headers: Any, body: bytes) -> tuple[int, dict[str, str], bytes]:
         if headers.get("authorization") != f"Bearer {self.token}":
