@@ -172,6 +172,15 @@ def list_queues(amqp_url: str) -> list[dict[str, Any]]:
     return list(json.loads(out.stdout or "[]"))
 
 
+def close_connections(amqp_url: str) -> None:
+    """Make RabbitMQ close every connection of the vhost (a network cut, as seen by clients)."""
+    subprocess.run(
+        [shutil.which("rabbitmqctl") or "rabbitmqctl", "close_all_connections", "-q", "--vhost", vhost_of(amqp_url),
+         "--limit", "1000", "recsys test: connection cut"],
+        capture_output=True, text=True, check=True, timeout=60,
+    )
+
+
 def broadcast_queues(amqp_url: str) -> list[str]:
     return sorted(q["name"] for q in list_queues(amqp_url) if q["name"].startswith(EXCHANGE))
 

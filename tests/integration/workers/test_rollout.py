@@ -9,7 +9,14 @@ import re
 
 import pytest
 
-from tests.integration.workers.cluster import EXCHANGE, broadcast_queues, list_queues, serving, wait_until
+from tests.integration.workers.cluster import (
+    EXCHANGE,
+    broadcast_queues,
+    close_connections,
+    list_queues,
+    serving,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -105,6 +112,19 @@ def test_a_killed_pool_leaves_no_queue_behind_and_catches_up_when_restarted(clus
     cluster.wait_serving(newer.generation, [pool_a])
     assert serving(cluster.redis_url, pool_b, newer.generation - 1)
     cluster.converge()
+
+
+def test_workers_cut_off_from_rabbitmq_catch_up_when_they_reconnect(cluster):
+    current = cluster.converge()
+    # Given a rollout whose broadcast nobody received
+    newer = cluster.api.publish(cluster.archive())
+    assert newer.generation == current.generation + 1
+    # When RabbitMQ drops every connection, and the workers reconnect (3 s later)
+    close_connections(cluster.rabbitmq_url)
+    # Then each process rebinds its broadcast queue, asks the API and follows it
+    cluster.wait_serving(newer.generation)
+    for pool in cluster.running():
+        assert sum(pool.handled(r"broadcast queue \S+ bound").values()) >= 2 * pool.processes
 
 
 def test_a_recommend_on_a_killed_pool_is_answered_by_another_pool(cluster, tmp_path):
