@@ -34,8 +34,7 @@ MAX_TASK_ID = 128
 def broker_errors() -> tuple[type[BaseException], ...]:
     """Exceptions a broker raises when RabbitMQ is unreachable (or a stub has no queue)."""
     import pika.exceptions
-    from dramatiq.errors import BrokerConnectionError
-    from dramatiq.errors import QueueNotFound
+    from dramatiq.errors import BrokerConnectionError, QueueNotFound
 
     return (BrokerConnectionError, QueueNotFound, pika.exceptions.AMQPError, OSError)
 

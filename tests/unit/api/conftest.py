@@ -45,12 +45,14 @@ def recommend_result(request: dict[str, Any], generation: int | None = 1) -> dic
     }
 
 
-def make_archive(folder: Path, *, minutes: int = 0, engine: str = "stub", payload: bytes = b'{"x": 1}') -> Path:
-    """A valid archive created ``minutes`` after BASE_TIME."""
+def make_archive(
+    folder: Path, *, minutes: int = 0, engine: str = "stub", payload: bytes = b'{"x": 1}', name: str = "data.json"
+) -> Path:
+    """A valid archive created ``minutes`` after BASE_TIME, holding ``name`` (``.bin`` is stored uncompressed)."""
     n = next(_counter)
     content = folder / f"engine-{n}"
     content.mkdir(parents=True)
-    (content / "data.json").write_bytes(payload)
+    (content / name).write_bytes(payload)
     out = folder / f"archive-{n}.zip"
     pack(content, out, engine=engine, metadata=EngineMetadata(publications=1, sentences=1),
          created_at=BASE_TIME + timedelta(minutes=minutes))
@@ -133,38 +135,48 @@ def _register_actors(h: Harness) -> None:
                    broker=h.broker, store_results=True, max_retries=0)
 
 
+def build_harness(
+    tmp: Path, *, worker: bool = True, run_start: bool = False, broker: Any = None, kv: Any = None,
+    create: bool = True, **overrides: Any,
+) -> Harness:
+    """The app on stubs in ``tmp``; ``overrides`` are Settings fields. Close it with :func:`close_harness`."""
+    values: dict[str, Any] = {"data_dir": tmp / "data", "api_token": TOKEN, "request_timeout": 1}
+    values.update(overrides)
+    settings = Settings(**values)
+    backend = MemoryResultBackend()
+    stub = broker if broker is not None else StubBroker()
+    stub.add_middleware(Results(backend=backend, result_ttl=settings.result_ttl * 1000))
+    store = DiskArchiveStore(settings.data_dir / "archives", Limits.from_settings(settings),
+                             keep=settings.keep_engines)
+    h = Harness(settings, stub, backend, kv if kv is not None else MemoryKV(), store, RecordingBroadcaster(),
+                FakeActors(), tmp)
+    _register_actors(h)
+    if create:
+        h.app = create_app(settings, broker=stub, result_backend=backend, kv=h.kv, archive_store=store,
+                           broadcaster=h.broadcaster, registry_records=[], start_engine=run_start)
+    if worker:
+        h.start_worker()
+    return h
+
+
+def close_harness(h: Harness) -> None:
+    if h.worker is not None:
+        h.worker.stop()
+    h.broker.close()
+
+
 @pytest.fixture
 def make_harness(tmp_path: Path) -> Iterator[Callable[..., Harness]]:
     made: list[Harness] = []
 
-    def make(
-        *, worker: bool = True, start_engine: bool = False, broker: Any = None, kv: Any = None,
-        create: bool = True, **overrides: Any,
-    ) -> Harness:
-        values: dict[str, Any] = {"data_dir": tmp_path / "data", "api_token": TOKEN, "request_timeout": 1}
-        values.update(overrides)
-        settings = Settings(**values)
-        backend = MemoryResultBackend()
-        stub = broker if broker is not None else StubBroker()
-        stub.add_middleware(Results(backend=backend, result_ttl=settings.result_ttl * 1000))
-        store = DiskArchiveStore(settings.data_dir / "archives", Limits.from_settings(settings),
-                                 keep=settings.keep_engines)
-        h = Harness(settings, stub, backend, kv if kv is not None else MemoryKV(), store, RecordingBroadcaster(),
-                    FakeActors(), tmp_path)
-        _register_actors(h)
-        if create:
-            h.app = create_app(settings, broker=stub, result_backend=backend, kv=h.kv, archive_store=store,
-                               broadcaster=h.broadcaster, registry_records=[], start_engine=start_engine)
-        if worker:
-            h.start_worker()
+    def make(**kwargs: Any) -> Harness:
+        h = build_harness(tmp_path, **kwargs)
         made.append(h)
         return h
 
     yield make
     for h in made:
-        if h.worker is not None:
-            h.worker.stop()
-        h.broker.close()
+        close_harness(h)
 
 
 @pytest.fixture
