@@ -1,0 +1,61 @@
+"""Gunicorn settings of the recsys API: ``gunicorn -c deploy/gunicorn.conf.py recsys_api.wsgi:app``.
+
+* gthread: each request waiting for a recommendation holds a thread (a blocking
+  Redis pop, no polling), so threads are sized for concurrent waits: 2 processes x 16
+  threads by default on a 2-core machine; raise threads, not processes, for more
+  concurrent waiters (each thread also holds one RabbitMQ connection).
+* Timeouts follow RECSYS_REQUEST_TIMEOUT: a graceful stop lets in-flight waits finish.
+* Logs go to the standard streams (gunicorn's own log on stderr; no access log by
+  default, as it costs CPU on every request: add ``--access-logfile -`` to enable it).
+* Prometheus: when PROMETHEUS_MULTIPROC_DIR is set, the folder is emptied at start and
+  a dead worker's live gauges are removed, so /metrics sums every worker process.
+
+Everything here can be overridden without changing the command line, through
+gunicorn's own ``GUNICORN_CMD_ARGS`` (e.g. ``--bind 127.0.0.1:9000 --workers 4``), which
+gunicorn applies over this file.
+"""
+
+import glob
+import os
+
+from recsys.config import Settings
+
+_settings = Settings.from_env()
+
+wsgi_app = "recsys_api.wsgi:app"
+bind = ["0.0.0.0:8000"]
+worker_class = "gthread"
+workers = 2
+threads = 16
+# gthread workers heartbeat from their main loop, so a long wait does not trip this;
+# it only catches a worker process that is stuck as a whole.
+timeout = max(30, _settings.request_timeout + 10)
+graceful_timeout = _settings.request_timeout + 5
+keepalive = 5
+# Bound the request line and headers (bodies are bounded by the app).
+limit_request_line = 8190
+limit_request_fields = 100
+# The app is built in each worker after the fork: RabbitMQ/Redis connections are never shared.
+preload_app = False
+errorlog = "-"
+accesslog = None
+loglevel = _settings.log_level
+capture_output = False
+proc_name = "recsys-api"
+
+
+def on_starting(server):
+    """Empty PROMETHEUS_MULTIPROC_DIR: values left by a previous run would be summed in."""
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+        for path in glob.glob(os.path.join(folder, "*.db")):
+            os.remove(path)
+
+
+def child_exit(server, worker):
+    """Drop a dead worker's live gauges (e.g. waits in flight) from the shared metrics."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)
