@@ -15,6 +15,8 @@ stored vector as the query and its sentences as the query sentences.
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar
@@ -37,6 +39,8 @@ __all__ = ["MAX_EVIDENCE", "LexicalEngine"]
 
 #: Evidence pairs kept per recommendation, best first.
 MAX_EVIDENCE = 3
+
+logger = logging.getLogger(__name__)
 
 
 class LexicalEngine(Engine):
@@ -67,7 +71,13 @@ class LexicalEngine(Engine):
         progress: Progress = NULL_PROGRESS,
         previous: Path | None = None,
     ) -> None:
-        self._index = build_index(publications, self._tokenizer, progress)
+        started = time.monotonic()
+        index = build_index(publications, self._tokenizer, progress)
+        self._index = index
+        logger.info(
+            "lexical: indexed %d publications, %d sentences, %d terms in %.1fs",
+            len(index.publications), len(index.sentences), len(index.terms), time.monotonic() - started,
+        )
 
     def save(self, folder: Path) -> EngineMetadata:
         index = self.index
