@@ -1,0 +1,161 @@
+"""Real processes for the end-to-end tests: started in their own process group, logged
+to a file each, killed at the end whatever happens.
+
+Every :class:`Process` is listed in :data:`KNOWN` (the suite's conftest prints the
+tail of each log written during a failed test) and, while it may be running, in
+:data:`STARTED` (the conftest kills what is left at the end of the session).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TypeVar
+
+__all__ = ["KNOWN", "STARTED", "Process", "free_port", "group_pids", "wait_until"]
+
+T = TypeVar("T")
+
+#: Every process created, in order.
+KNOWN: list[Process] = []
+#: Processes started and not yet killed, in start order.
+STARTED: list[Process] = []
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(probe: Callable[[], T], *, timeout: float, what: str, interval: float = 0.25) -> T:
+    """Call ``probe`` until it returns something truthy, and return that; fail with
+    ``what`` and the last value or exception after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while True:
+        try:
+            value = probe()
+        except Exception as exc:  # the service may be starting or cut off: keep polling
+            last = f"{type(exc).__name__}: {exc}"
+        else:
+            if value:
+                return value
+            last = value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; last seen: {last!r}")
+        time.sleep(interval)
+
+
+def group_pids(pgid: int) -> set[int]:
+    """The live processes of process group ``pgid`` (from /proc)."""
+    pids = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        # fields: state ppid pgrp ...; a zombie has exited already.
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            pids.add(int(entry.name))
+    return pids
+
+
+class Process:
+    """One command line, run in a new session (so a signal reaches all its children)."""
+
+    def __init__(self, name: str, argv: Sequence[str], env: Mapping[str, str], cwd: Path, log: Path) -> None:
+        self.name = name
+        self.argv = list(argv)
+        self.env = dict(env)
+        self.cwd = cwd
+        self.log = log
+        self.popen: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+        KNOWN.append(self)
+
+    def start(self) -> Process:
+        assert not self.running, f"{self.name} is already running"
+        self.starts += 1
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log, "ab") as log:
+            log.write(f"\n===== start {self.starts}: {' '.join(self.argv)}\n".encode())
+            log.flush()
+            self.popen = subprocess.Popen(
+                self.argv, env=self.env, cwd=self.cwd, stdin=subprocess.DEVNULL, stdout=log,
+                stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        if self not in STARTED:
+            STARTED.append(self)
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.popen is not None, f"{self.name} was never started"
+        return self.popen.pid
+
+    @property
+    def running(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    @property
+    def returncode(self) -> int | None:
+        return None if self.popen is None else self.popen.poll()
+
+    def pids(self) -> set[int]:
+        """The live processes of this command (its process group)."""
+        return group_pids(self.pid) if self.popen is not None else set()
+
+    def signal(self, signum: int) -> None:
+        """Send ``signum`` to the command's whole process group."""
+        try:
+            os.killpg(self.pid, signum)
+        except ProcessLookupError:
+            pass
+
+    def kill9(self) -> None:
+        """kill -9 of the whole process group, then reap the leader."""
+        if self.popen is None:
+            return
+        self.signal(signal.SIGKILL)
+        self.popen.wait(30)
+        wait_until(lambda: not self.pids(), timeout=30, what=f"every process of {self.name} to exit")
+        if self in STARTED:
+            STARTED.remove(self)
+
+    def stop(self, timeout: float = 20.0) -> int | None:
+        """SIGTERM to the group; kill -9 after ``timeout`` seconds. Returns the exit code."""
+        if self.popen is None:
+            return None
+        if self.running:
+            self.signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        code = self.popen.poll()
+        self.kill9()  # whatever is left of the group
+        return code
+
+    def restart(self) -> Process:
+        if self.running:
+            self.kill9()
+        return self.start()
+
+    def text(self) -> str:
+        try:
+            return self.log.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def tail(self, lines: int = 40) -> str:
+        return "\n".join(self.text().splitlines()[-lines:])
