@@ -45,6 +45,7 @@ __all__ = [
     "HeartbeatMiddleware",
     "CatchUpMiddleware",
     "InvalidEngineOption",
+    "TaskInterrupted",
     "prepare_engine",
     "task_engine",
 ]
@@ -58,6 +59,12 @@ MODES = (NONE, ANY, STRICT)
 _outcome: contextvars.ContextVar[Loaded | RecsysError | None] = contextvars.ContextVar(
     "recsys_task_engine", default=None
 )
+
+
+class TaskInterrupted(RecsysError):
+    """The task's time limit struck while its engine was being prepared."""
+
+    code = "timeout"
 
 
 class InvalidEngineOption(MiddlewareError):
@@ -139,8 +146,10 @@ class EngineMiddleware(Middleware):
         except RecsysError as exc:
             outcome = exc
         except Interrupt as exc:  # the task's time limit struck while we pulled an engine
-            outcome = RecsysError(
-                f"preparing the engine was interrupted ({type(exc).__name__}): the task took too long"
+            self.runtime.request_catch_up()  # fetch it in the background instead
+            outcome = TaskInterrupted(
+                f"the task was stopped ({type(exc).__name__}) while this worker fetched its engine; "
+                "the worker goes on fetching it in the background: retry shortly"
             )
         except Exception as exc:
             logger.exception("preparing the engine for message %s failed unexpectedly", message.message_id)

@@ -129,3 +129,17 @@ def test_an_unknown_engine_option_is_refused_when_the_actor_is_declared(app):
     assert any(isinstance(m, EngineMiddleware) for m in app.broker.middleware)
     with pytest.raises(InvalidEngineOption, match="engine='sometimes'"):
         dramatiq.actor(lambda: None, broker=app.broker, actor_name="odd", engine="sometimes")
+
+
+def test_a_time_limit_striking_while_the_engine_is_pulled_is_a_timeout_result(app, worker, fake_api, archives,
+                                                                              monkeypatch):
+    from dramatiq.middleware.time_limit import TimeLimitExceeded
+
+    fake_api.publish(archives())
+
+    def interrupted(*args, **kwargs):
+        raise TimeLimitExceeded()
+
+    monkeypatch.setattr(app.runtime.sync, "pull_current", interrupted)
+    result = run(app, app.actors.recommend, QUERY)
+    assert result["error"]["code"] == "timeout"
