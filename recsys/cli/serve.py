@@ -29,6 +29,7 @@ import logging
 import os
 import secrets
 import signal
+import socket
 import sys
 import threading
 import time
@@ -47,8 +48,12 @@ RET_OK = 0
 #: Exit code of a second SIGINT/SIGTERM during shutdown (128 + SIGINT, like a shell).
 RET_FORCED = 130
 
-#: Seconds the HTTP server and the worker get to finish what they are doing at shutdown.
+#: Seconds the HTTP server gets to finish its requests at shutdown (the worker still runs).
 SHUTDOWN_SECONDS = 5
+#: Milliseconds the worker then gets to finish its tasks; a build is not waited for.
+WORKER_STOP_MS = 2000
+#: How often idle worker and consumer threads look at the stop flag (a message wakes them at once).
+WORKER_POLL_MS = 250
 
 #: The commands of the distributed stack, one per component.
 DISTRIBUTED_COMMANDS = (
@@ -161,6 +166,7 @@ class EmbeddedServer:
     def _bind(self) -> None:
         from cheroot import wsgi
 
+        self._check_address()
         server = wsgi.Server(
             (self.host, self._port), _not_ready, numthreads=self._threads,
             request_queue_size=128, shutdown_timeout=SHUTDOWN_SECONDS, server_name="recsys",
@@ -168,12 +174,23 @@ class EmbeddedServer:
         try:
             server.prepare()  # binds now, so the worker's API URL can carry the real port
         except OSError as exc:
-            raise RecsysError(
-                f"cannot listen on {self.host}:{self._port}: {exc.strerror or exc}; "
-                "is another server using that port? Choose another one with --port"
-            ) from exc
+            raise self._cannot_listen(exc) from exc
         self._server = server
         self.settings = self.settings.replace(api_url=self.url)
+
+    def _check_address(self) -> None:
+        """Fail early, with a clear message, when ``host:port`` cannot be bound."""
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        try:
+            socket.create_server((self.host, self._port), family=family).close()
+        except OSError as exc:
+            raise self._cannot_listen(exc) from exc
+
+    def _cannot_listen(self, exc: OSError) -> RecsysError:
+        return RecsysError(
+            f"cannot listen on {self.host}:{self._port}: {exc.strerror or exc}; "
+            "is another server using that port? Choose another one with --port"
+        )
 
     def _start_components(self) -> None:
         import dramatiq
@@ -200,7 +217,7 @@ class EmbeddedServer:
         self._server_thread.start()
 
         broker.emit_after("process_boot")
-        self._worker = dramatiq.Worker(broker, worker_threads=self._worker_threads, worker_timeout=1000)
+        self._worker = dramatiq.Worker(broker, worker_threads=self._worker_threads, worker_timeout=WORKER_POLL_MS)
         self._worker.start()
 
         if settings.rebuild_cron:
@@ -271,7 +288,7 @@ class EmbeddedServer:
         if self._worker is not None:
             # A running build is not waited for: its worker thread is a daemon, and the
             # next build removes what it left under <data_dir>/builds.
-            self._worker.stop(timeout=int(SHUTDOWN_SECONDS * 1000))
+            self._worker.stop(timeout=WORKER_STOP_MS)
             self._worker = None
         if self._worker_app is not None:
             self._worker_app.close()
