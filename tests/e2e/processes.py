@@ -36,12 +36,16 @@ def free_port() -> int:
 
 def wait_until(probe: Callable[[], T], *, timeout: float, what: str, interval: float = 0.25) -> T:
     """Call ``probe`` until it returns something truthy, and return that; fail with
-    ``what`` and the last value or exception after ``timeout`` seconds."""
+    ``what`` and the last value or exception after ``timeout`` seconds. An
+    AssertionError raised by ``probe`` fails at once; other exceptions (a service
+    starting, or cut off) are retried."""
     deadline = time.monotonic() + timeout
     last: object = None
     while True:
         try:
             value = probe()
+        except AssertionError:
+            raise
         except Exception as exc:  # the service may be starting or cut off: keep polling
             last = f"{type(exc).__name__}: {exc}"
         else:
