@@ -2,9 +2,10 @@
 
 The API does not import the workers: it builds a Dramatiq :class:`~dramatiq.Message`
 for an actor name (see :mod:`recsys.protocol`) and enqueues it on the broker, then
-waits on the result backend directly. Every task it starts is recorded
-(:class:`~recsys.cluster.TaskRecords`, kept as long as results) so that
-``GET /v1/tasks/{id}`` tells an unknown or expired id from a pending one.
+waits on the result backend directly. Every task whose id the API hands out (a 202, a
+504, a build) is recorded (:class:`~recsys.cluster.TaskRecords`, kept as long as
+results) before the id leaves the API, so that ``GET /v1/tasks/{id}`` tells an unknown
+or expired id from a pending one.
 
 Broker and backend failures become :class:`~recsys.errors.Unavailable` (503).
 """
@@ -108,19 +109,31 @@ class TaskClient:
         """A new message for ``actor`` on ``queue`` (not sent)."""
         return dramatiq.Message(queue_name=queue, actor_name=actor, args=(), kwargs=kwargs or {}, options={})
 
-    def send(self, message: dramatiq.Message[Any]) -> dramatiq.Message[Any]:
-        """Record the task, then enqueue it. Raises Unavailable when Redis or RabbitMQ
-        cannot be reached (the record is dropped again if the enqueue fails)."""
-        self.records.record(message.message_id, actor=message.actor_name, queue=message.queue_name)
+    def send(self, message: dramatiq.Message[Any], *, record: bool = True) -> dramatiq.Message[Any]:
+        """Record the task (unless ``record`` is False), then enqueue it. Raises Unavailable
+        when Redis or RabbitMQ cannot be reached (the record is dropped again if the
+        enqueue fails).
+
+        ``record=False`` is for a task whose id is not handed out unless its wait times
+        out: the caller records it then (:meth:`record`), before the id leaves the API.
+        That saves a Redis round trip on every answered request.
+        """
+        if record:
+            self.record(message)
         try:
             self.broker.enqueue(message)
         except self._broker_errors as exc:
-            self._forget(message.message_id)
+            if record:
+                self._forget(message.message_id)
             raise Unavailable(
                 f"RabbitMQ at {self._broker_where} is unreachable, so task {message.actor_name!r} was not sent "
                 f"({type(exc).__name__}: {exc}); retry in a few seconds"
             ) from exc
         return message
+
+    def record(self, message: dramatiq.Message[Any]) -> None:
+        """Remember that this API started the task, as long as its result is kept."""
+        self.records.record(message.message_id, actor=message.actor_name, queue=message.queue_name)
 
     def _forget(self, task_id: str) -> None:
         try:

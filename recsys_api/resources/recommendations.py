@@ -34,16 +34,21 @@ class Recommendations:
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         request = validate_recommendation(read_json(req, self.settings.max_body_bytes))
         request["min_generation"] = self.store.generation()
+        asynchronous = prefers_async(req)
+        # A task answered within the request never shows its id: it is recorded only when
+        # the id is handed out (202 here, or 504 below), which saves a Redis round trip.
         message = self.tasks.send(
-            self.tasks.message(protocol.RECOMMEND_ACTOR, self.settings.request_queue, {"request": request})
+            self.tasks.message(protocol.RECOMMEND_ACTOR, self.settings.request_queue, {"request": request}),
+            record=asynchronous,
         )
-        if prefers_async(req):
+        if asynchronous:
             accepted(resp, message.message_id, preference_applied=True)
             return
         try:
             with self.metrics.waits.track_inprogress():
                 result = self.tasks.wait(message, self.settings.request_timeout)
         except WaitTimeout as exc:
+            self.tasks.record(message)
             url = task_url(exc.task_id)
             raise ApiError(
                 504, "Gateway timeout",

@@ -86,7 +86,7 @@ def test_rabbitmq_down_is_503_naming_it_and_the_api_recovers(make_harness):
 
 
 @pytest.mark.parametrize(("method", "path", "kwargs"), [
-    ("POST", "/v1/recommendations", {"json": BODY}),
+    ("POST", "/v1/recommendations", {"json": BODY, "headers": {"Prefer": "respond-async"}}),
     ("GET", "/v1/tasks/abc", {}),
     ("GET", "/v1/workers", {}),
     ("POST", "/v1/engine/builds", {"headers": AUTH}),
@@ -143,8 +143,11 @@ def test_real_clients_on_a_closed_port_fail_with_unavailable(make_harness):
                      start_engine=False)
     client = falcon.testing.TestClient(app)
 
-    # Then requests that need Redis get 503 naming it
+    # Then requests get 503 naming the service they need
     response = client.simulate_post("/v1/recommendations", json=BODY)
+    assert response.status_code == 503
+    assert "RabbitMQ at 127.0.0.1:" in response.json["description"]
+    response = client.simulate_get("/v1/tasks/abc")
     assert response.status_code == 503
     assert f"Redis at {redis_url} is unreachable" in response.json["description"]
     # and /ready names both
