@@ -23,6 +23,8 @@ other, on a private RabbitMQ vhost and a free Redis database:
   from their requirements.txt when missing). Their code is not copied here.
 
 Workers: ``--processes 2 --threads 4`` everywhere (the reference stacks' defaults).
+With ``--rounds N`` the whole sequence runs N times and the report gives each cell's
+median, which steadies the numbers on a busy machine.
 The machine is shared: the report gives the load average and, per cell, how busy the
 machine was and how much CPU others used. ``--write-docs`` writes the report into
 docs/benchmarks.md between the ``api`` markers.
@@ -125,8 +127,7 @@ def annoy_archive(args: argparse.Namespace) -> tuple[Path, str] | None:
 @contextmanager
 def recsys_stack(kind: str, run: Path, amqp: str, redis: str, archive: Path | None) -> Iterator[dict[str, Any]]:
     port = free_port()
-    folder = run / kind
-    folder.mkdir()
+    folder = Path(tempfile.mkdtemp(prefix=f"{kind}-", dir=run))
     env = {k: v for k, v in os.environ.items() if not k.startswith("RECSYS_")}
     env.update(
         RECSYS_BROKER_URL=amqp, RECSYS_RESULTS_URL=redis, RECSYS_API_TOKEN="bench",
@@ -232,16 +233,19 @@ def measure(target: dict[str, Any], label: str, args: argparse.Namespace) -> lis
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stacks", nargs="+", default=[*RECSYS_STACKS, *REFERENCE_STACKS],
-                        choices=[*RECSYS_STACKS, *REFERENCE_STACKS])
+                        choices=[*RECSYS_STACKS, *REFERENCE_STACKS])  # each at most once: use --rounds to repeat
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per cell (default 10)")
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds of warm-up per stack (default 3)")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="run every stack this many times, interleaved; the report gives medians (default 1)")
     parser.add_argument("--dataset", type=Path, default=DATASET)
     parser.add_argument("--demo", action="store_true", help="build the lexical engine over the demo corpus")
     parser.add_argument("--lexical-archive", type=Path)
     parser.add_argument("--annoy-archive", type=Path)
     parser.add_argument("--write-docs", action="store_true")
     args = parser.parse_args(argv)
+    args.stacks = list(dict.fromkeys(args.stacks))
 
     CACHE.mkdir(parents=True, exist_ok=True)
     engines: dict[str, tuple[Path, str] | None] = {"noop": None}
@@ -262,16 +266,17 @@ def main(argv: list[str] | None = None) -> int:
         run = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="recsys-bench-api-")))
         vhost = stack.enter_context(private_vhost())
         redis = stack.enter_context(private_redis_db())
-        for kind in args.stacks:
-            flush_keeping_claim(redis)
-            if kind in RECSYS_STACKS:
-                engine = engines.get(kind)
-                context = recsys_stack(kind, run, amqp_url(vhost), redis, engine[0] if engine else None)
-            else:
-                context = reference_stack(kind, run, vhost, redis)
-            log(f"starting {kind}")
-            with context as target:
-                rows += measure(target, kind, args)
+        for round_ in range(args.rounds):
+            for kind in args.stacks:
+                flush_keeping_claim(redis)
+                if kind in RECSYS_STACKS:
+                    engine = engines.get(kind)
+                    context = recsys_stack(kind, run, amqp_url(vhost), redis, engine[0] if engine else None)
+                else:
+                    context = reference_stack(kind, Path(tempfile.mkdtemp(dir=run)), vhost, redis)
+                log(f"round {round_ + 1}/{args.rounds}: starting {kind}")
+                with context as target:
+                    rows += measure(target, kind, args)
     load_after = os.getloadavg()
     described = {kind: engine[1] for kind, engine in engines.items() if engine is not None}
     report = render(rows, args=args, load=(load_before, load_after), engines=described)

@@ -6,6 +6,7 @@ import argparse
 import os
 import platform
 import re
+import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,31 @@ def _fmt(value: Any, digits: int = 1) -> str:
     return str(value)
 
 
+def _median(values: list[Any]) -> Any:
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
+
+
+def combine(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (stack, concurrency): the median of each number over the rounds."""
+    cells: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for row in rows:
+        cells.setdefault((row["stack"], row["concurrency"]), []).append(row)
+    combined = []
+    for (stack, concurrency), group in cells.items():
+        cpu_names = {name for r in group for name in (r.get("cpu_ms_per_req") or {})}
+        combined.append({
+            "stack": stack, "concurrency": concurrency, "rounds": len(group),
+            "rps_range": (min(r["rps"] for r in group), max(r["rps"] for r in group)),
+            **{key: _median([r.get(key) for r in group]) for key in (
+                "rps", "p50_ms", "p95_ms", "p99_ms", "machine_busy_cores", "unwatched_cpu_cores")},
+            "errors": sum(r["errors"] for r in group),
+            "cpu_ms_per_req": {n: _median([(r.get("cpu_ms_per_req") or {}).get(n) for r in group])
+                               for n in cpu_names},
+        })
+    return combined
+
+
 def _cell(rows: list[dict[str, Any]], stack: str, concurrency: int) -> dict[str, Any] | None:
     return next((r for r in rows if r["stack"] == stack and r["concurrency"] == concurrency), None)
 
@@ -56,17 +82,21 @@ def _goals(rows: list[dict[str, Any]]) -> list[str]:
 def render(rows: list[dict[str, Any]], *, args: argparse.Namespace, load: tuple[Any, Any],
            engines: dict[str, str]) -> str:
     before, after = load
+    rows = combine(rows)
     stacks = list(dict.fromkeys(r["stack"] for r in rows))
+    rounds = max((r["rounds"] for r in rows), default=1)
     out = [
         f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} with "
-        f"`python benchmarks/api.py --duration {args.duration:g}{' --demo' if args.demo else ''}` "
+        f"`python benchmarks/api.py --duration {args.duration:g} --rounds {rounds}{' --demo' if args.demo else ''}` "
         f"on {os.cpu_count()} cores (Python {platform.python_version()}); load average "
         f"{before[0]:.2f}/{before[1]:.2f}/{before[2]:.2f} before and {after[0]:.2f}/{after[1]:.2f}/{after[2]:.2f} "
         "after: the machine is shared, so read the ratios more than the absolute numbers.",
         "",
         "Every stack ran in this one run, one after the other, under the same load generator "
         "(`../shared/bench/loadgen.py`: C keep-alive connections, closed loop, "
-        f"{args.duration:g} s per cell after a warm-up); workers `--processes 2 --threads 4`.",
+        f"{args.duration:g} s per cell after a warm-up); workers `--processes 2 --threads 4`. "
+        + (f"The sequence ran {rounds} times, interleaved; each number is the median over the rounds, "
+           "and *req/s range* gives the lowest and highest round." if rounds > 1 else ""),
         "",
     ]
     for stack in stacks:
@@ -74,14 +104,15 @@ def render(rows: list[dict[str, Any]], *, args: argparse.Namespace, load: tuple[
         out.append(f"- **{stack}**: {DESCRIPTIONS.get(stack, stack)}{extra}")
     out += ["", "Goals:", *(_goals(rows) or ["- (not measured: run the noop and reference stacks)"]), ""]
     out += [
-        "| stack | C | req/s | p50 ms | p95 ms | p99 ms | errors | machine busy (cores) | others' CPU (cores) "
-        "| CPU ms/req API | CPU ms/req worker |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| stack | C | req/s | req/s range | p50 ms | p95 ms | p99 ms | errors | machine busy (cores) "
+        "| others' CPU (cores) | CPU ms/req API | CPU ms/req worker |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         cpu = r.get("cpu_ms_per_req") or {}
         out.append(
-            f"| {r['stack']} | {r['concurrency']} | {_fmt(r['rps'])} | {_fmt(r['p50_ms'], 2)} | {_fmt(r['p95_ms'], 2)} "
+            f"| {r['stack']} | {r['concurrency']} | {_fmt(r['rps'])} "
+            f"| {r['rps_range'][0]:.0f}-{r['rps_range'][1]:.0f} | {_fmt(r['p50_ms'], 2)} | {_fmt(r['p95_ms'], 2)} "
             f"| {_fmt(r['p99_ms'], 2)} | {r['errors']} | {_fmt(r.get('machine_busy_cores'), 2)} "
             f"| {_fmt(r.get('unwatched_cpu_cores'), 2)} | {_fmt(cpu.get('api'), 2)} | {_fmt(cpu.get('worker'), 2)} |"
         )

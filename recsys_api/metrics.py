@@ -98,14 +98,24 @@ class MetricsMiddleware:
 
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
+        # The labelled children, looked up once per (method, route, status): ``labels()``
+        # takes a lock and builds a key on every call. Bounded: routes and methods are a
+        # fixed set, statuses a few dozen.
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         req.context.started = time.perf_counter()
 
     def process_response(self, req: falcon.Request, resp: falcon.Response, resource: Any, req_succeeded: bool) -> None:
         started = getattr(req.context, "started", None)
-        route = req.uri_template or "unmatched"
-        method = req.method if req.method in METHODS else "OTHER"
-        self.metrics.requests.labels(method, route, str(resp.status_code)).inc()
+        key = (req.method, req.uri_template or "unmatched", resp.status_code)
+        children = self._children.get(key)
+        if children is None:
+            method = req.method if req.method in METHODS else "OTHER"
+            children = (self.metrics.requests.labels(method, key[1], str(key[2])),
+                        self.metrics.latency.labels(method, key[1]))
+            if req.method in METHODS:
+                self._children[key] = children
+        children[0].inc()
         if started is not None:
-            self.metrics.latency.labels(method, route).observe(time.perf_counter() - started)
+            children[1].observe(time.perf_counter() - started)
