@@ -31,7 +31,7 @@ __all__ = ["Broadcaster", "BrokerBroadcaster", "PikaBroadcaster", "engine_update
 logger = logging.getLogger(__name__)
 
 #: Seconds allowed to connect (TCP + AMQP handshake) and for each socket operation.
-CONNECT_TIMEOUT = 3.0
+CONNECT_TIMEOUT = 2.0
 SOCKET_TIMEOUT = 2.0
 
 

@@ -4,8 +4,10 @@ Each client fails fast while its service is down and reconnects by itself when i
 returns: no connection is kept once it has failed.
 
 * RabbitMQ (Dramatiq's ``RabbitmqBroker``, no middleware: the API only enqueues):
-  one connection attempt, 3 s to connect, 2 s per socket operation. Dramatiq opens
-  one connection per thread and drops it after an error.
+  one connection attempt, 2 s to connect, 2 s per socket operation. Dramatiq opens
+  one connection per thread and drops it after an error. A refused connection fails
+  in milliseconds; a host that drops packets costs each request up to Dramatiq's six
+  enqueue attempts x 2 s.
 * Redis: see :func:`recsys_api.results.redis_backend` for results; the task records,
   heartbeats and build lock use :class:`recsys.kv.RedisKV` (2 s timeouts), here with
   a single immediate retry instead of redis-py's default ten with back-off.
