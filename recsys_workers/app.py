@@ -6,9 +6,7 @@ own settings (and, in embedded mode, the KV and result backend they share with t
 API)::
 
     app = create_worker_app(settings, kv=kv)
-    app.broker.emit_after("process_boot")      # starts Dramatiq's time limits
-    worker = dramatiq.Worker(app.broker, worker_threads=2)
-    worker.start()                             # boots heartbeat and catch-up threads
+    worker = app.start_worker(threads=2)       # process_boot, then a dramatiq.Worker
     ...
     worker.stop(); app.close()
 
@@ -20,7 +18,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from dramatiq import Broker
+from dramatiq import Broker, Worker
 from dramatiq.results import ResultBackend
 
 from recsys.config import Settings
@@ -44,6 +42,17 @@ class WorkerApp:
     results: ResultBackend
     runtime: Runtime
     actors: Actors
+
+    def start_worker(self, threads: int, *, poll_ms: int = 1000) -> Worker:
+        """Run a Dramatiq worker in this process on this broker (the embedded mode, where
+        ``recsys serve`` may not import dramatiq itself): emits ``process_boot`` (starts
+        Dramatiq's time limits), then starts the worker, which boots the heartbeat and
+        catch-up threads. ``poll_ms``: how often idle threads look at the stop flag.
+        Stop it with ``worker.stop(timeout_ms)``, then :meth:`close`."""
+        self.broker.emit_after("process_boot")
+        worker = Worker(self.broker, worker_threads=threads, worker_timeout=poll_ms)
+        worker.start()
+        return worker
 
     def close(self) -> None:
         self.runtime.close()

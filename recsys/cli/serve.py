@@ -40,7 +40,7 @@ from typing import Any, TextIO
 from recsys.config import Settings
 from recsys.errors import ConfigError, RecsysError
 
-__all__ = ["DISTRIBUTED_COMMANDS", "EmbeddedServer", "refusal", "run"]
+__all__ = ["DISTRIBUTED_COMMANDS", "DropWaitedResults", "EmbeddedServer", "refusal", "run"]
 
 logger = logging.getLogger("recsys.serve")
 
@@ -132,6 +132,7 @@ class EmbeddedServer:
         self._server_thread: threading.Thread | None = None
         self._worker: Any = None
         self._worker_app: Any = None
+        self._tasks: Any = None
         self._scheduler: CronThread | None = None
         self.archives: Any = None
         self.start_outcome = StartOutcome("not started")
@@ -193,12 +194,12 @@ class EmbeddedServer:
         )
 
     def _start_components(self) -> None:
-        import dramatiq
-
+        from recsys.cluster import TaskRecords
         from recsys.kv import MemoryKV
         from recsys_api.app import create_app
         from recsys_api.broadcast import BrokerBroadcaster
         from recsys_api.services import open_archive_store
+        from recsys_api.tasks import TaskClient
         from recsys_workers.app import create_worker_app
 
         settings = self.settings
@@ -208,17 +209,20 @@ class EmbeddedServer:
         broker = worker_app.broker
         self.archives = open_archive_store(settings)
         broadcaster = BrokerBroadcaster(broker, settings.broadcast_exchange)
+        # The API waits on a view of the worker's result backend (see DropWaitedResults);
+        # a duck-typed wrapper, as recsys/ may not import dramatiq.
+        waits: Any = DropWaitedResults(worker_app.results, kv)
+        self._tasks = TaskClient(broker, worker_app.results, TaskRecords(kv, settings.result_ttl),
+                                 result_ttl=settings.result_ttl)
         app = create_app(
-            settings, broker=broker, result_backend=worker_app.results, kv=kv,
+            settings, broker=broker, result_backend=waits, kv=kv,
             archive_store=self.archives, broadcaster=broadcaster, start_engine=False,
         )
         self._server.wsgi_app = app
         self._server_thread = threading.Thread(target=self._server.serve, name="http", daemon=True)
         self._server_thread.start()
 
-        broker.emit_after("process_boot")
-        self._worker = dramatiq.Worker(broker, worker_threads=self._worker_threads, worker_timeout=WORKER_POLL_MS)
-        self._worker.start()
+        self._worker = worker_app.start_worker(self._worker_threads, poll_ms=WORKER_POLL_MS)
 
         if settings.rebuild_cron:
             actor = worker_app.actors.scheduled_build
@@ -229,14 +233,11 @@ class EmbeddedServer:
     def _start_engine(self, kv: Any, broadcaster: Any) -> StartOutcome:
         """The API's start step (install RECSYS_START_ENGINE or send one build),
         remembering the id of the build it sends."""
-        from recsys.cluster import BuildLock, TaskRecords
+        from recsys.cluster import BuildLock
         from recsys_api import startup
         from recsys_api.builds import BuildStarter
-        from recsys_api.tasks import TaskClient
 
         settings = self.settings
-        tasks = TaskClient(self._worker_app.broker, self._worker_app.results, TaskRecords(kv, settings.result_ttl),
-                           result_ttl=settings.result_ttl)
 
         class Recording(BuildStarter):
             sent: str | None = None
@@ -245,30 +246,23 @@ class EmbeddedServer:
                 self.sent = super().start()
                 return self.sent
 
-        builds = Recording(tasks, BuildLock(kv, settings.build_lock_ttl), settings.build_queue)
+        builds = Recording(self._tasks, BuildLock(kv, settings.build_lock_ttl), settings.build_queue)
         what = startup.start_engine(self.archives, builds, broadcaster, settings.start_engine)
         return StartOutcome(what, builds.sent)
 
     def wait_for_build(self, task_id: str, timeout: float, stop: threading.Event | None = None) -> Any:
         """The result of build ``task_id`` (a dict, maybe an error result), or None when
         ``timeout`` seconds pass or ``stop`` is set first."""
-        import dramatiq
-        from dramatiq.results import ResultFailure, ResultTimeout
-
         from recsys import protocol
+        from recsys_api.tasks import WaitTimeout
 
-        message: dramatiq.Message[Any] = dramatiq.Message(
-            queue_name=self.settings.build_queue, actor_name=protocol.BUILD_ACTOR,
-            args=(), kwargs={}, options={}, message_id=task_id,
-        )
+        message = self._tasks.message(protocol.BUILD_ACTOR, self.settings.build_queue).copy(message_id=task_id)
         deadline = time.monotonic() + timeout
-        while (left := deadline - time.monotonic()) > 0 and not (stop is not None and stop.is_set()):
+        while time.monotonic() < deadline and not (stop is not None and stop.is_set()):
             try:
-                return self.results.get_result(message, block=True, timeout=int(min(left, 1.0) * 1000) + 1)
-            except ResultTimeout:
+                return self._tasks.wait(message, 1)
+            except WaitTimeout:
                 continue
-            except ResultFailure as exc:
-                return protocol.error_result("internal", f"{exc.orig_exc_type}: {exc.orig_exc_msg}")
         return None
 
     def stop(self) -> None:
@@ -293,6 +287,36 @@ class EmbeddedServer:
         if self._worker_app is not None:
             self._worker_app.close()
             self._worker_app = None
+
+
+class DropWaitedResults:
+    """The API's view of the embedded result backend: a result read by a blocking wait
+    is dropped at once, with its task record, instead of staying in memory for
+    ``RECSYS_RESULT_TTL``.
+
+    The API waits (blocks) only for ``POST /v1/recommendations`` answered 200, whose
+    task id it never shows, so nobody can ask for that result again; results of
+    ``Prefer: respond-async`` tasks and of timed-out waits are read without blocking
+    (``GET /v1/tasks/{id}``) and kept. Memory then stays flat however many requests
+    are served. Uses only the backend's public methods: the result is replaced by one
+    that expires at once.
+    """
+
+    def __init__(self, backend: Any, kv: Any) -> None:
+        self.backend = backend
+        self.kv = kv
+
+    def get_result(self, message: Any, *, block: bool = False, timeout: int | None = None) -> Any:
+        from recsys.cluster import TASK_PREFIX
+
+        result = self.backend.get_result(message, block=block, timeout=timeout)
+        if block:
+            self.backend.store_result(message, None, 1)
+            self.kv.delete(TASK_PREFIX + message.message_id)
+        return result
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.backend, name)
 
 
 def _not_ready(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:

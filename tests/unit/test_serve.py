@@ -147,6 +147,31 @@ def test_async_requests_and_polling(server: EmbeddedServer) -> None:
         assert len(task["result"]["recommendations"]) == 2
 
 
+def _settled_count(server: EmbeddedServer, expected: int) -> int:
+    """The results kept, once those replaced to expire at once (1 ms) are gone."""
+    deadline = time.monotonic() + 5
+    while (count := len(server.results)) != expected and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return count
+
+
+def test_results_of_answered_requests_are_dropped_at_once(server: EmbeddedServer) -> None:
+    assert server.start_outcome.task_id is not None
+    server.wait_for_build(server.start_outcome.task_id, timeout=120)
+    kept = len(server.results)  # the build's result: its id was printed, it can be asked for
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        for _ in range(20):
+            assert http.post("/v1/recommendations", json={"text": "dark matter halos"}).status_code == 200
+        # Nobody can ask for those results again (a 200 shows no task id): none is kept.
+        assert _settled_count(server, kept) == kept
+        # An async task's result is kept for polling.
+        accepted = http.post("/v1/recommendations", json={"text": "dark matter halos"},
+                             headers={"Prefer": "respond-async"})
+        assert accepted.status_code == 202
+        assert _settled_count(server, kept + 1) == kept + 1
+        assert http.get(accepted.json()["status_url"]).json()["status"] == "succeeded"
+
+
 def test_the_token_of_the_run_guards_builds(server: EmbeddedServer) -> None:
     assert server.start_outcome.task_id is not None
     server.wait_for_build(server.start_outcome.task_id, timeout=120)
