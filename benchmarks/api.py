@@ -97,7 +97,8 @@ def lexical_archive(args: argparse.Namespace) -> tuple[Path, str]:
     if not out.exists():
         log(f"building {what} into {out}")
         publications = load_publications(open_source(str(dataset) if dataset else None))
-        build_archive(publications, out, engine="lexical", registry=Registry.discover(), settings=Settings())
+        build_archive(publications, out, engine="lexical", registry=Registry.discover(),
+                      settings=Settings(data_dir=CACHE / "data"))
     return out, what
 
 
@@ -117,7 +118,7 @@ def annoy_archive(args: argparse.Namespace) -> tuple[Path, str] | None:
     if not out.exists():
         log(f"building annoy over the demo corpus into {out}")
         build_archive(load_publications(open_source(None)), out, engine="annoy", registry=registry,
-                      settings=Settings())
+                      settings=Settings(data_dir=CACHE / "data"))
     return out, "annoy over the demo corpus (the engine benchmark's archive was not given)"
 
 
