@@ -10,6 +10,7 @@ import inspect
 import logging
 import sys
 import threading
+import time
 import types
 from datetime import datetime
 
@@ -76,33 +77,39 @@ def test_a_middleware_error_in_before_declare_actor_propagates():
 def test_the_worker_runs_fetched_messages_lowest_priority_number_first():
     """engine_updated (priority 0) must overtake requests (10) a process has fetched."""
     broker = StubBroker()
-    gate, order = threading.Event(), []
+    running, gate, order = threading.Event(), threading.Event(), []
 
     @dramatiq.actor(broker=broker, queue_name="requests", priority=10, max_retries=0)
     def request(n):
         if n == 0:
-            gate.wait(10)
+            running.set()
+            gate.wait(120)
         order.append(f"request-{n}")
 
     @dramatiq.actor(broker=broker, queue_name="broadcast", priority=0, max_retries=0)
     def broadcast():
         order.append("broadcast")
 
+    def fetched(count):
+        deadline = time.monotonic() + 30
+        while worker.work_queue.qsize() < count:
+            assert time.monotonic() < deadline, f"the worker never held {count} fetched message(s)"
+            time.sleep(0.01)
+
     worker = dramatiq.Worker(broker, worker_threads=1, worker_timeout=100)
     worker.start()
     try:
-        request.send(0)  # occupies the only thread
+        request.send(0)  # occupies the only thread until the gate opens
+        assert running.wait(30)
         request.send(1)
-        deadline = threading.Event()
-        while worker.work_queue.qsize() < 1 and not deadline.wait(0.01):
-            pass
+        fetched(1)
         broadcast.send()
-        while worker.work_queue.qsize() < 2 and not deadline.wait(0.01):
-            pass
+        fetched(2)
         gate.set()
-        broker.join("requests", timeout=10_000)
-        broker.join("broadcast", timeout=10_000)
+        broker.join("requests", timeout=30_000)
+        broker.join("broadcast", timeout=30_000)
     finally:
+        gate.set()
         worker.stop()
     assert order == ["request-0", "broadcast", "request-1"]
 
