@@ -18,6 +18,7 @@ from recsys.errors import Unavailable
 from recsys.kv import MemoryKV
 from recsys_api import services
 from recsys_api.app import create_app
+from recsys_api.broadcast import PikaBroadcaster
 from recsys_api.results import MemoryResultBackend, redis_backend
 
 from .conftest import AUTH
@@ -167,3 +168,10 @@ def test_a_real_broker_on_a_closed_port_is_503_naming_rabbitmq(make_harness):
 
     assert response.status_code == 503
     assert "RabbitMQ at 127.0.0.1:" in response.json["description"]
+
+
+def test_a_broadcast_to_an_unreachable_rabbitmq_is_logged_not_raised(harness, caplog):
+    installed = harness.install()
+
+    assert PikaBroadcaster(f"amqp://guest:guest@127.0.0.1:{free_port()}/%2F", "x").publish(installed) is False
+    assert "RabbitMQ is unreachable" in caplog.text
