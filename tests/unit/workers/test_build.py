@@ -3,6 +3,7 @@ redelivered copies never build twice at once."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 
@@ -106,7 +107,7 @@ def test_build_index_is_never_retried_and_has_the_build_time_limit(app):
     assert app.actors.build_index.queue_name == app.settings.build_queue
 
 
-def test_a_redelivered_copy_waits_for_the_running_build_and_returns_its_result(app, fake_api):
+def test_a_redelivered_copy_waits_for_the_running_build_and_returns_its_result(app, fake_api, caplog):
     # Given the build of message M running elsewhere (it holds the lock for M)
     message = app.actors.build_index.message()
     lock = BuildLock(app.runtime.kv, app.settings.build_lock_ttl)
@@ -114,8 +115,12 @@ def test_a_redelivered_copy_waits_for_the_running_build_and_returns_its_result(a
     # When a redelivered copy of M runs here
     results = []
     copy = threading.Thread(target=lambda: results.append(run_build(app.runtime, message, app.results)))
-    copy.start()
-    time.sleep(0.2)
+    with caplog.at_level(logging.WARNING, logger="recsys_workers"):
+        copy.start()
+        deadline = time.monotonic() + 30
+        while "redelivered while it still runs elsewhere" not in caplog.text:
+            assert time.monotonic() < deadline, "the copy never started waiting"
+            time.sleep(0.01)
     assert copy.is_alive(), "the copy must wait, not build or fail"
     # And the original finishes (stores its result, releases the lock)
     original = {"engine": {"name": "stub", "version": "v", "generation": 7}}

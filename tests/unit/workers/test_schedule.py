@@ -4,6 +4,7 @@ while a build runs; the scheduler idles when no cron is set."""
 from __future__ import annotations
 
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -98,13 +99,16 @@ def test_periodiq_without_a_cron_idles_and_stops_cleanly(tmp_path):
     env.update(RECSYS_REBUILD_CRON="", RECSYS_DATA_DIR=str(tmp_path), PYTHONPATH=str(ROOT))
     periodiq = Path(sys.executable).with_name("periodiq")
     process = subprocess.Popen([str(periodiq), "recsys_workers"], cwd=tmp_path, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, bufsize=0)
     try:
         # When it has started, it says that scheduling is off and keeps running
         lines = []
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            line = process.stdout.readline()
+            ready, _, _ = select.select([process.stdout], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                break
+            line = process.stdout.readline().decode(errors="replace")  # unbuffered: select stays truthful
             if not line:
                 break
             lines.append(line)
