@@ -47,7 +47,7 @@ __all__ = ["BuildLockLost", "LockRenewer", "run_build"]
 
 logger = logging.getLogger(__name__)
 
-UNITS = {"fetch": "publications", "split": "publications", "encode": "sentences", "index": "items"}
+UNITS = {"fetch": "records", "split": "publications", "encode": "sentences", "index": "steps"}
 
 
 class BuildLockLost(RecsysError):

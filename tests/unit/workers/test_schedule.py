@@ -3,22 +3,12 @@ while a build runs; the scheduler idles when no cron is set."""
 
 from __future__ import annotations
 
-import os
-import select
-import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
-
 import pytest
 from periodiq import CronSpec
 
 from recsys.cluster import BuildLock
 from recsys_workers.schedule import SCHEDULED_BUILD_ACTOR, handle_tick, running_under_periodiq, tick_key
 from tests.unit.workers.conftest import make_app
-
-ROOT = Path(__file__).resolve().parents[3]
 
 
 def build_messages(app):
@@ -91,36 +81,3 @@ def test_without_a_cron_the_actor_is_not_periodic(app):
 )
 def test_the_periodiq_command_is_recognised(argv, expected):
     assert running_under_periodiq(argv) is expected
-
-
-def test_periodiq_without_a_cron_idles_and_stops_cleanly(tmp_path):
-    # Given the scheduler command with no cron (embedded settings: no services needed)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RECSYS_")}
-    env.update(RECSYS_REBUILD_CRON="", RECSYS_DATA_DIR=str(tmp_path), PYTHONPATH=str(ROOT))
-    periodiq = Path(sys.executable).with_name("periodiq")
-    process = subprocess.Popen([str(periodiq), "recsys_workers"], cwd=tmp_path, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, bufsize=0)
-    try:
-        # When it has started, it says that scheduling is off and keeps running
-        lines = []
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([process.stdout], [], [], max(0.0, deadline - time.monotonic()))
-            if not ready:
-                break
-            line = process.stdout.readline().decode(errors="replace")  # unbuffered: select stays truthful
-            if not line:
-                break
-            lines.append(line)
-            if "scheduled rebuilds are off" in line:
-                break
-        assert any("RECSYS_REBUILD_CRON is empty" in line for line in lines), "".join(lines)
-        assert process.poll() is None
-        # Then SIGTERM stops it with exit status 0
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(30) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        process.stdout.close()
