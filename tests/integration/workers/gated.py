@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar
 
+from recsys.domain import Publication, Query, Recommendation
+from recsys.engine import NULL_PROGRESS, Progress
 from recsys_engine_lexical import LexicalEngine
 
 GATE_WAIT = 600.0
@@ -36,12 +39,12 @@ def _pass_gate(kind: str) -> None:
 class GatedEngine(LexicalEngine):
     name: ClassVar[str] = "gated"
 
-    def fit(self, publications, *, progress=None, previous=None):  # type: ignore[no-untyped-def]
+    def fit(
+        self, publications: Sequence[Publication], *, progress: Progress = NULL_PROGRESS, previous: Path | None = None
+    ) -> None:
         _pass_gate("FIT")
-        if progress is None:
-            return super().fit(publications, previous=previous)
-        return super().fit(publications, progress=progress, previous=previous)
+        super().fit(publications, progress=progress, previous=previous)
 
-    def recommend(self, query):  # type: ignore[no-untyped-def]
+    def recommend(self, query: Query) -> list[Recommendation]:
         _pass_gate("RECOMMEND")
         return super().recommend(query)

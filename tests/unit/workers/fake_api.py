@@ -183,7 +183,7 @@ class FakeApi:
                 self.end_headers()
                 self.wfile.write(content)
 
-            do_GET = do_PUT = _answer  # noqa: N815
+            do_GET = do_PUT = _answer
 
             def log_message(self, format: str, *args: Any) -> None:
                 return None
