@@ -46,8 +46,7 @@ def test_a_booted_worker_beats_catches_up_and_forgets_itself_on_shutdown(setting
     stored = fake_api.publish(archives())
     kv = MemoryKV()
     app = make_app(settings, fake_api, kv=kv, background=True)
-    worker = dramatiq.Worker(app.broker, worker_threads=1, worker_timeout=100)
-    worker.start()
+    worker = app.start_worker(threads=1, poll_ms=100)
     try:
         # Then it catches up by itself and its heartbeat says so, with every queue
         beat = wait_for(lambda: [b for b in Heartbeats(kv, 1).live() if b.get("generation") == 1])
