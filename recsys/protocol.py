@@ -64,9 +64,13 @@ ERROR_STATUS: Mapping[str, int] = {
     "bad_request": 400,
     "unknown_publication": 404,
     "build_running": 409,
+    "upload_refused": 409,
     "internal": 500,
+    "engine_load": 503,
+    "incompatible_engine": 503,
     "no_engine": 503,
     "unavailable": 503,
+    "timeout": 504,
 }
 
 

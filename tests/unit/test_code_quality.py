@@ -21,8 +21,8 @@ def test_ruff_finds_nothing():
     assert out.returncode == 0, out.stdout + out.stderr
 
 
-def test_mypy_strict_on_the_core():
+def test_mypy_strict_on_the_core_and_the_workers():
     out = subprocess.run(
-        [tool("mypy"), "--no-incremental", "--cache-dir=/dev/null", "recsys"], cwd=ROOT, capture_output=True, text=True
+        [tool("mypy"), "--no-incremental", "--cache-dir=/dev/null", "recsys", "recsys_workers"], cwd=ROOT, capture_output=True, text=True
     )
     assert out.returncode == 0, out.stdout + out.stderr
