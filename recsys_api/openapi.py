@@ -117,8 +117,9 @@ def _recommendations() -> dict[str, Any]:
                 **_errors(400, 404, 413, 415, 500, 503,
                           e404="The engine holds no publication with this `publication_id`.",
                           e503="No engine has been built yet, or Redis/RabbitMQ is unreachable."),
-                "504": {"description": "No worker answered in time; the task may still finish: poll `status_url`",
-                        "headers": _location(), **_json(_ref("TaskTimeout"))},
+                "504": {"description": "No worker answered in time (the task may still finish: poll `status_url`), "
+                                       "or the worker itself timed out (`code: timeout`)",
+                        "headers": _location(required=False), **_json(_ref("TaskTimeout"))},
             },
         }
     }

@@ -63,7 +63,9 @@ SCHEMAS: dict[str, Any] = {
     },
     "TaskTimeout": {
         "allOf": [_ref("Error"), {
-            "type": "object", "required": ["task_id", "status_url"],
+            "type": "object",
+            "description": "`task_id` and `status_url` are there when the API's own wait ran out (the task may "
+                           "still finish: poll it); a worker that timed out itself answers a plain error",
             "properties": {"task_id": _STRING, "status_url": _STRING},
         }],
     },

@@ -15,6 +15,10 @@ _TITLES = {
     "no_engine": "No engine yet",
     "unavailable": "Service unavailable",
     "build_running": "Build already running",
+    "upload_refused": "Upload refused",
+    "engine_load": "Engine not loaded",
+    "incompatible_engine": "Engine not loaded",
+    "timeout": "Gateway timeout",
 }
 _HINTS = {
     "no_engine": (

@@ -200,6 +200,8 @@ def test_a_worker_that_does_not_answer_in_time_gives_504_with_the_task_to_poll(h
     ("bad_request", 400, "no publication 'p9'"),
     ("internal", 500, "no publication 'p9'"),
     ("unavailable", 503, "no publication 'p9'"),
+    ("engine_load", 503, "no publication 'p9'"),
+    ("timeout", 504, "no publication 'p9'"),
     ("something_new", 500, "no publication 'p9'"),
 ])
 def test_error_results_map_to_their_http_status(harness, code, status, words):
