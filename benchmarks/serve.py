@@ -186,7 +186,9 @@ def report(runs: list[dict[str, object]], engine: str, build_seconds: float | No
         + ", ".join(f"{run['load']} (TTL {run['ttl']} s)" for run in runs) + ".",
     ]
     if build_seconds is not None:
-        lines.append(f"First start on an empty data dir to a served engine (build included): {build_seconds:.0f} s.")
+        lines.append(f"First start on an empty data dir to a served engine (build included): {build_seconds:.0f} s. "
+                     "The first run's process built that engine itself (what the build loaded, such as torch, "
+                     "stays in its memory); later runs restart on the same data dir.")
     lines += ["", f"Command: `{command}`"]
     return "\n".join(lines)
 
