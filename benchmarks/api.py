@@ -14,9 +14,11 @@ other, on a private RabbitMQ vhost and a free Redis database:
 * ``lexical`` / ``annoy``: the same API with ``dramatiq recsys_workers`` serving that
   engine (installed with RECSYS_START_ENGINE). The lexical engine is built over the real
   dataset (``--dataset``, default ``../shared/data/publications/publications.jsonl.gz``
-  from the repository; ``--demo`` or an absent file: the demo corpus) and cached; the
-  annoy engine is the archive given with ``--annoy-archive`` (e.g. the engine
-  benchmark's), else one built here over the demo corpus when the plugin is installed;
+  from the repository; ``--demo`` or an absent file: the demo corpus). The annoy engine
+  is the archive given with ``--annoy-archive``, else packed from the largest engine
+  ``benchmarks/engine.py`` keeps in its cache (its sentence vectors are reused: nothing
+  is encoded again), else built here over the demo corpus. Archives are cached under
+  ``<RECSYS_BENCH_CACHE or ~/.cache/recsys-bench>/api/``;
 * ``inline``, ``ref_dramatiq``, ``peer_celery``: the reference stacks of
   ``../shared/bench`` (their ``echo`` endpoint), run with their README's commands from
   their own virtual environment (``BENCH_VENV``, default /tmp/bench-peer-venv, created
@@ -63,7 +65,8 @@ BIN = Path(sys.executable).parent
 BENCH = ROOT.parent / "shared" / "bench"
 BENCH_VENV = Path(os.environ.get("BENCH_VENV", "/tmp/bench-peer-venv"))
 DATASET = ROOT.parent / "shared" / "data" / "publications" / "publications.jsonl.gz"
-CACHE = Path(os.environ.get("RECSYS_BENCH_CACHE", Path(tempfile.gettempdir()) / "recsys-bench-cache"))
+BENCH_CACHE = Path(os.environ.get("RECSYS_BENCH_CACHE") or Path.home() / ".cache" / "recsys-bench")  # as _common.py
+CACHE = BENCH_CACHE / "api"
 PROCESSES, THREADS = "2", "4"
 QUERY = {
     "text": "We fine-tune a large language model with reinforcement learning from human feedback and "
@@ -83,7 +86,7 @@ def log(message: str) -> None:
 
 
 def lexical_archive(args: argparse.Namespace) -> tuple[Path, str]:
-    """(archive, description): given, cached, or built now."""
+    """(archive, description): given, cached, or built now (lexical builds take seconds)."""
     if args.lexical_archive:
         return args.lexical_archive, f"lexical, archive {args.lexical_archive.name}"
     from recsys.build import build_archive
@@ -102,7 +105,20 @@ def lexical_archive(args: argparse.Namespace) -> tuple[Path, str]:
     return out, what
 
 
+def engine_benchmark_folder() -> tuple[Path, int] | None:
+    """The largest annoy engine ``benchmarks/engine.py`` built and kept in its cache
+    (``<cache>/engine/<data>-<model>/<backend>-<size>``), with its size, or None."""
+    found = []
+    for folder in (BENCH_CACHE / "engine").glob("*/*-*"):
+        backend, _, size = folder.name.rpartition("-")
+        if folder.is_dir() and size.isdigit() and backend in ("torch", "onnx"):
+            found.append((int(size), folder))
+    return (max(found)[1], max(found)[0]) if found else None
+
+
 def annoy_archive(args: argparse.Namespace) -> tuple[Path, str] | None:
+    """(archive, description): given; packed from the engine benchmark's cached engine
+    (its vectors are reused, nothing is encoded again); else built over the demo corpus."""
     if args.annoy_archive:
         return args.annoy_archive, f"annoy, archive {args.annoy_archive.name}"
     from recsys.build import build_archive
@@ -114,12 +130,25 @@ def annoy_archive(args: argparse.Namespace) -> tuple[Path, str] | None:
     if "annoy" not in registry.usable():
         log("the annoy plugin is not installed: skipping the annoy stack (or pass --annoy-archive)")
         return None
+    settings = Settings(data_dir=BENCH_CACHE / "data", cache_dir=BENCH_CACHE / "models")
+    cached = engine_benchmark_folder() if args.dataset.exists() and not args.demo else None
+    if cached is not None:
+        from _common import nested_sample, read_publications
+
+        folder, size = cached
+        out = CACHE / f"annoy-{folder.parent.name}-{folder.name}.zip"
+        what = f"annoy over {size} publications of {args.dataset.name}, from the engine benchmark's cache"
+        if not out.exists():
+            log(f"packing {what} into {out}")
+            publications = nested_sample(read_publications(args.dataset), size)
+            build_archive(publications, out, engine="annoy", registry=registry, settings=settings, previous=folder)
+        return out, what
     out = CACHE / "annoy-demo.zip"
     if not out.exists():
         log(f"building annoy over the demo corpus into {out}")
         build_archive(load_publications(open_source(None)), out, engine="annoy", registry=registry,
-                      settings=Settings(data_dir=CACHE / "data"))
-    return out, "annoy over the demo corpus (the engine benchmark's archive was not given)"
+                      settings=settings)
+    return out, "annoy over the demo corpus (the engine benchmark had not cached a full engine)"
 
 
 # -- stacks ----------------------------------------------------------------------------------
