@@ -114,6 +114,7 @@ class AnnoyEngine(Engine):
         paper_settings = self._ann_settings(total)
         progress("index", 0, 2)
         sentence_index = VectorIndex.build(np.asarray(built.vectors, dtype=np.float32), sentence_settings)
+        # (an exact sentence index keeps that float32 copy; only small corpora are searched exactly)
         progress("index", 1, 2)
         paper_index = VectorIndex.build(paper_vectors, paper_settings)
         progress("index", 2, 2)
@@ -214,10 +215,15 @@ class AnnoyEngine(Engine):
         if starts[0] != 0 or starts[-1] != info.sentences or np.any(np.diff(starts) <= 0):
             raise EngineLoadError(f"{storage.STARTS_FILE} in {folder} is damaged; rebuild the engine")
         texts = storage.SentenceTexts(folder, info.sentences)
-        sentence_index = VectorIndex.load(folder / storage.SENTENCE_INDEX_FILE, info.dimension, info.sentences,
-                                          info.sentence_index)
-        paper_index = VectorIndex.load(folder / storage.PUBLICATION_INDEX_FILE, info.dimension, info.publications,
-                                       info.publication_index)
+        sentence_index = VectorIndex.load(
+            folder / storage.SENTENCE_INDEX_FILE, info.sentences, info.dimension, info.sentence_index,
+            # an exact (small) index is scanned in float32: a private copy of at most EXACT_BELOW rows
+            np.asarray(sentence_vectors, dtype=np.float32) if info.sentence_index.exact else None,
+        )
+        paper_index = VectorIndex.load(
+            folder / storage.PUBLICATION_INDEX_FILE, info.publications, info.dimension, info.publication_index,
+            paper_vectors if info.publication_index.exact else None,  # type: ignore[arg-type]  # float32, mapped
+        )
         engine._model, engine._info, engine._texts = model, info, texts
         engine._data = EngineData(
             publications=pubs, texts=texts, starts=starts, owners=owners,  # type: ignore[arg-type]

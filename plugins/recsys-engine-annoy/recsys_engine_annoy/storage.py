@@ -132,7 +132,7 @@ def _field(data: dict[str, Any], name: str, kind: type) -> Any:
 
 
 def _ann(data: dict[str, Any]) -> AnnSettings:
-    return AnnSettings(trees=int(data["trees"]), search_k=int(data["search_k"]))
+    return AnnSettings(trees=int(data["trees"]), search_k=int(data["search_k"]), exact=bool(data.get("exact")))
 
 
 def read_info(folder: Path) -> EngineInfo:
