@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.e2e import compose
 from tests.e2e.serve import ServeProcess, write_sample_corpus
 
 pytestmark = pytest.mark.e2e
@@ -50,8 +51,9 @@ def test_refuses_a_distributed_configuration(tmp_path: Path) -> None:
     try:
         assert server.popen is not None and server.popen.wait(60) == 4
         output = server.text()
-        for command in ("gunicorn -c deploy/gunicorn.conf.py recsys_api.wsgi:app",
-                        "dramatiq recsys_workers", "periodiq recsys_workers", "docker compose"):
-            assert command in output
+        # It names the commands of deploy/compose.yml, and compose itself.
+        for service in ("api", "worker", "scheduler"):
+            assert " ".join(compose.command(service)) in output
+        assert "docker compose -f deploy/compose.yml up" in output
     finally:
         server.kill9()
