@@ -1,4 +1,4 @@
-"""``recsys serve``: the embedded one-process mode, in this process (no services).
+"""``recsys serve``: the embedded one-process server, in this process (no services).
 
 The server runs on a free port with the lexical engine over the small sample corpus;
 the real command (signals, exit codes, console output) is tested in
@@ -19,9 +19,8 @@ import httpx
 import pytest
 import yaml
 
-from recsys.cli import serve
+from recsys.cli.embedded import DISTRIBUTED_COMMANDS, CronThread, EmbeddedServer, loopback_url, refusal
 from recsys.cli.main import main
-from recsys.cli.serve import DISTRIBUTED_COMMANDS, CronThread, EmbeddedServer, refusal
 from recsys.config import Settings
 from recsys.errors import ConfigError, RecsysError
 from recsys.testing import sample_publications
@@ -103,7 +102,7 @@ def test_a_busy_port_says_so(tmp_path: Path, corpus: Path) -> None:
     ("::", "http://[::1]:8000"), ("::1", "http://[::1]:8000"), ("example.org", "http://example.org:8000"),
 ])
 def test_the_worker_reaches_the_api_over_loopback(host: str, url: str) -> None:
-    assert serve._loopback_url(host, 8000) == url
+    assert loopback_url(host, 8000) == url
 
 
 # -- the embedded server ----------------------------------------------------------
