@@ -120,8 +120,13 @@ class Report:
 
     def _latency(self) -> str:
         rows = [[f"{size:,}", f"`{backend}`", f"{r['text'][0]:.1f} / {r['text'][1]:.1f}",
-                 f"{r['id'][0]:.1f} / {r['id'][1]:.1f}"] for size, backend, r in self.latency]
-        return _table(["publications", "backend", "one-sentence text: p50 / p99 ms", "by id: p50 / p99 ms"], rows)
+                 f"{r['encode'][0]:.1f}", f"{r['id'][0]:.1f} / {r['id'][1]:.1f}",
+                 " / ".join(f"{x:.1f}" for x in r.get("load", []))] for size, backend, r in self.latency]
+        return _table(["publications", "backend", "one-sentence text: p50 / p99 ms", "of which encoding: p50 ms",
+                       "by id: p50 / p99 ms", "machine load (1/5/15 min)"], rows) + (
+            "\n\n300 one-sentence texts (a sentence of a random publication) and 500 by-id queries, after 20 "
+            "warm-up queries, with `engine.recommend` in this process. The machine is shared: its load average "
+            "at the end of each row is given, since contention inflates these figures.")
 
     def _recall(self) -> str:
         rows = [[f"{size:,}", row["index"], f"{row['items']:,}", str(row["trees"]), str(row["search_k"]),

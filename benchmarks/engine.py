@@ -238,16 +238,22 @@ def measure_latency(engine: AnnoyEngine, corpus: list[Publication]) -> dict[str,
     ids = [corpus[i].id for i in rng.choice(len(corpus), 500)]
     for text in texts[:20]:
         engine.recommend(Query(text=text, k=10))  # warm-up: model, pages
-    timings: dict[str, list[float]] = {"text": [], "id": []}
+    timings: dict[str, list[float]] = {"text": [], "id": [], "encode": []}
+    encoder = engine.encoder()
     for text in texts:
         started = time.perf_counter()
         engine.recommend(Query(text=text, k=10))
         timings["text"].append(1000 * (time.perf_counter() - started))
+        started = time.perf_counter()
+        encoder.encode([text])
+        timings["encode"].append(1000 * (time.perf_counter() - started))
     for pid in ids:
         started = time.perf_counter()
         engine.recommend(Query(publication_id=pid, k=10))
         timings["id"].append(1000 * (time.perf_counter() - started))
-    return {kind: percentiles(values) for kind, values in timings.items()}
+    result = {kind: percentiles(values) for kind, values in timings.items()}
+    result["load"] = list(os.getloadavg())
+    return result
 
 
 def measure_recall(engine: AnnoyEngine, sweep: bool) -> list[dict[str, Any]]:

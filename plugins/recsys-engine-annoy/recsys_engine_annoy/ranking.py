@@ -26,7 +26,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from recsys.domain import Evidence, Query, Recommendation
-from recsys_engine_annoy.ann import VectorIndex
+from recsys_engine_annoy.ann import VectorIndex, similarities
 from recsys_engine_annoy.storage import PublicationTable, Texts
 
 __all__ = ["MAX_EVIDENCE", "EngineData", "QueryVectors", "rank"]
@@ -39,7 +39,7 @@ MIN_CANDIDATES = 30
 SENTENCE_HITS = 10
 #: Query sentences whose sentence-index hits add candidates (the first ones; longer
 #: texts are well served by the mean vector alone).
-MAX_SENTENCE_SEARCHES = 8
+MAX_SENTENCE_SEARCHES = 4
 #: A filter that lets at most this share of publications through is answered by
 #: scoring every one that passes, rather than by over-fetching from the index.
 EXACT_FILTER_SHARE = 0.05
@@ -88,7 +88,7 @@ def rank(data: EngineData, query: Query, qv: QueryVectors) -> list[Recommendatio
     if k == 0:
         return []
     rows = _candidates(data, qv, allowed, passing, k)
-    scores = data.publication_vectors[rows] @ qv.mean
+    scores = similarities(np.asarray(data.publication_vectors[rows]), qv.mean)
     order = np.lexsort((rows, -scores))[:k]  # ties broken by row: the same answer every time
     return [_recommendation(data, qv, int(rows[i]), float(scores[i])) for i in order]
 
