@@ -34,9 +34,6 @@ RET_OK = 0
 RET_FORCED = 130
 
 
-# -- the command ---------------------------------------------------------------
-
-
 def _source_name(settings: Settings) -> str:
     return settings.source or "the bundled demo corpus"
 
