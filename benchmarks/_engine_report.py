@@ -175,4 +175,6 @@ class Report:
         return (f"`recsys.build.build_archive` (reusing the cached engine's vectors) made a {a['size_mb']:,.0f} MB "
                 f"archive of {a['files']} files in {a['build_s']:.0f} s; `recsys.archive.verify` passed in "
                 f"{a['verify_s']:.1f} s; unpacked and loaded with `recsys.build.load_engine`, it served "
-                f"{a['served']} recommendations.")
+                f"{a['served']} recommendations. The archive stays in the benchmark's cache "
+                "(`<cache>/engine/<data>-<model>/archive-<backend>-<size>.zip`) for `recsys verify ARCHIVE` and "
+                "`recsys recommend --archive ARCHIVE`.")

@@ -404,24 +404,27 @@ def measure_memory(bench: Bench, folder: Path, corpus: list[Publication]) -> lis
 
 
 def measure_archive(bench: Bench, corpus: list[Publication], previous: Path) -> dict[str, Any]:
+    """Build the archive of the largest engine with ``recsys.build.build_archive`` (reusing
+    its vectors), verify it, and serve a recommendation from it. The archive is kept in the
+    cache, for ``recsys verify`` and ``recsys recommend --archive``."""
     from recsys import archive
     from recsys.build import build_archive, load_engine
     from recsys.registry import Registry
 
     registry = Registry.discover()
+    out = bench.root / f"archive-{previous.name}.zip"
+    started = time.perf_counter()
+    build_archive(corpus, out, engine="annoy", registry=registry, settings=bench.settings, previous=previous)
+    built = time.perf_counter() - started
+    started = time.perf_counter()
+    verified = archive.verify(out, archive.Limits.from_settings(bench.settings), engines=registry.names())
+    verify_s = time.perf_counter() - started
     with tempfile.TemporaryDirectory(dir=bench.root) as tmp:
-        out = Path(tmp) / "engine.zip"
-        started = time.perf_counter()
-        build_archive(corpus, out, engine="annoy", registry=registry, settings=bench.settings, previous=previous)
-        built = time.perf_counter() - started
-        started = time.perf_counter()
-        verified = archive.verify(out, archive.Limits.from_settings(bench.settings), engines=registry.names())
-        verify_s = time.perf_counter() - started
         archive.unpack(out, Path(tmp) / "unpacked", engines=registry.names())
         with load_engine(Path(tmp) / "unpacked", registry=registry, settings=bench.settings) as engine:
             served = len(engine.recommend(Query(text="Large language models for code generation.", k=10)))
-        return {"size_mb": verified.size / 1e6, "build_s": built, "verify_s": verify_s, "served": served,
-                "files": len(verified.manifest.files)}
+    return {"size_mb": verified.size / 1e6, "build_s": built, "verify_s": verify_s, "served": served,
+            "files": len(verified.manifest.files), "path": str(out)}
 
 
 # -- the report ----------------------------------------------------------------------------
