@@ -129,29 +129,39 @@ def sentence_sample(publications: list[Publication], count: int = SAMPLE_SENTENC
 
 
 def measure_sample(bench: Bench, backends: list[str]) -> dict[str, Any]:
-    """Encode rates of torch (the plain SentenceTransformer) and each backend on the sample,
-    and each backend's cosine to torch."""
+    """Encode rates of torch (plain SentenceTransformer.encode, batches of 32) and of each
+    backend on the sample, and each backend's cosine to torch.
+
+    The backends take turns on chunks of 500 sentences, so that a busy spell of the
+    machine slows them all alike instead of one of them.
+    """
     sample = sentence_sample(bench.publications, bench.args.sample)
     model = resolve_model(bench.settings)
-    results: dict[str, Any] = {"sentences": len(sample), "threads": build_threads(), "backends": {}}
-    reference = None
-    for backend in ["torch", *[b for b in backends if b != "torch"]]:
-        encoder = make_encoder(model, backend, bench.settings, threads=build_threads())
+    names = ["torch", *[b for b in backends if b != "torch"]]
+    encoders = {name: make_encoder(model, name, bench.settings, threads=build_threads()) for name in names}
+    seconds = dict.fromkeys(names, 0.0)
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in names}
+    log(f"encoding the {len(sample)}-sentence sample with {', '.join(names)} in turns")
+    for encoder in encoders.values():
         encoder.encode(sample[:64], batch_size=32)  # warm-up
-        log(f"encoding the {len(sample)}-sentence sample with {backend}")
-        started = time.perf_counter()
-        vectors = encoder.encode(sample, batch_size=bench.settings.embedding_batch_size)
-        seconds = time.perf_counter() - started
-        encoder.close()
-        entry: dict[str, Any] = {"seconds": seconds, "rate": len(sample) / seconds}
-        if reference is None:
-            reference = vectors
-        else:
-            cosines = (vectors * reference).sum(axis=1)
+    for start in range(0, len(sample), 500):
+        chunk = sample[start:start + 500]
+        for name, encoder in encoders.items():
+            started = time.perf_counter()
+            parts[name].append(encoder.encode(chunk, batch_size=bench.settings.embedding_batch_size))
+            seconds[name] += time.perf_counter() - started
+    results: dict[str, Any] = {"sentences": len(sample), "threads": build_threads(), "backends": {},
+                               "load": list(os.getloadavg())}
+    reference = np.concatenate(parts["torch"])
+    for name in names:
+        encoders[name].close()
+        entry: dict[str, Any] = {"seconds": seconds[name], "rate": len(sample) / seconds[name]}
+        if name != "torch":
+            cosines = (np.concatenate(parts[name]) * reference).sum(axis=1)
             entry.update(cos_mean=float(cosines.mean()), cos_min=float(cosines.min()),
                          share_identical=float((cosines >= 0.9999).mean()))
-        results["backends"][backend] = entry
-        log(f"  {backend}: {entry['rate']:.0f} sentences/s")
+        results["backends"][name] = entry
+        log(f"  {name}: {entry['rate']:.0f} sentences/s")
     return results
 
 
