@@ -89,8 +89,14 @@ class Report:
                 "reference" if backend == "torch" else f"{entry['cos_mean']:.5f} / {entry['cos_min']:.5f}",
                 "" if backend == "torch" else f"{100 * entry['share_identical']:.1f}%",
             ])
+        when = self.sample.get("measured_at", "")[:16].replace("T", " ")
+        load = " / ".join(f"{x:.1f}" for x in self.sample.get("load", []))
         return _table(["backend", "sentences/s", "vs torch", "cosine to torch (mean / least)", "cosine >= 0.9999"],
-                      rows)
+                      rows) + (
+            f"\n\nMeasured {when} UTC (machine load {load} at the end), {self.sample.get('threads')} threads, "
+            "batches of 32 sentences of similar length; the backends took turns on chunks of 64 sentences so that "
+            "the other work on this shared machine slowed them alike. *torch* is plain "
+            "`SentenceTransformer.encode`: the raw model encode rate.")
 
     def _builds(self) -> str:
         rows = []
@@ -119,14 +125,24 @@ class Report:
         return _table(["publications", "backend", "sentences encoded", "rebuild s", "full build s", "share"], rows)
 
     def _latency(self) -> str:
-        rows = [[f"{size:,}", f"`{backend}`", f"{r['text'][0]:.1f} / {r['text'][1]:.1f}",
-                 f"{r['encode'][0]:.1f}", f"{r['id'][0]:.1f} / {r['id'][1]:.1f}",
-                 " / ".join(f"{x:.1f}" for x in r.get("load", []))] for size, backend, r in self.latency]
+        rows = []
+        for size, backend, r in self.latency:
+            recall = r.get("recall", {})
+            rows.append([
+                f"{size:,}", f"`{backend}`", f"{r['text'][0]:.1f} / {r['text'][1]:.1f}", f"{r['encode'][0]:.1f}",
+                f"{r['text_publications_only'][0]:.1f} / {r['text_publications_only'][1]:.1f}"
+                if "text_publications_only" in r else "",
+                f"{recall.get('text', float('nan')):.3f} / {recall.get('text_publications_only', float('nan')):.3f}",
+                f"{r['id'][0]:.1f} / {r['id'][1]:.1f}", " / ".join(f"{x:.1f}" for x in r.get("load", [])),
+            ])
         return _table(["publications", "backend", "one-sentence text: p50 / p99 ms", "of which encoding: p50 ms",
-                       "by id: p50 / p99 ms", "machine load (1/5/15 min)"], rows) + (
+                       "text, publication index only: p50 / p99 ms", "text recall@10 vs exact: with / without "
+                       "sentence candidates", "by id: p50 / p99 ms", "machine load (1/5/15 min)"], rows) + (
             "\n\n300 one-sentence texts (a sentence of a random publication) and 500 by-id queries, after 20 "
-            "warm-up queries, with `engine.recommend` in this process. The machine is shared: its load average "
-            "at the end of each row is given, since contention inflates these figures.")
+            "warm-up queries, with `engine.recommend` in this process. *publication index only*: the same text "
+            "queries without the sentence index's extra candidates. *text recall@10 vs exact*: the share of the "
+            "exact top 10 (both indexes searched exactly) that the query returns. The machine is shared: its "
+            "load average at the end of each row is given, since contention inflates these figures.")
 
     def _recall(self) -> str:
         rows = [[f"{size:,}", row["index"], f"{row['items']:,}", str(row["trees"]), str(row["search_k"]),

@@ -132,8 +132,8 @@ def measure_sample(bench: Bench, backends: list[str]) -> dict[str, Any]:
     """Encode rates of torch (plain SentenceTransformer.encode, batches of 32) and of each
     backend on the sample, and each backend's cosine to torch.
 
-    The backends take turns on chunks of 500 sentences, so that a busy spell of the
-    machine slows them all alike instead of one of them.
+    The backends take turns on chunks of 64 sentences, in an order that rotates, so that
+    a busy spell of the shared machine slows them all alike instead of one of them.
     """
     sample = sentence_sample(bench.publications, bench.args.sample)
     model = resolve_model(bench.settings)
@@ -144,15 +144,20 @@ def measure_sample(bench: Bench, backends: list[str]) -> dict[str, Any]:
     log(f"encoding the {len(sample)}-sentence sample with {', '.join(names)} in turns")
     for encoder in encoders.values():
         encoder.encode(sample[:64], batch_size=32)  # warm-up
-    for start in range(0, len(sample), 500):
-        chunk = sample[start:start + 500]
-        for name, encoder in encoders.items():
+    order = np.argsort([-len(s) for s in sample], kind="stable")  # batches of similar length, as in a build
+    for turn, start in enumerate(range(0, len(sample), 64)):
+        rows = order[start:start + 64]
+        chunk = [sample[i] for i in rows]
+        for name in names[turn % len(names):] + names[:turn % len(names)]:
+            encoder = encoders[name]
             started = time.perf_counter()
-            parts[name].append(encoder.encode(chunk, batch_size=bench.settings.embedding_batch_size))
+            vectors = encoder.encode(chunk, batch_size=bench.settings.embedding_batch_size)
             seconds[name] += time.perf_counter() - started
+            parts[name].append(vectors)
     results: dict[str, Any] = {"sentences": len(sample), "threads": build_threads(), "backends": {},
-                               "load": list(os.getloadavg())}
-    reference = np.concatenate(parts["torch"])
+                               "load": list(os.getloadavg()),
+                               "measured_at": datetime.now(UTC).isoformat(timespec="seconds")}
+    reference = np.concatenate(parts["torch"])  # all backends hold the sample in the same (sorted) order
     for name in names:
         encoders[name].close()
         entry: dict[str, Any] = {"seconds": seconds[name], "rate": len(sample) / seconds[name]}
@@ -242,26 +247,38 @@ def measure_rebuild(bench: Bench, size: int, backend: str) -> dict[str, Any]:
                          change=True)
 
 
-def measure_latency(engine: AnnoyEngine, corpus: list[Publication]) -> dict[str, list[float]]:
+def measure_latency(engine: AnnoyEngine, corpus: list[Publication]) -> dict[str, Any]:
+    """p50/p99 of one-sentence text queries and by-id queries; for the text queries also the
+    time of encoding alone, and the share of the exact top 10 they find, with and without
+    the sentence index's extra candidates."""
     rng = np.random.default_rng(3)
     texts = [publication_sentences(corpus[i])[-1] for i in rng.choice(len(corpus), 300)]
     ids = [corpus[i].id for i in rng.choice(len(corpus), 500)]
     for text in texts[:20]:
         engine.recommend(Query(text=text, k=10))  # warm-up: model, pages
-    timings: dict[str, list[float]] = {"text": [], "id": [], "encode": []}
-    encoder = engine.encoder()
+    exact = exact_twin(engine)
+    timings: dict[str, list[float]] = {"text": [], "text_publications_only": [], "id": [], "encode": []}
+    found = {"text": 0, "text_publications_only": 0}
     for text in texts:
+        query = Query(text=text, k=10)
         started = time.perf_counter()
-        engine.recommend(Query(text=text, k=10))
+        recs = engine.recommend(query)
         timings["text"].append(1000 * (time.perf_counter() - started))
         started = time.perf_counter()
-        encoder.encode([text])
+        qv = engine.query_vectors(query)
         timings["encode"].append(1000 * (time.perf_counter() - started))
+        started = time.perf_counter()
+        alone = rank(engine.data, query, dataclasses.replace(qv, sentence_searches=0))
+        timings["text_publications_only"].append(1000 * (time.perf_counter() - started) + timings["encode"][-1])
+        truth = {r.publication_id for r in rank(exact, query, qv)}
+        found["text"] += len(truth & {r.publication_id for r in recs})
+        found["text_publications_only"] += len(truth & {r.publication_id for r in alone})
     for pid in ids:
         started = time.perf_counter()
         engine.recommend(Query(publication_id=pid, k=10))
         timings["id"].append(1000 * (time.perf_counter() - started))
-    result = {kind: percentiles(values) for kind, values in timings.items()}
+    result: dict[str, Any] = {kind: percentiles(values) for kind, values in timings.items()}
+    result["recall"] = {kind: count / (10 * len(texts)) for kind, count in found.items()}
     result["load"] = list(os.getloadavg())
     return result
 
@@ -331,8 +348,7 @@ def measure_quality(bench: Bench, engine: AnnoyEngine, corpus: list[Publication]
 
     def exact_rank(r: int) -> list[int]:
         query = Query(publication_id=corpus[r].id, k=10)
-        qv = engine_query_vectors(engine, r)
-        return [row_of[x.publication_id] for x in rank(exact, query, qv)]
+        return [row_of[x.publication_id] for x in rank(exact, query, engine.query_vectors(query))]
 
     result["exact"] = precision(exact_rank)
     vectors = np.asarray(data.sentence_vectors, dtype=np.float32)
@@ -357,16 +373,6 @@ def measure_quality(bench: Bench, engine: AnnoyEngine, corpus: list[Publication]
     if lexical:
         result["lexical"] = lexical_precision(bench, corpus, queries, labels)
     return result
-
-
-def engine_query_vectors(engine: AnnoyEngine, row: int) -> Any:
-    from recsys_engine_annoy.ranking import QueryVectors
-
-    data = engine.data
-    start, end = int(data.starts[row]), int(data.starts[row + 1])
-    return QueryVectors(sentences=[data.texts[i] for i in range(start, end)],
-                        vectors=np.asarray(data.sentence_vectors[start:end], dtype=np.float32),
-                        mean=np.asarray(data.publication_vectors[row]), own_row=row, search_sentences=False)
 
 
 def lexical_precision(bench: Bench, corpus: list[Publication], queries: np.ndarray, labels: np.ndarray) -> float:
@@ -447,6 +453,7 @@ def main() -> None:
     parser.add_argument("--data", help="the publications JSONL(.gz) (default: ../shared/data/publications/...)")
     parser.add_argument("--cache", help="cache folder (default: ~/.cache/recsys-bench or RECSYS_BENCH_CACHE)")
     parser.add_argument("--rebuild", action="store_true", help="measure builds again instead of using cached ones")
+    parser.add_argument("--resample", action="store_true", help="measure the encode-rate sample again")
     parser.add_argument("--skip", default="", help=f"comma-separated parts to skip: {', '.join(SKIPPABLE)}")
     parser.add_argument("--write-docs", action="store_true", help="write the report into docs/benchmarks.md")
     parser.add_argument("--sample", type=int, default=SAMPLE_SENTENCES, help="sentences of the encode-rate sample")
@@ -467,7 +474,7 @@ def main() -> None:
     report = Report(command_line(), bench.publications)
     sample_file = bench.root / "sample.json"
     builds_cached = all((bench.engine_folder(s, b).with_suffix(".json")).is_file() for s in sizes for b in backends)
-    if args.rebuild or not builds_cached or not sample_file.is_file():
+    if args.rebuild or args.resample or not builds_cached or not sample_file.is_file():
         sample_file.write_text(json.dumps(measure_sample(bench, backends), indent=2))
     report.sample = json.loads(sample_file.read_text())
     for size in sizes:

@@ -235,28 +235,32 @@ class AnnoyEngine(Engine):
     # -- recommending ----------------------------------------------------------------
 
     def recommend(self, query: Query) -> list[Recommendation]:
-        data, info = self._require()
-        if query.publication_id is not None:
-            row = data.publications.row_of.get(query.publication_id)
-            if row is None:
-                raise UnknownPublication(
-                    f"publication {query.publication_id!r} is not in this engine ({len(data.publications)} "
-                    "publications); check the id, or rebuild the engine if it was added since"
-                )
-            start, end = int(data.starts[row]), int(data.starts[row + 1])
-            qv = QueryVectors(
-                sentences=[data.texts[i] for i in range(start, end)],
-                vectors=np.asarray(data.sentence_vectors[start:end], dtype=np.float32),
-                mean=np.asarray(data.publication_vectors[row], dtype=np.float32),
-                own_row=row,
-                search_sentences=False,
-            )
-        else:
+        data, _ = self._require()
+        return rank(data, query, self.query_vectors(query))
+
+    def query_vectors(self, query: Query) -> QueryVectors:
+        """The query's sentences and vectors: a text encoded with the engine's backend, or
+        a publication's stored ones (UnknownPublication for an id the engine lacks)."""
+        data, _ = self._require()
+        if query.publication_id is None:
             text = query.text or ""
             sentences = split_sentences(text) or [text]
             vectors = self.encoder().encode(sentences, batch_size=self.settings.embedding_batch_size)
-            qv = QueryVectors(sentences=sentences, vectors=vectors, mean=mean_vector(vectors))
-        return rank(data, query, qv)
+            return QueryVectors(sentences=sentences, vectors=vectors, mean=mean_vector(vectors))
+        row = data.publications.row_of.get(query.publication_id)
+        if row is None:
+            raise UnknownPublication(
+                f"publication {query.publication_id!r} is not in this engine ({len(data.publications)} "
+                "publications); check the id, or rebuild the engine if it was added since"
+            )
+        start, end = int(data.starts[row]), int(data.starts[row + 1])
+        return QueryVectors(
+            sentences=[data.texts[i] for i in range(start, end)],
+            vectors=np.asarray(data.sentence_vectors[start:end], dtype=np.float32),
+            mean=np.asarray(data.publication_vectors[row], dtype=np.float32),
+            own_row=row,
+            sentence_searches=0,  # its own vector is in the publication index
+        )
 
     def encoder(self) -> Encoder:
         """This process's encoder for the engine's model and backend (loaded at first use)."""

@@ -69,7 +69,9 @@ class QueryVectors:
     vectors: NDArray[np.float32]
     mean: NDArray[np.float32]
     own_row: int | None = None
-    search_sentences: bool = True
+    #: How many of the query's sentences add the publications of their nearest stored
+    #: sentences as candidates (0: the publication index alone).
+    sentence_searches: int = MAX_SENTENCE_SEARCHES
 
 
 def mean_vector(vectors: NDArray[np.float32]) -> NDArray[np.float32]:
@@ -109,7 +111,7 @@ def _candidates(
         fetch = min(total, fetch * 4)
     if len(kept) < k:  # the index missed too many that pass: score them all
         return np.flatnonzero(allowed if allowed is not None else np.ones(total, dtype=bool)).astype(np.int64)
-    if qv.search_sentences:
+    if qv.sentence_searches > 0:
         extra = _sentence_candidates(data, qv)
         if allowed is not None:
             extra = extra[allowed[extra]]
@@ -118,7 +120,7 @@ def _candidates(
 
 
 def _sentence_candidates(data: EngineData, qv: QueryVectors) -> NDArray[np.int64]:
-    hits = [data.sentence_index.search(vector, SENTENCE_HITS)[0] for vector in qv.vectors[:MAX_SENTENCE_SEARCHES]]
+    hits = [data.sentence_index.search(vector, SENTENCE_HITS)[0] for vector in qv.vectors[:qv.sentence_searches]]
     if not hits:
         return np.empty(0, dtype=np.int64)
     return np.unique(data.owners[np.concatenate(hits)]).astype(np.int64)
