@@ -90,3 +90,5 @@ def _apply_log_level(settings: Settings) -> None:
     level = getattr(logging, settings.log_level.upper(), logging.INFO)
     for name in ("recsys", "recsys_workers"):
         logging.getLogger(name).setLevel(level)
+    # httpx logs every request at INFO: the catch-up check would log one line a minute per process.
+    logging.getLogger("httpx").setLevel(max(level, logging.WARNING))

@@ -81,7 +81,14 @@ class MemoryResultBackend(ResultBackend):
             self._results[message_key] = (data, expires)
             heapq.heappush(self._expiries, (expires, message_key))
             self._drop_expired(now)
+            self._compact()
             self._changed.notify_all()
+
+    def forget(self, message: Any) -> None:
+        """Drop the result of ``message`` now (its reader has it and nobody else will ask)."""
+        with self._changed:
+            self._results.pop(self.build_message_key(message), None)
+            self._compact()
 
     def _get(self, message_key: str) -> Any:
         # Not used by get_result above; kept so the base class's helpers work.
@@ -91,6 +98,14 @@ class MemoryResultBackend(ResultBackend):
             self._drop_expired(self._clock())
             found = self._results.get(message_key)
         return Missing if found is None else self.encoder.decode(found[0])
+
+    def _compact(self) -> None:
+        """Rebuild the expiry heap when most of its entries are stale (results forgotten or
+        stored again), so that it never grows past about twice the live results (the lock
+        is held)."""
+        if len(self._expiries) > 64 and len(self._expiries) > 2 * len(self._results):
+            self._expiries = [(expires, key) for key, (_, expires) in self._results.items()]
+            heapq.heapify(self._expiries)
 
     def _drop_expired(self, now: float) -> None:
         """Drop every result whose expiry has passed (the lock is held)."""

@@ -107,3 +107,17 @@ def test_it_works_as_the_results_middleware_backend_of_a_worker():
         assert double.send(21).get_result(backend=backend, block=True, timeout=10_000) == 42
     finally:
         worker.stop()
+
+
+def test_a_forgotten_result_is_gone_and_the_expiry_heap_stays_bounded():
+    # Given many results stored and each forgotten by its reader (the API's 200 path)
+    backend = MemoryResultBackend(clock=Clock())
+    for n in range(1000):
+        backend.store_result(message(n), n, ttl=600_000)
+        assert backend.get_result(message(n)) == n
+        backend.forget(message(n))
+    # Then nothing is held, and the heap of expiries did not keep the 1,000 stale entries
+    assert len(backend) == 0
+    assert len(backend._expiries) <= 64
+    with pytest.raises(ResultMissing):
+        backend.get_result(message(999))
