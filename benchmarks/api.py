@@ -163,6 +163,7 @@ def recsys_stack(kind: str, run: Path, amqp: str, redis: str, archive: Path | No
         RECSYS_BROKER_URL=amqp, RECSYS_RESULTS_URL=redis, RECSYS_API_TOKEN="bench",
         RECSYS_API_URL=f"http://127.0.0.1:{port}", RECSYS_DATA_DIR=str(folder / "api"), RECSYS_LOG_LEVEL="warning",
         PROMETHEUS_MULTIPROC_DIR=str(folder / "metrics"), GUNICORN_CMD_ARGS=f"--bind 127.0.0.1:{port}",
+        RECSYS_CACHE_DIR=str(BENCH_CACHE / "models"),  # exported models, shared with the engine benchmark
         PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
         OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
     )
