@@ -268,6 +268,8 @@ class DiskArchiveStore:
         part = self._receive(stream, length)
         try:
             verified = archive.verify(part, self.limits, engines=None)
+            if only_if_empty and self.current() is not None:
+                return None  # another process installed one meanwhile (several API processes start at once)
             self._check_newer(verified.manifest, self.current())  # fail early; checked again under the lock
             _fsync_file(part)
             with self._locked() as state:

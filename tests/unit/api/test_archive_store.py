@@ -130,6 +130,28 @@ def test_only_if_empty_installs_once(folder, tmp_path):
     assert store.generation() == 1
 
 
+def test_only_if_empty_gives_way_to_a_process_that_installed_meanwhile(folder, tmp_path):
+    # Two API processes start at once with the same start archive
+    first, second = DiskArchiveStore(folder, Limits()), DiskArchiveStore(folder, Limits())
+    path = make_archive(tmp_path)
+
+    class InstalledWhileReceiving(io.BytesIO):
+        installed = False
+
+        def read(self, size=-1):
+            if not self.installed:
+                self.installed = True
+                install(first, path, only_if_empty=True)
+            return super().read(size)
+
+    result = second.install(InstalledWhileReceiving(path.read_bytes()), length=path.stat().st_size,
+                            only_if_empty=True)
+
+    assert result is None
+    assert second.generation() == 1
+    assert list(second.incoming.iterdir()) == []
+
+
 def test_an_unreadable_state_file_is_a_store_error_saying_what_to_do(folder, tmp_path):
     store = DiskArchiveStore(folder, Limits())
     install(store, make_archive(tmp_path))
