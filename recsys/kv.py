@@ -136,15 +136,20 @@ class RedisKV:
 
     def __init__(self, url: str, *, timeout: float = 2.0) -> None:
         import redis  # imported here: embedded mode and tools need no Redis client
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
 
         self._redis_errors: tuple[type[BaseException], ...] = (redis.ConnectionError, redis.TimeoutError)
         self.url = url
+        # One immediate retry replaces a pooled connection that died with a Redis restart;
+        # redis-py's default (several retries with back-off) would delay every 503 while Redis is down.
         self.client: Any = redis.Redis.from_url(
             url,
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
             health_check_interval=30,
             decode_responses=True,
+            retry=Retry(NoBackoff(), 1),
         )
         self._delete_if = self.client.register_script(_DELETE_IF)
         self._expire_if = self.client.register_script(_EXPIRE_IF)

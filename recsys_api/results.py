@@ -1,28 +1,30 @@
-"""Result backends the API waits on: Redis (deployments) and in-memory (embedded, tests).
+"""The result backend the API waits on in a deployment: Dramatiq's RedisBackend.
 
-Both are Dramatiq :class:`~dramatiq.results.ResultBackend` subclasses, so the
-workers' ``Results`` middleware stores into them and ``message.get_result(backend=...)``
-reads from them.
+(The embedded mode injects the workers' in-memory backend,
+:class:`recsys_workers.results.MemoryResultBackend`, into ``create_app``.)
 
-* :func:`redis_backend` builds Dramatiq's ``RedisBackend`` on a client with bounded
-  connect timeouts and a single immediate retry: a request fails fast (503) while
-  Redis is down, and the first request after Redis returns reconnects by itself.
-  The blocking wait is a ``BRPOPLPUSH`` (no polling) with whole-second granularity.
-* :class:`MemoryResultBackend` keeps results in this process and wakes waiters at
-  once when a result is stored (Dramatiq's ``StubBackend`` polls with a 100 ms
-  back-off and shares one dict between all its instances).
+* :func:`redis_backend` builds a ``RedisBackend`` on a client with bounded connect
+  timeouts and a single immediate retry: a request fails fast (503) while Redis is
+  down, and the first request after Redis returns reconnects by itself. Waits block
+  in Redis (no polling) with whole-second granularity.
+* ``take_result`` (:class:`TakingRedisBackend`) is the wait of a request answered
+  within its own HTTP call: its task id is never shown, so nobody can ask for that
+  result again, and the wait *pops* it (``BRPOP``, one round trip) instead of leaving
+  it in Redis for ``RECSYS_RESULT_TTL``. Under sustained load that keeps Redis from
+  holding ten minutes of answered results. Results of tasks whose id was handed out
+  (202, 504, builds) are read with ``get_result`` and kept.
+  This relies on how Dramatiq's RedisBackend stores a result (a one-element list under
+  ``build_message_key``); tests/integration/api/test_results_redis.py fails if that changes.
 """
 
 from __future__ import annotations
 
-import threading
-import time
 from typing import Any
 
-from dramatiq.results import ResultBackend, ResultMissing, ResultTimeout
-from dramatiq.results.backend import DEFAULT_TIMEOUT, Missing
+from dramatiq.results import ResultBackend, ResultTimeout
+from dramatiq.results.backends import RedisBackend
 
-__all__ = ["MemoryResultBackend", "redis_backend", "redis_client"]
+__all__ = ["TakingRedisBackend", "redis_backend", "redis_client"]
 
 #: Seconds to open a connection to Redis before giving up.
 CONNECT_TIMEOUT = 2.0
@@ -48,50 +50,18 @@ def redis_client(url: str, *, read_timeout: float) -> Any:
 def redis_backend(url: str, *, longest_wait: float) -> ResultBackend:
     """Dramatiq's RedisBackend on :func:`redis_client`; ``longest_wait`` (seconds) is
     the longest blocking wait the API makes (its request timeout)."""
-    from dramatiq.results.backends import RedisBackend
-
-    backend: ResultBackend = RedisBackend(client=redis_client(url, read_timeout=longest_wait + READ_MARGIN))
+    backend: ResultBackend = TakingRedisBackend(client=redis_client(url, read_timeout=longest_wait + READ_MARGIN))
     return backend
 
 
-class MemoryResultBackend(ResultBackend):
-    """Results in this process's memory, with expiry; a stored result wakes its waiters."""
+class TakingRedisBackend(RedisBackend):  # type: ignore[misc]
+    """Dramatiq's RedisBackend plus :meth:`take_result`."""
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._results: dict[str, tuple[bytes, float]] = {}
-        self._changed = threading.Condition()
-
-    def _get(self, message_key: str) -> Any:
-        item = self._results.get(message_key)
-        if item is None:
-            return Missing
-        data, expires = item
-        if time.monotonic() >= expires:
-            self._results.pop(message_key, None)
-            return Missing
-        return self.encoder.decode(data)
-
-    def _store(self, message_key: str, result: Any, ttl: int) -> None:
-        data = self.encoder.encode(result)
-        now = time.monotonic()
-        with self._changed:
-            for key in [k for k, (_, exp) in self._results.items() if exp <= now]:
-                del self._results[key]
-            self._results[message_key] = (data, now + ttl / 1000)
-            self._changed.notify_all()
-
-    def get_result(self, message: Any, *, block: bool = False, timeout: int | None = None) -> Any:
+    def take_result(self, message: Any, *, timeout: int) -> Any:
+        """Block up to ``timeout`` ms (whole seconds, at least one) for the result of
+        ``message`` and remove it from Redis. Raises ResultTimeout or ResultFailure."""
         key = self.build_message_key(message)
-        deadline = time.monotonic() + (DEFAULT_TIMEOUT if timeout is None else timeout) / 1000
-        with self._changed:
-            while True:
-                result = self._get(key)
-                if result is not Missing:
-                    return self.unwrap_result(result)  # type: ignore[no-untyped-call]
-                if not block:
-                    raise ResultMissing(message)  # type: ignore[no-untyped-call]
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise ResultTimeout(message)  # type: ignore[no-untyped-call]
-                self._changed.wait(left)
+        popped = self.client.brpop([key], max(1, timeout // 1000))
+        if popped is None:
+            raise ResultTimeout(message)  # type: ignore[no-untyped-call]
+        return self.unwrap_result(self.encoder.decode(popped[1]))

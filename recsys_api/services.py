@@ -44,12 +44,7 @@ def rabbitmq_broker(url: str) -> dramatiq.Broker:
 
 
 def redis_kv(url: str) -> RedisKV:
-    from redis.backoff import NoBackoff
-    from redis.retry import Retry
-
-    kv = RedisKV(url)
-    kv.client.set_retry(Retry(NoBackoff(), 1))
-    return kv
+    return RedisKV(url)
 
 
 def open_archive_store(settings: Settings) -> DiskArchiveStore:

@@ -141,13 +141,19 @@ class TaskClient:
         except Unavailable:
             logger.warning("could not drop the record of unsent task %s", task_id)
 
-    def wait(self, message: dramatiq.Message[Any], seconds: int) -> Any:
+    def wait(self, message: dramatiq.Message[Any], seconds: int, *, take: bool = False) -> Any:
         """Block until the task's result arrives (no polling on Redis), at most ``seconds``.
 
-        Returns the result; a task that raised instead of returning an error result
-        gives ``{"error": {"code": "internal", ...}}``. Raises WaitTimeout or Unavailable.
+        With ``take``, the result is removed as it is read (when the backend can: see
+        recsys_api.results): for a task whose id is never handed out, so that answered
+        results do not pile up. Returns the result; a task that raised instead of
+        returning an error result gives ``{"error": {"code": "internal", ...}}``.
+        Raises WaitTimeout or Unavailable.
         """
+        take_result = getattr(self.backend, "take_result", None) if take else None
         try:
+            if take_result is not None:
+                return take_result(message, timeout=seconds * 1000)
             return message.get_result(backend=self.backend, block=True, timeout=seconds * 1000)
         except ResultTimeout:
             raise WaitTimeout(message.message_id, seconds) from None

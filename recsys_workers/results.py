@@ -84,6 +84,13 @@ class MemoryResultBackend(ResultBackend):
             self._compact()
             self._changed.notify_all()
 
+    def take_result(self, message: Any, *, timeout: int) -> Any:
+        """Wait like ``get_result(block=True)``, then drop the result (its one reader has it)."""
+        try:
+            return self.get_result(message, block=True, timeout=timeout)
+        finally:
+            self.forget(message)
+
     def forget(self, message: Any) -> None:
         """Drop the result of ``message`` now (its reader has it and nobody else will ask)."""
         with self._changed:

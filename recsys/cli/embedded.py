@@ -29,7 +29,6 @@ from recsys.errors import ConfigError, RecsysError
 __all__ = [
     "DISTRIBUTED_COMMANDS",
     "CronThread",
-    "DropWaitedResults",
     "EmbeddedServer",
     "StartOutcome",
     "loopback_url",
@@ -199,13 +198,10 @@ class EmbeddedServer:
         broker = worker_app.broker
         self.archives = open_archive_store(settings)
         broadcaster = BrokerBroadcaster(broker, settings.broadcast_exchange)
-        # The API waits on a view of the worker's result backend (see DropWaitedResults);
-        # a duck-typed wrapper, as recsys/ may not import dramatiq.
-        waits: Any = DropWaitedResults(worker_app.results, kv)
         self._tasks = TaskClient(broker, worker_app.results, TaskRecords(kv, settings.result_ttl),
                                  result_ttl=settings.result_ttl)
         app = create_app(
-            settings, broker=broker, result_backend=waits, kv=kv,
+            settings, broker=broker, result_backend=worker_app.results, kv=kv,
             archive_store=self.archives, broadcaster=broadcaster, start_engine=False,
         )
         self._server.wsgi_app = app
@@ -277,36 +273,6 @@ class EmbeddedServer:
         if self._worker_app is not None:
             self._worker_app.close()
             self._worker_app = None
-
-
-class DropWaitedResults:
-    """The API's view of the embedded result backend: a result read by a blocking wait
-    is dropped at once, with its task record, instead of staying in memory for
-    ``RECSYS_RESULT_TTL``.
-
-    The API waits (blocks) only for ``POST /v1/recommendations`` answered 200, whose
-    task id it never shows, so nobody can ask for that result again; results of
-    ``Prefer: respond-async`` tasks and of timed-out waits are read without blocking
-    (``GET /v1/tasks/{id}``) and kept. Memory then stays flat however many requests
-    are served. Uses only the backend's public methods: the result is replaced by one
-    that expires at once.
-    """
-
-    def __init__(self, backend: Any, kv: Any) -> None:
-        self.backend = backend
-        self.kv = kv
-
-    def get_result(self, message: Any, *, block: bool = False, timeout: int | None = None) -> Any:
-        from recsys.cluster import TASK_PREFIX
-
-        result = self.backend.get_result(message, block=block, timeout=timeout)
-        if block:
-            self.backend.store_result(message, None, 1)
-            self.kv.delete(TASK_PREFIX + message.message_id)
-        return result
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.backend, name)
 
 
 def _not_ready(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:

@@ -46,7 +46,8 @@ class Recommendations:
             return
         try:
             with self.metrics.waits.track_inprogress():
-                result = self.tasks.wait(message, self.settings.request_timeout)
+                # Nobody else can ask for this result (its id is not shown): read and drop it.
+                result = self.tasks.wait(message, self.settings.request_timeout, take=True)
         except WaitTimeout as exc:
             self.tasks.record(message)
             url = task_url(exc.task_id)

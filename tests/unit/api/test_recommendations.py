@@ -170,6 +170,17 @@ def test_respond_async_answers_202_with_a_task_to_poll(harness):
     assert status.json == {"task_id": task_id, "status": "succeeded", "result": recommend_result({"k": 2})}
 
 
+def test_an_answered_result_is_not_kept_but_an_async_one_is(harness):
+    # Given one request answered within its call and one sent with respond-async
+    assert post(harness, {"text": TEXT, "k": 1}).status_code == 200
+    polled = post(harness, {"text": TEXT, "k": 1}, headers={"Prefer": "respond-async"}).json["task_id"]
+    harness.broker.join(harness.settings.request_queue)
+    harness.worker.join()
+    # Then only the result whose id was handed out is still held (nobody can ask for the other)
+    assert len(harness.backend) == 1
+    assert harness.client.simulate_get(f"/v1/tasks/{polled}").json["status"] == "succeeded"
+
+
 def test_a_worker_that_does_not_answer_in_time_gives_504_with_the_task_to_poll(harness):
     # Given a worker that blocks until released (the API waits 1 s)
     def slow(request):
