@@ -95,7 +95,7 @@ def _recommendations() -> dict[str, Any]:
             "parameters": [{
                 "name": "Prefer", "in": "header", "required": False,
                 "description": "`respond-async`: answer 202 with the task instead of waiting (RFC 7240)",
-                "schema": {"type": "string"}, "example": "respond-async",
+                "schema": {"type": "string"},
             }],
             "requestBody": {
                 "required": True,
