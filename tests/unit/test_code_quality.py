@@ -22,7 +22,6 @@ def test_ruff_finds_nothing():
 
 
 def test_mypy_strict_on_the_core_and_the_workers():
-    out = subprocess.run(
-        [tool("mypy"), "--no-incremental", "--cache-dir=/dev/null", "recsys", "recsys_workers"], cwd=ROOT, capture_output=True, text=True
-    )
+    command = [tool("mypy"), "--no-incremental", "--cache-dir=/dev/null", "recsys", "recsys_workers"]
+    out = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
