@@ -130,3 +130,10 @@ def test_redacted_hides_passwords_and_tokens():
 @pytest.mark.parametrize("spec", ["@daily", "*/15 * * * *", "0 3 * * 1-5", "0 0 1,15 * *", "5 4 * * sun"])
 def test_valid_cron_expressions(spec):
     assert parse_cron(spec) == spec
+
+
+def test_the_readme_configuration_table_lists_every_setting_with_its_default():
+    readme = (ROOT / "README.md").read_text()
+    for field in FIELDS:
+        default = f"`{field.default}`" if field.default else "(empty)"
+        assert f"| `{field.env}` | {default} |" in readme, f"README's configuration table lacks {field.env}"
