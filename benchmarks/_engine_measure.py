@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import subprocess
 import sys
@@ -183,15 +184,18 @@ def lexical_precision(settings: Settings, corpus: list[Publication], queries: np
 
 
 def measure_memory(folder: Path, corpus: list[Publication], settings: Settings) -> list[dict[str, Any]]:
-    """Two processes load the engine and answer queries; their smaps say what they share."""
-    ids = [p.id for p in corpus[:: max(1, len(corpus) // 300)]]
+    """Two processes load the engine and answer the same 300 by-id and 100 text queries;
+    their /proc/<pid>/smaps say what they share and what each holds privately."""
+    ids = [p.id for p in corpus[:: max(1, len(corpus) // 300)]][:300]
+    texts = [publication_sentences(p)[-1] for p in corpus[1:: max(1, len(corpus) // 100)]][:100]
     cache = str(settings.effective_cache_dir)
     script = (
         "import sys, json; from pathlib import Path; from recsys.config import Settings; "
         "from recsys.domain import Query; from recsys_engine_annoy import AnnoyEngine; "
         f"e = AnnoyEngine.load(Path({str(folder)!r}), Settings(cache_dir=Path({cache!r}))); "
-        f"[e.recommend(Query(publication_id=i, k=10)) for i in {ids!r}]; "
-        "[e.recommend(Query(text=t, k=10)) for t in ('Graph neural networks.', 'Robots learn to walk.')]; "
+        "queries = json.loads(sys.stdin.readline()); "
+        "[e.recommend(Query(publication_id=i, k=10)) for i in queries['ids']]; "
+        "[e.recommend(Query(text=t, k=10)) for t in queries['texts']]; "
         "print('ready', flush=True); sys.stdin.read()"
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -200,10 +204,15 @@ def measure_memory(folder: Path, corpus: list[Publication], settings: Settings) 
     rows = []
     try:
         for child in children:
+            assert child.stdin is not None
+            child.stdin.write(json.dumps({"ids": ids, "texts": texts}) + "\n")
+            child.stdin.flush()
+        for child in children:
             assert child.stdout is not None and child.stdout.readline().strip() == "ready"
         for number, child in enumerate(children, start=1):
             total, files = smaps_summary(child.pid), smaps_summary(child.pid, folder)
-            rows.append({"process": number, "total": dataclasses.asdict(total), "files": dataclasses.asdict(files)})
+            rows.append({"process": number, "total": dataclasses.asdict(total), "files": dataclasses.asdict(files),
+                         "file_mb": sum(p.stat().st_size for p in folder.iterdir()) / 2**20})
     finally:
         for child in children:
             if child.stdin is not None:

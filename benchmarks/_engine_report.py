@@ -178,11 +178,14 @@ class Report:
             total, files = entry["total"], entry["files"]
             rows.append([str(entry["process"]), _f(total["rss"], 0), _f(total["pss"], 0), _f(total["private"], 0),
                          _f(files["rss"], 0), _f(files["pss"], 0), _f(files["shared"], 0), _f(files["private"], 0)])
+        size = self.memory[0].get("file_mb", float("nan"))
         return _table(["process", "RSS MB", "PSS MB", "private MB", "engine files: RSS MB", "PSS MB", "shared MB",
                        "private MB"], rows) + (
-            "\n\nEach process loaded the engine and answered 300 by-id and 2 text queries; from `/proc/<pid>/smaps`. "
-            "The engine's files (Annoy indexes, vectors, sentences) are memory-mapped: their pages are shared "
-            "(PSS about half of RSS for two processes), so a second process adds only its private memory.")
+            f"\n\nTwo processes loaded the same engine folder ({_f(size, 0)} MB of files) and answered the same "
+            "300 by-id and 100 text queries; figures from `/proc/<pid>/smaps` (MB = MiB). The engine's files "
+            "(Annoy indexes, vectors, sentences) are memory-mapped read-only: the pages each process touched are "
+            "one copy in the page cache, counted as *shared* in both and split between them in PSS; a second "
+            "process adds only its *private* memory (Python, the model and onnxruntime, the publication table).")
 
     def _archive(self) -> str:
         if not self.archive:
