@@ -14,7 +14,7 @@ import socket
 import threading
 from urllib.parse import urlsplit, urlunsplit
 
-from tests.e2e.processes import free_port
+from tests.support.processes import free_port
 
 __all__ = ["TcpProxy", "via_proxy"]
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from recsys.testing import sample_publications
 from tests.e2e.compose import ROOT
-from tests.e2e.processes import Process, free_port, wait_until
-from tests.e2e.stack import VENV_BIN, process_env
+from tests.e2e.stack import process_env
+from tests.support.processes import BIN, Process, free_port, wait_until
 
 __all__ = ["ServeProcess", "write_sample_corpus"]
 
@@ -30,7 +30,7 @@ class ServeProcess(Process):
     def __init__(self, folder: Path, settings: Mapping[str, str], *args: str) -> None:
         self.port = free_port()
         super().__init__(
-            "recsys-serve", [str(VENV_BIN / "recsys"), "serve", "--port", str(self.port), *args],
+            "recsys-serve", [str(BIN / "recsys"), "serve", "--port", str(self.port), *args],
             process_env({"RECSYS_DATA_DIR": str(folder / "data"), **settings}), ROOT, folder / "serve.log",
         )
 

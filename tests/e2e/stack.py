@@ -13,7 +13,6 @@ unique per stack, so stacks sharing this session's RabbitMQ vhost never meet.
 from __future__ import annotations
 
 import os
-import sys
 import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -23,25 +22,20 @@ import httpx
 
 from recsys.config import FIELDS
 from tests.e2e import compose
-from tests.e2e.processes import Process, free_port, wait_until
+from tests.support.processes import BIN, Process, free_port, recsys_env, wait_until
 
 __all__ = ["TOKEN", "Stack", "flush_redis", "process_env", "processes_of"]
 
 TOKEN = "e2e-test-token"
-VENV_BIN = Path(sys.executable).parent
 
 
 def process_env(settings: Mapping[str, str], **extra: str) -> dict[str, str]:
     """The environment of a recsys process: this one's, minus any RECSYS_ variable,
-    plus every setting's default, then ``settings`` and ``extra``."""
-    env = {key: value for key, value in os.environ.items()
-           if not key.startswith("RECSYS_") and key != "GUNICORN_CMD_ARGS"}
-    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
-    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONUNBUFFERED="1")
-    env.update({field.env: field.default for field in FIELDS})
-    env.update(settings)
-    env.update(extra)
-    return env
+    plus every setting's default, then ``settings`` and ``extra``; this interpreter's
+    scripts first on PATH, and PYTHONPATH left as it is (the commands run as installed)."""
+    path = f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"
+    defaults = {field.env: field.default for field in FIELDS}
+    return recsys_env(pythonpath=None, **{"PATH": path, **defaults, **settings, **extra})
 
 
 def flush_redis(redis_url: str) -> None:

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from recsys.registry import Registry
-from tests.e2e.processes import wait_until
 from tests.e2e.stack import Stack, flush_redis
+from tests.support.processes import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

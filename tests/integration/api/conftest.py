@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.integration.api.stack import TOKEN, Api, Pool, recsys_env
+from tests.integration.api.stack import TOKEN, Api, Pool
+from tests.support.processes import recsys_env
 
 
 class Stack:

@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from tests.integration.api.stack import Api, RedisServer, recsys_env
+from tests.integration.api.stack import Api, RedisServer
+from tests.support.processes import recsys_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -17,7 +17,8 @@ from recsys.build import build_archive
 from recsys.config import Settings
 from recsys.registry import Registry
 from recsys.testing import sample_publications
-from tests.integration.api.stack import AUTH, wait_until
+from tests.integration.api.stack import AUTH
+from tests.support.processes import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

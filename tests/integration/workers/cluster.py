@@ -1,21 +1,17 @@
 """Helpers of the worker integration tests: real `dramatiq recsys_workers` pools (one
 data dir each: a "machine"), `periodiq` schedulers, broadcasts published as the API
-does, RabbitMQ queue listings, heartbeats, and polling with a deadline."""
+does, RabbitMQ queue listings and heartbeats. Processes and polling come from
+:mod:`tests.support.processes`."""
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import signal
 import subprocess
-import sys
-import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import dramatiq
@@ -24,24 +20,9 @@ import pika
 from recsys import protocol
 from recsys.cluster import Heartbeats
 from recsys.kv import RedisKV
+from tests.support.processes import BIN, Process
 
-ROOT = Path(__file__).resolve().parents[3]
-BIN = Path(sys.executable).parent
 EXCHANGE = "recsys.broadcast"
-T = TypeVar("T")
-
-
-def wait_until(condition: Callable[[], T], *, timeout: float = 60.0, what: str = "the condition",
-               interval: float = 0.1) -> T:
-    """Poll ``condition`` until it returns something truthy; fail after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = condition()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last value: {last!r})")
 
 
 def write_test_plugins(folder: Path) -> Path:
@@ -56,59 +37,6 @@ def write_test_plugins(folder: Path) -> Path:
     return folder
 
 
-def base_env(**settings: str) -> dict[str, str]:
-    """The environment of a recsys process: this one's, minus any RECSYS_ variable."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RECSYS_") and not k.startswith("TESTENGINE_")}
-    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONUNBUFFERED="1")
-    env.update(settings)
-    return env
-
-
-class Process:
-    """A command in its own process group, its output in a log file."""
-
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], cwd: Path, log: Path) -> None:
-        self.name, self.argv, self.env, self.cwd, self.log = name, argv, env, cwd, log
-        self.popen: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> Process:
-        assert self.popen is None or self.popen.poll() is not None, f"{self.name} is already running"
-        with self.log.open("ab") as out:
-            out.write(f"\n===== start {self.name}: {' '.join(self.argv)}\n".encode())
-            out.flush()
-            self.popen = subprocess.Popen(self.argv, env=self.env, cwd=self.cwd, stdout=out, stderr=out,
-                                          start_new_session=True)
-        return self
-
-    @property
-    def running(self) -> bool:
-        return self.popen is not None and self.popen.poll() is None
-
-    def kill9(self) -> None:
-        """SIGKILL the whole process group (the dramatiq main process and its workers)."""
-        if self.popen is None:
-            return
-        try:
-            os.killpg(self.popen.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.popen.wait(30)
-
-    def stop(self, timeout: float = 30.0) -> None:
-        """SIGTERM, then SIGKILL if it does not stop in time."""
-        if not self.running:
-            return
-        assert self.popen is not None
-        os.killpg(self.popen.pid, signal.SIGTERM)
-        try:
-            self.popen.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill9()
-
-    def text(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
-
-
 class Pool(Process):
     """``dramatiq recsys_workers --processes 2 --threads 2`` over its own data dir."""
 
@@ -121,6 +49,8 @@ class Pool(Process):
         self.processes = processes
 
     def restart(self, **extra_env: str) -> Pool:
+        """Stop (SIGTERM), then start again with the TESTENGINE_ variables of
+        ``extra_env`` in place of the previous ones."""
         self.stop()
         base = {k: v for k, v in self.env.items() if not k.startswith("TESTENGINE_")}
         self.env = dict(base, **extra_env)

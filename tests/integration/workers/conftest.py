@@ -16,15 +16,8 @@ from recsys.config import Settings
 from recsys.registry import GROUP, Registry
 from recsys.testing import sample_publications
 from recsys_workers.broker import create_broker
-from tests.integration.workers.cluster import (
-    ROOT,
-    Pool,
-    base_env,
-    publish_broadcast,
-    serving,
-    wait_until,
-    write_test_plugins,
-)
+from tests.integration.workers.cluster import Pool, publish_broadcast, serving, write_test_plugins
+from tests.support.processes import ROOT, recsys_env, wait_until
 from tests.unit.workers.fake_api import TOKEN, FakeApi, Stored
 
 ENGINES = Registry([
@@ -37,7 +30,9 @@ class Cluster:
     def __init__(self, folder: Path, api: FakeApi, api_url: str, rabbitmq_url: str, redis_url: str) -> None:
         self.folder, self.api, self.api_url = folder, api, api_url
         self.rabbitmq_url, self.redis_url = rabbitmq_url, redis_url
-        self.env = base_env(
+        self.env = recsys_env(
+            pythonpath=f"{write_test_plugins(folder / 'plugins')}:{ROOT}",
+            drop=("TESTENGINE_",),
             RECSYS_BROKER_URL=rabbitmq_url,
             RECSYS_RESULTS_URL=redis_url,
             RECSYS_API_URL=api_url,
@@ -50,7 +45,6 @@ class Cluster:
             RECSYS_CATCHUP_INTERVAL="3600",
             RECSYS_BUILD_LOCK_TTL="10",
             RECSYS_REQUEST_TIMEOUT="60",
-            PYTHONPATH=f"{write_test_plugins(folder / 'plugins')}:{ROOT}",
         )
         self.pools = {name: Pool(name, folder / f"machine-{name}", self.env) for name in ("a", "b")}
         self.client = create_broker(Settings(broker_url=rabbitmq_url, results_url=redis_url, request_timeout=60))

@@ -12,7 +12,8 @@ import pytest
 
 from recsys.cluster import BuildLock
 from recsys.kv import RedisKV
-from tests.integration.workers.cluster import BIN, Process, serving, wait_until
+from tests.integration.workers.cluster import serving
+from tests.support.processes import BIN, Process, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -9,7 +9,8 @@ import dramatiq
 import pytest
 
 from recsys_workers.fanout import FanoutRabbitmqBroker
-from tests.integration.workers.cluster import EXCHANGE, list_queues, publish_broadcast, wait_until
+from tests.integration.workers.cluster import EXCHANGE, list_queues, publish_broadcast
+from tests.support.processes import wait_until
 
 pytestmark = pytest.mark.integration
 

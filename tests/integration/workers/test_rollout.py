@@ -15,8 +15,8 @@ from tests.integration.workers.cluster import (
     close_connections,
     list_queues,
     serving,
-    wait_until,
 )
+from tests.support.processes import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

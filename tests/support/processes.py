@@ -1,9 +1,10 @@
-"""Real processes for the end-to-end tests: started in their own process group, logged
-to a file each, killed at the end whatever happens.
+"""Real processes for the integration and end-to-end tests: each started in its own
+session (process group), logged to a file, stopped or killed with all its children;
+and polling with a deadline.
 
-Every :class:`Process` is listed in :data:`KNOWN` (the suite's conftest prints the
-tail of each log written during a failed test) and, while it may be running, in
-:data:`STARTED` (the conftest kills what is left at the end of the session).
+Every :class:`Process` is listed in :data:`KNOWN` (the e2e conftest prints the tail of
+each log written during a failed test) and, while it may be running, in
+:data:`STARTED` (the e2e conftest kills what is left at the end of the session).
 """
 
 from __future__ import annotations
@@ -12,14 +13,20 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TypeVar
 
-__all__ = ["KNOWN", "STARTED", "Process", "free_port", "group_pids", "wait_until"]
+__all__ = ["BIN", "KNOWN", "ROOT", "STARTED", "Process", "free_port", "group_pids", "recsys_env", "wait_until"]
 
 T = TypeVar("T")
+
+#: The repository root.
+ROOT = Path(__file__).resolve().parents[2]
+#: The folder of this interpreter's scripts (gunicorn, dramatiq, periodiq, recsys).
+BIN = Path(sys.executable).parent
 
 #: Every process created, in order.
 KNOWN: list[Process] = []
@@ -34,7 +41,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_until(probe: Callable[[], T], *, timeout: float, what: str, interval: float = 0.25) -> T:
+def wait_until(probe: Callable[[], T], *, what: str, timeout: float = 60.0, interval: float = 0.25) -> T:
     """Call ``probe`` until it returns something truthy, and return that; fail with
     ``what`` and the last value or exception after ``timeout`` seconds. An
     AssertionError raised by ``probe`` fails at once; other exceptions (a service
@@ -57,6 +64,21 @@ def wait_until(probe: Callable[[], T], *, timeout: float, what: str, interval: f
         time.sleep(interval)
 
 
+def recsys_env(*, pythonpath: str | None = str(ROOT), drop: Sequence[str] = (), **settings: str) -> dict[str, str]:
+    """The environment of a recsys process: this one's, without RECSYS_ variables,
+    GUNICORN_CMD_ARGS and variables starting with one of ``drop``; offline Hugging
+    Face, unbuffered output, PYTHONPATH set to ``pythonpath`` (None: left as it is);
+    then ``settings``."""
+    prefixes = ("RECSYS_", *drop)
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith(prefixes) and key != "GUNICORN_CMD_ARGS"}
+    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONUNBUFFERED="1")
+    if pythonpath is not None:
+        env["PYTHONPATH"] = pythonpath
+    env.update(settings)
+    return env
+
+
 def group_pids(pgid: int) -> set[int]:
     """The live processes of process group ``pgid`` (from /proc)."""
     pids = set()
@@ -75,7 +97,8 @@ def group_pids(pgid: int) -> set[int]:
 
 
 class Process:
-    """One command line, run in a new session (so a signal reaches all its children)."""
+    """One command line, run in a new session (so a signal reaches all its children),
+    its output appended to ``log``."""
 
     def __init__(self, name: str, argv: Sequence[str], env: Mapping[str, str], cwd: Path, log: Path) -> None:
         self.name = name
@@ -92,7 +115,7 @@ class Process:
         self.starts += 1
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log, "ab") as log:
-            log.write(f"\n===== start {self.starts}: {' '.join(self.argv)}\n".encode())
+            log.write(f"\n===== {self.name} start {self.starts}: {' '.join(self.argv)}\n".encode())
             log.flush()
             self.popen = subprocess.Popen(
                 self.argv, env=self.env, cwd=self.cwd, stdin=subprocess.DEVNULL, stdout=log,
@@ -127,7 +150,8 @@ class Process:
             pass
 
     def kill9(self) -> None:
-        """kill -9 of the whole process group, then reap the leader."""
+        """kill -9 of the whole process group, then reap the leader and wait until
+        every process of the group has gone."""
         if self.popen is None:
             return
         self.signal(signal.SIGKILL)
@@ -136,8 +160,9 @@ class Process:
         if self in STARTED:
             STARTED.remove(self)
 
-    def stop(self, timeout: float = 20.0) -> int | None:
-        """SIGTERM to the group; kill -9 after ``timeout`` seconds. Returns the exit code."""
+    def stop(self, timeout: float = 30.0) -> int | None:
+        """SIGTERM to the group; kill -9 of what is left of it after ``timeout``
+        seconds. Returns the exit code (None if it never started)."""
         if self.popen is None:
             return None
         if self.running:
@@ -156,10 +181,12 @@ class Process:
         return self.start()
 
     def text(self) -> str:
+        """Everything in the log so far."""
         try:
             return self.log.read_text(encoding="utf-8", errors="replace")
         except FileNotFoundError:
             return ""
 
     def tail(self, lines: int = 40) -> str:
+        """The last ``lines`` lines of the log."""
         return "\n".join(self.text().splitlines()[-lines:])
