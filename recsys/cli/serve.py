@@ -108,7 +108,10 @@ def run(args: argparse.Namespace, *, out: TextIO | None = None) -> int:
         if task_id is not None:
             threading.Thread(target=_follow_build, args=(server, task_id, stop, out), name="build-report",
                              daemon=True).start()
-        stop.wait()
+        # Wake up now and then: the kernel may deliver SIGINT/SIGTERM to another thread,
+        # and Python only runs the handler when the main thread gets to run bytecode.
+        while not stop.wait(0.5):
+            pass
         print("recsys serve: stopping", file=out, flush=True)
     finally:
         server.stop()
