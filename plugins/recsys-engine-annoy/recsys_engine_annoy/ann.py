@@ -10,7 +10,11 @@ holds recall@10 at 0.96-0.97 from 20,000 to 87,000 vectors (0.27 * items at 87,0
 * ``trees`` (``RECSYS_ANN_TREES``, 0: derived): :func:`derive_trees`, one per thousand
   items, from 10 up to 50;
 * ``search_k`` (``RECSYS_ANN_SEARCH_K``, 0: derived, -1: Annoy's default):
-  :func:`derive_search_k`, ``max(80 * sqrt(items), 10 * trees * wanted)``.
+  :func:`derive_search_k`, ``max(effort * 80 * sqrt(items), 10 * trees * wanted)``. A
+  search's ``effort`` is 1 unless its caller knows better: the ranking searches the
+  publication index harder for text queries and the sentence index with Annoy's own rule
+  (``effort`` 0) when it only looks for extra candidates (see ranking.py). A fixed
+  ``RECSYS_ANN_SEARCH_K`` is used as set, whatever the effort.
 
 Below :data:`EXACT_BELOW` items a search is exact (numpy over the vectors): it is as
 fast as Annoy at that size and never misses. The Annoy index is built and saved all
@@ -60,9 +64,10 @@ def derive_trees(items: int) -> int:
     return int(min(50, max(10, items // 1000)))
 
 
-def derive_search_k(items: int, trees: int, wanted: int) -> int:
-    """Candidates one Annoy search inspects to return ``wanted`` results from ``items`` vectors."""
-    return int(max(SEARCH_K_PER_ROOT * math.sqrt(items), SEARCH_K_FACTOR * trees * wanted))
+def derive_search_k(items: int, trees: int, wanted: int, effort: float = 1.0) -> int:
+    """Candidates one Annoy search inspects to return ``wanted`` results from ``items`` vectors;
+    ``effort`` scales the part that grows with the index (0: Annoy's ``10 * trees * wanted``)."""
+    return int(max(effort * SEARCH_K_PER_ROOT * math.sqrt(items), SEARCH_K_FACTOR * trees * wanted))
 
 
 @dataclass(frozen=True)
@@ -84,10 +89,10 @@ class AnnSettings:
             exact=items < EXACT_BELOW and search_k == 0,
         )
 
-    def search_k_for(self, items: int, wanted: int) -> int:
+    def search_k_for(self, items: int, wanted: int, effort: float = 1.0) -> int:
         if self.search_k != 0:
             return self.search_k
-        return derive_search_k(items, self.trees, wanted)
+        return derive_search_k(items, self.trees, wanted, effort)
 
     def to_dict(self) -> dict[str, int | bool]:
         return {"trees": self.trees, "search_k": self.search_k, "exact": self.exact}
@@ -154,11 +159,15 @@ class VectorIndex:
 
     def with_settings(self, settings: AnnSettings, vectors: NDArray[np.float32] | None = None) -> VectorIndex:
         """The same index searched with other settings (benchmarks: exact against Annoy)."""
-        return VectorIndex(self._index, self.items, self.dimension, settings,
-                           vectors if vectors is not None else self.vectors)
+        return VectorIndex(
+            self._index, self.items, self.dimension, settings, vectors if vectors is not None else self.vectors
+        )
 
-    def search(self, vector: NDArray[np.float32], wanted: int) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
-        """The ``wanted`` nearest items to ``vector`` and their cosine similarities."""
+    def search(
+        self, vector: NDArray[np.float32], wanted: int, *, effort: float = 1.0
+    ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+        """The ``wanted`` nearest items to ``vector`` and their cosine similarities;
+        ``effort`` scales a derived ``search_k`` (exact searches ignore it)."""
         wanted = min(wanted, self.items)
         if wanted <= 0:
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
@@ -166,7 +175,7 @@ class VectorIndex:
             scores = similarities(self.vectors, vector)
             top = _top(scores, wanted)
             return top, scores[top]
-        search_k = self.settings.search_k_for(self.items, wanted)
+        search_k = self.settings.search_k_for(self.items, wanted, effort)
         ids, distances = self._index.get_nns_by_vector(vector.tolist(), wanted, search_k, True)
         # Annoy's angular distance is sqrt(2 - 2 cos) for unit vectors.
         dist = np.asarray(distances, dtype=np.float32)
@@ -201,9 +210,9 @@ def exact_neighbours(
     k = min(k, len(vectors) - (1 if exclude_self is not None else 0))
     out = np.empty((len(queries), k), dtype=np.int64)
     for start in range(0, len(queries), 256):
-        block = queries[start:start + 256] @ vectors.T
+        block = queries[start : start + 256] @ vectors.T
         if exclude_self is not None:
-            block[np.arange(len(block)), exclude_self[start:start + 256]] = -np.inf
+            block[np.arange(len(block)), exclude_self[start : start + 256]] = -np.inf
         for row, scores in enumerate(block):
             out[start + row] = _top(scores, k)
     return out

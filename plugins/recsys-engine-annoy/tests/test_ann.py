@@ -50,6 +50,25 @@ def test_derived_settings_grow_with_the_corpus():
     assert not AnnSettings.for_items(EXACT_BELOW).exact and AnnSettings.for_items(EXACT_BELOW - 1).exact
 
 
+def test_effort_scales_the_derived_search_k_but_not_a_fixed_one():
+    items, trees = 300_000, 50
+    assert abs(derive_search_k(items, trees, 10, effort=2.0) - 2 * derive_search_k(items, trees, 10)) <= 1
+    assert derive_search_k(items, trees, 10, effort=0.0) == 10 * trees * 10  # Annoy's own rule
+    assert AnnSettings(trees, search_k=777).search_k_for(items, 10, effort=2.0) == 777
+
+
+def test_more_effort_finds_more_true_neighbours(large):
+    vectors, index, sample = large
+    found = {}
+    for effort in (0.0, 1.0):
+        truth_hits = 0
+        for item in sample[:100]:
+            exact = set(np.argsort(-(vectors @ vectors[item]))[:10].tolist())
+            truth_hits += len(exact & set(index.search(vectors[item], 10, effort=effort)[0].tolist()))
+        found[effort] = truth_hits
+    assert found[0.0] < found[1.0]
+
+
 def test_derived_settings_keep_recall_where_annoys_default_does_not(large):
     vectors, index, sample = large
     assert not index.settings.exact
