@@ -18,6 +18,7 @@ so is loading it where ``RECSYS_EMBEDDING_BACKEND`` names another backend. With
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Sequence
@@ -32,7 +33,7 @@ from recsys.engine import NULL_PROGRESS, Engine, EngineMetadata, Progress
 from recsys.errors import EngineLoadError, IncompatibleEngine, SourceError, UnknownPublication
 from recsys.text import split_sentences
 from recsys_engine_annoy import storage
-from recsys_engine_annoy.ann import AnnSettings, VectorIndex
+from recsys_engine_annoy.ann import EXACT_BELOW, PUBLICATIONS_EXACT_BELOW, AnnSettings, VectorIndex
 from recsys_engine_annoy.corpus import split_corpus
 from recsys_engine_annoy.encoders import (
     BACKENDS,
@@ -111,7 +112,7 @@ class AnnoyEngine(Engine):
 
         paper_vectors = publication_means(built.vectors, table.starts)
         sentence_settings = self._ann_settings(len(table))
-        paper_settings = self._ann_settings(total)
+        paper_settings = self._ann_settings(total, PUBLICATIONS_EXACT_BELOW)
         progress("index", 0, 2)
         sentence_index = VectorIndex.build(np.asarray(built.vectors, dtype=np.float32), sentence_settings)
         # (an exact sentence index keeps that float32 copy; only small corpora are searched exactly)
@@ -166,8 +167,9 @@ class AnnoyEngine(Engine):
             return get_encoder(model, backend, self.settings), False
         return make_encoder(model, backend, self.settings, threads=build_threads()), True
 
-    def _ann_settings(self, items: int) -> AnnSettings:
-        return AnnSettings.for_items(items, trees=self.settings.ann_trees, search_k=self.settings.ann_search_k)
+    def _ann_settings(self, items: int, exact_below: int = EXACT_BELOW) -> AnnSettings:
+        return AnnSettings.for_items(items, trees=self.settings.ann_trees, search_k=self.settings.ann_search_k,
+                                     exact_below=exact_below)
 
     # -- saving and loading ----------------------------------------------------------
 
@@ -215,15 +217,22 @@ class AnnoyEngine(Engine):
         if starts[0] != 0 or starts[-1] != info.sentences or np.any(np.diff(starts) <= 0):
             raise EngineLoadError(f"{storage.STARTS_FILE} in {folder} is damaged; rebuild the engine")
         texts = storage.SentenceTexts(folder, info.sentences)
+        # Whether a search is exact follows this code's rule, not the one of the build
+        # (the files are the same either way); trees and a fixed search_k are the build's.
+        sentence_settings = AnnSettings.for_items(info.sentences, info.sentence_index.trees,
+                                                  info.sentence_index.search_k)
+        paper_settings = AnnSettings.for_items(info.publications, info.publication_index.trees,
+                                               info.publication_index.search_k, PUBLICATIONS_EXACT_BELOW)
         sentence_index = VectorIndex.load(
-            folder / storage.SENTENCE_INDEX_FILE, info.sentences, info.dimension, info.sentence_index,
+            folder / storage.SENTENCE_INDEX_FILE, info.sentences, info.dimension, sentence_settings,
             # an exact (small) index is scanned in float32: a private copy of at most EXACT_BELOW rows
-            np.asarray(sentence_vectors, dtype=np.float32) if info.sentence_index.exact else None,
+            np.asarray(sentence_vectors, dtype=np.float32) if sentence_settings.exact else None,
         )
         paper_index = VectorIndex.load(
-            folder / storage.PUBLICATION_INDEX_FILE, info.publications, info.dimension, info.publication_index,
-            paper_vectors if info.publication_index.exact else None,  # type: ignore[arg-type]  # float32, mapped
+            folder / storage.PUBLICATION_INDEX_FILE, info.publications, info.dimension, paper_settings,
+            paper_vectors if paper_settings.exact else None,  # type: ignore[arg-type]  # float32, mapped
         )
+        info = dataclasses.replace(info, sentence_index=sentence_settings, publication_index=paper_settings)
         engine._model, engine._info, engine._texts = model, info, texts
         engine._data = EngineData(
             publications=pubs, texts=texts, starts=starts, owners=owners,  # type: ignore[arg-type]

@@ -7,14 +7,16 @@ sentence's best-matching sentence, and as well as blends of the two.
 
 Candidates come from the Annoy index over publication vectors and, for text queries,
 from the publications of the stored sentences nearest to each query sentence (the
-sentence index); every candidate is then scored exactly. A text query's mean vector lies
-farther from the papers' mean vectors than a paper's own does, so Annoy's trees route it
-less well: text queries search the publication index with twice the derived
-``search_k`` (:data:`TEXT_EFFORT`), and the sentence index, which only adds candidates,
-with Annoy's own ``10 * trees * hits``. Measured on the full corpus (36,949 papers,
-321,074 sentences; docs/engine-annoy.md), this finds 0.979 of the exact top 10 for a
-one-sentence text in 3.4 ms, where searching both indexes at the derived ``search_k``
-found 0.959 in 5.7 ms. Filters are applied before
+sentence index); every candidate is then scored exactly. When the publication index is
+searched exactly (below 50,000 publications, see ann.py), its candidates hold the exact
+top k already and the sentence index is not searched. Otherwise, a text query's mean
+vector lies farther from the papers' mean vectors than a paper's own does, so Annoy's
+trees route it less well: text queries search the publication index with twice the
+derived ``search_k`` (:data:`TEXT_EFFORT`), and the sentence index, which only adds
+candidates, with Annoy's own ``10 * trees * hits``. Measured with Annoy on the full
+corpus (36,949 papers, 321,074 sentences; docs/engine-annoy.md), this found 0.979 of the
+exact top 10 for a one-sentence text in 3.4 ms, where searching both indexes at the
+derived ``search_k`` found 0.959 in 5.7 ms. Filters are applied before
 the top ``k`` is cut: the search over-fetches in proportion to the share of
 publications that pass them, and a selective filter is answered by scoring every
 publication that passes, so ``k`` results come back whenever ``k`` publications match.
@@ -123,7 +125,8 @@ def _candidates(
         fetch = min(total, fetch * 4)
     if len(kept) < k:  # the index missed too many that pass: score them all
         return np.flatnonzero(allowed if allowed is not None else np.ones(total, dtype=bool)).astype(np.int64)
-    if qv.sentence_searches > 0:
+    if qv.sentence_searches > 0 and not data.publication_index.settings.exact:
+        # (an exact publication search already holds the exact top k: nothing to add)
         extra = _sentence_candidates(data, qv)
         if allowed is not None:
             extra = extra[allowed[extra]]
