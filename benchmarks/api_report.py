@@ -76,6 +76,10 @@ def _goals(rows: list[dict[str, Any]]) -> list[str]:
             verdict = "met" if ratio >= goal else "NOT met"
             lines.append(f"- No-op throughput at concurrency 8: {noop8['rps']:.0f} req/s = **{ratio:.2f}x** "
                          f"{reference} ({other['rps']:.0f} req/s; goal >= {goal}x: {verdict})")
+    lean, celery = _cell(rows, "ref_dramatiq", 8), _cell(rows, "peer_celery", 8)
+    if lean and celery and celery["rps"]:
+        lines.append(f"- For scale: the leanest Falcon + Dramatiq round trip (ref_dramatiq) made "
+                     f"{lean['rps'] / celery['rps']:.2f}x peer_celery at concurrency 8 in this run")
     return lines
 
 
