@@ -34,6 +34,7 @@ BENCHMARKS_MD = ROOT / "docs" / "benchmarks.md"
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from recsys.config import Settings  # noqa: E402
 from recsys.domain import InvalidRecord, Publication  # noqa: E402
 
 __all__ = [
@@ -161,3 +162,26 @@ def write_section(name: str, body: str, path: Path = BENCHMARKS_MD) -> None:
     pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
     text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
     path.write_text(text, encoding="utf-8")
+
+
+def engine_benchmark_folder(cache: Path) -> tuple[Path, int] | None:
+    """The largest annoy engine ``benchmarks/engine.py`` built and kept in ``cache``
+    (``<cache>/engine/<data>-<model>/<backend>-<size>``), with its size, or None."""
+    found = []
+    for folder in (cache / "engine").glob("*/*-*"):
+        backend, _, size = folder.name.rpartition("-")
+        if folder.is_dir() and size.isdigit() and backend in ("torch", "onnx"):
+            found.append((int(size), folder))
+    return (max(found)[1], max(found)[0]) if found else None
+
+
+def pack_cached_engine(folder: Path, size: int, dataset: Path, out: Path, settings: Settings) -> Path:
+    """Pack an archive of the annoy engine the engine benchmark cached in ``folder`` (built
+    over the first ``size`` of the seeded sample of ``dataset``): the engine is built again
+    with ``previous=folder``, so every sentence vector is reused and nothing is encoded."""
+    from recsys.build import build_archive
+    from recsys.registry import Registry
+
+    publications = nested_sample(read_publications(dataset), size)
+    build_archive(publications, out, engine="annoy", registry=Registry.discover(), settings=settings, previous=folder)
+    return out

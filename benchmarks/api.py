@@ -50,6 +50,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from _common import engine_benchmark_folder, pack_cached_engine  # noqa: E402
 from api_procs import (  # noqa: E402
     Proc,
     amqp_url,
@@ -105,17 +106,6 @@ def lexical_archive(args: argparse.Namespace) -> tuple[Path, str]:
     return out, what
 
 
-def engine_benchmark_folder() -> tuple[Path, int] | None:
-    """The largest annoy engine ``benchmarks/engine.py`` built and kept in its cache
-    (``<cache>/engine/<data>-<model>/<backend>-<size>``), with its size, or None."""
-    found = []
-    for folder in (BENCH_CACHE / "engine").glob("*/*-*"):
-        backend, _, size = folder.name.rpartition("-")
-        if folder.is_dir() and size.isdigit() and backend in ("torch", "onnx"):
-            found.append((int(size), folder))
-    return (max(found)[1], max(found)[0]) if found else None
-
-
 def annoy_archive(args: argparse.Namespace) -> tuple[Path, str] | None:
     """(archive, description): given; packed from the engine benchmark's cached engine
     (its vectors are reused, nothing is encoded again); else built over the demo corpus."""
@@ -131,17 +121,15 @@ def annoy_archive(args: argparse.Namespace) -> tuple[Path, str] | None:
         log("the annoy plugin is not installed: skipping the annoy stack (or pass --annoy-archive)")
         return None
     settings = Settings(data_dir=BENCH_CACHE / "data", cache_dir=BENCH_CACHE / "models")
-    cached = engine_benchmark_folder() if args.dataset.exists() and not args.demo else None
+    cached = engine_benchmark_folder(BENCH_CACHE) if args.dataset.exists() and not args.demo else None
     if cached is not None:
-        from _common import nested_sample, read_publications
 
         folder, size = cached
         out = CACHE / f"annoy-{folder.parent.name}-{folder.name}.zip"
         what = f"annoy over {size} publications of {args.dataset.name}, from the engine benchmark's cache"
         if not out.exists():
             log(f"packing {what} into {out}")
-            publications = nested_sample(read_publications(args.dataset), size)
-            build_archive(publications, out, engine="annoy", registry=registry, settings=settings, previous=folder)
+            pack_cached_engine(folder, size, args.dataset, out, settings)
         return out, what
     out = CACHE / "annoy-demo.zip"
     if not out.exists():

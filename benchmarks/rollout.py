@@ -1,6 +1,6 @@
 """Rollout time: from an upload's acceptance to every worker process serving it.
 
-    python benchmarks/rollout.py [--dataset PATH] [--archive PATH ...] [--write-docs]
+    python benchmarks/rollout.py [--dataset PATH] [--archive PATH ...] [--annoy] [--write-docs]
 
 Starts on this machine, and stops at the end: the real API (``gunicorn
 recsys_api.wsgi:app``) on a free port, and two worker pools ``dramatiq recsys_workers
@@ -14,7 +14,10 @@ four moments minus the API's ``installed_at`` of the upload (the acceptance).
 Archives measured: a lexical engine of the demo corpus; a lexical engine of the real
 dataset (``--dataset``, default ``../shared/data/publications/publications.jsonl.gz``
 relative to the repository, skipped when absent); and any ``--archive`` given (e.g.
-the default engine's archive made by ``benchmarks/engine.py``). ``--write-docs``
+the default engine's archive made by ``benchmarks/engine.py``). ``--annoy`` adds the
+largest default engine ``benchmarks/engine.py`` keeps in its cache, packed at the start of
+the run (its vectors are reused: nothing is encoded); the pools then share the benchmark's
+model cache, as machines that have loaded the model before. ``--write-docs``
 writes the table into docs/benchmarks.md between the ``rollout`` markers.
 Needs RabbitMQ (``RECSYS_BENCH_AMQP``, default amqp://guest:guest@127.0.0.1:5672),
 Redis (``RECSYS_BENCH_REDIS``, default redis://127.0.0.1:6379) and the lexical plugin.
@@ -45,6 +48,16 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from _common import (  # noqa: E402
+    cache_dir,
+    command_line,
+    engine_benchmark_folder,
+    pack_cached_engine,
+    write_section,
+)
 
 from recsys.build import build_archive  # noqa: E402
 from recsys.config import Settings  # noqa: E402
@@ -216,29 +229,22 @@ def table(measures: list[Measure]) -> str:
         "Download + check + install and load are the slowest machine's and process's times from the workers' "
         "logs (the machine's second process waits for the first one's install, then loads).",
         "",
-        "Command: `python benchmarks/rollout.py --write-docs`",
+        "*Load* opens the unpacked engine in the process: the annoy engine maps its index and vector files "
+        "(shared through the page cache) and loads the embedding model at its first query.",
+        "",
+        f"Command: `{command_line()}`",
     ]
     return "\n".join(lines)
-
-
-def write_docs(text: str) -> None:
-    path = ROOT / "docs" / "benchmarks.md"
-    doc = path.read_text(encoding="utf-8")
-    begin, end = "<!-- BEGIN rollout -->", "<!-- END rollout -->"
-    if begin not in doc or end not in doc:
-        doc = doc.rstrip("\n") + f"\n\n{begin}\n{end}\n"
-    head, rest = doc.split(begin, 1)
-    _, tail = rest.split(end, 1)
-    path.write_text(f"{head}{begin}\n{text}\n{end}{tail}", encoding="utf-8")
-    print(f"wrote the rollout section of {path}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", type=Path, default=DATASET, help="the real publications file")
     parser.add_argument("--archive", type=Path, action="append", default=[], help="another archive to roll out")
+    parser.add_argument("--annoy", action="store_true", help="also roll out the engine benchmark's largest engine")
     parser.add_argument("--write-docs", action="store_true", help="write the table into docs/benchmarks.md")
     args = parser.parse_args()
+    models = cache_dir() / "models"
 
     work = Path(tempfile.mkdtemp(prefix="recsys-rollout-"))
     processes: list[Process] = []
@@ -251,12 +257,24 @@ def main() -> None:
         else:
             print(f"skipping the real dataset: {args.dataset} does not exist")
         archives += [(f"{path.name}", path) for path in args.archive]
+        cached = engine_benchmark_folder(cache_dir()) if args.annoy else None
+        if args.annoy and cached is None:
+            sys.exit("--annoy: benchmarks/engine.py has no engine in its cache; run it first")
+        if cached is not None:
+            folder, size = cached
+            started = time.perf_counter()
+            out = pack_cached_engine(folder, size, args.dataset, work / "annoy.zip",
+                                     Settings(data_dir=work / "pack", cache_dir=models))
+            print(f"packed the cached default engine: {size} publications, {out.stat().st_size / 1e6:.1f} MB "
+                  f"in {time.perf_counter() - started:.1f} s", flush=True)
+            archives.append((f"real dataset ({args.dataset.name}), annoy", out))
 
         with private_vhost() as amqp_url, free_redis_db() as redis_url:
             base = {k: v for k, v in os.environ.items() if not k.startswith("RECSYS_")}
             base.update(RECSYS_BROKER_URL=amqp_url, RECSYS_RESULTS_URL=redis_url, RECSYS_API_TOKEN=TOKEN,
                         RECSYS_ENGINE="lexical", RECSYS_HEARTBEAT_INTERVAL="1", RECSYS_CATCHUP_INTERVAL="3600",
-                        HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONPATH=str(ROOT))
+                        HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONPATH=str(ROOT),
+                        RECSYS_CACHE_DIR=str(models))
             port = free_port()
             api_url = f"http://127.0.0.1:{port}"
             (work / "api").mkdir()
@@ -285,7 +303,8 @@ def main() -> None:
         text = table(measures)
         print(text)
         if args.write_docs:
-            write_docs(text)
+            write_section("rollout", text)
+            print("wrote docs/benchmarks.md (rollout section)")
     finally:
         for process in reversed(processes):
             process.stop()
