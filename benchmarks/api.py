@@ -50,7 +50,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _common import engine_benchmark_folder, pack_cached_engine  # noqa: E402
+from _common import cache_dir, engine_benchmark_folder, pack_cached_engine  # noqa: E402
 from api_procs import (  # noqa: E402
     Proc,
     amqp_url,
@@ -66,7 +66,7 @@ BIN = Path(sys.executable).parent
 BENCH = ROOT.parent / "shared" / "bench"
 BENCH_VENV = Path(os.environ.get("BENCH_VENV", "/tmp/bench-peer-venv"))
 DATASET = ROOT.parent / "shared" / "data" / "publications" / "publications.jsonl.gz"
-BENCH_CACHE = Path(os.environ.get("RECSYS_BENCH_CACHE") or Path.home() / ".cache" / "recsys-bench")  # as _common.py
+BENCH_CACHE = cache_dir()
 CACHE = BENCH_CACHE / "api"
 PROCESSES, THREADS = "2", "4"
 QUERY = {

@@ -111,8 +111,9 @@ class AnnoyEngine(Engine):
         encode_done = time.monotonic()
 
         paper_vectors = publication_means(built.vectors, table.starts)
-        sentence_settings = self._ann_settings(len(table))
-        paper_settings = self._ann_settings(total, PUBLICATIONS_EXACT_BELOW)
+        trees, search_k = self.settings.ann_trees, self.settings.ann_search_k
+        sentence_settings = _index_settings(len(table), trees, search_k, publications=False)
+        paper_settings = _index_settings(total, trees, search_k, publications=True)
         progress("index", 0, 2)
         sentence_index = VectorIndex.build(np.asarray(built.vectors, dtype=np.float32), sentence_settings)
         # (an exact sentence index keeps that float32 copy; only small corpora are searched exactly)
@@ -167,10 +168,6 @@ class AnnoyEngine(Engine):
             return get_encoder(model, backend, self.settings), False
         return make_encoder(model, backend, self.settings, threads=build_threads()), True
 
-    def _ann_settings(self, items: int, exact_below: int = EXACT_BELOW) -> AnnSettings:
-        return AnnSettings.for_items(items, trees=self.settings.ann_trees, search_k=self.settings.ann_search_k,
-                                     exact_below=exact_below)
-
     # -- saving and loading ----------------------------------------------------------
 
     def save(self, folder: Path) -> EngineMetadata:
@@ -219,10 +216,10 @@ class AnnoyEngine(Engine):
         texts = storage.SentenceTexts(folder, info.sentences)
         # Whether a search is exact follows this code's rule, not the one of the build
         # (the files are the same either way); trees and a fixed search_k are the build's.
-        sentence_settings = AnnSettings.for_items(info.sentences, info.sentence_index.trees,
-                                                  info.sentence_index.search_k)
-        paper_settings = AnnSettings.for_items(info.publications, info.publication_index.trees,
-                                               info.publication_index.search_k, PUBLICATIONS_EXACT_BELOW)
+        sentence_settings = _index_settings(info.sentences, info.sentence_index.trees,
+                                            info.sentence_index.search_k, publications=False)
+        paper_settings = _index_settings(info.publications, info.publication_index.trees,
+                                         info.publication_index.search_k, publications=True)
         sentence_index = VectorIndex.load(
             folder / storage.SENTENCE_INDEX_FILE, info.sentences, info.dimension, sentence_settings,
             # an exact (small) index is scanned in float32: a private copy of at most EXACT_BELOW rows
@@ -303,6 +300,12 @@ class AnnoyEngine(Engine):
         if self._data is None or self._info is None:
             raise EngineLoadError("the 'annoy' engine holds nothing: fit() or load() it first (or it was closed)")
         return self._data, self._info
+
+
+def _index_settings(items: int, trees: int, search_k: int, *, publications: bool) -> AnnSettings:
+    """How an index of ``items`` vectors is built and searched (0: derived). The publication
+    index, whose float32 vectors are mapped from disk, is searched exactly up to a larger size."""
+    return AnnSettings.for_items(items, trees, search_k, PUBLICATIONS_EXACT_BELOW if publications else EXACT_BELOW)
 
 
 def _check_compatible(info: storage.EngineInfo, model: ModelInfo, settings: Settings, folder: Path) -> None:
