@@ -16,7 +16,7 @@ from periodiq import PeriodiqMiddleware
 from recsys.config import Settings
 from recsys_workers.broker import create_broker
 from recsys_workers.fanout import FanoutRabbitmqBroker, broadcast_queue_name
-from recsys_workers.results import MemoryResultBackend
+from recsys_workers.memory_results import MemoryResultBackend
 
 UNREACHABLE = "amqp://guest:guest@127.0.0.1:1/%2F"
 
