@@ -28,12 +28,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from recsys.archive import Limits
-from recsys.build import load_engine
 from recsys.cache import EngineCache, Loaded
 from recsys.cluster import BuildLock, Heartbeats
 from recsys.config import Settings
 from recsys.engine import Engine
 from recsys.kv import KV, MemoryKV, RedisKV
+from recsys.load import load_engine
 from recsys.registry import Registry
 from recsys.store import EngineStore, Installed
 from recsys_workers.api_client import ApiClient
