@@ -17,11 +17,11 @@ activation, so a rollback needs no download); older versions are pruned.
 ``generation`` is the API's number of the change that made this version current
 (0: unknown, e.g. a local install).
 
-Generation rule: :meth:`EngineStore.install` and :meth:`EngineStore.activate` with a
-generation lower than or equal to the current one change nothing and return the
-current engine; the one exception is generation 0 over generation 0 (two local
-installs), where the newer call wins. A cluster engine (generation >= 1) is never
-replaced by a local one.
+The store decides nothing about generations: :meth:`EngineStore.install` and
+:meth:`EngineStore.activate` make current what they are told. Whether a generation
+should replace the current one is the caller's decision, taken while it holds the
+lock (the workers' rollout, :mod:`recsys_workers.rollout`, with its one generation
+rule).
 
 :meth:`EngineStore.lock` is re-entrant within one thread of one ``EngineStore``, so
 a worker may hold it while it downloads an archive (into :meth:`temp_path`) and then
@@ -174,23 +174,16 @@ class EngineStore:
     ) -> Installed:
         """Make the engine in ``archive`` current with ``generation``.
 
-        Under the lock: if the current generation is already >= ``generation``, nothing
-        changes and the current engine is returned; if the version is already on disk it
-        is only switched to; otherwise the archive is verified and unpacked (atomically)
-        first. ``sha256``, when given, must match the archive file (InvalidArchive
-        otherwise). A failure leaves the current engine untouched.
+        Under the lock: if the version is already on disk it is only switched to;
+        otherwise the archive is verified and unpacked (atomically) first. ``sha256``,
+        when given, must match the archive file (InvalidArchive otherwise). A failure
+        leaves the current engine untouched.
         """
         _check_generation(generation)
         archive = Path(archive)
         with self.lock(lock_timeout), self._writing():
             self._clean(everything=False)
             current = self._current_for_update()
-            if current is not None and not _supersedes(generation, current):
-                logger.info(
-                    "engine store %s already at generation %d (version %s); ignoring %s for generation %d",
-                    self.root, current.generation, current.version, archive, generation,
-                )
-                return current
             version = peek_manifest(archive, self.limits).version
             if self.has(version):
                 logger.info("engine version %s is already on disk; switching to it", version)
@@ -206,16 +199,11 @@ class EngineStore:
             return self._activate_locked(version, generation, verified.sha256, current)
 
     def activate(self, version: str, *, generation: int, lock_timeout: float = 600.0) -> Installed:
-        """Make a version already on disk current with ``generation`` (a rollback).
-
-        The generation rule of :meth:`install` applies; StoreError when the version
-        is not on disk.
-        """
+        """Make a version already on disk current with ``generation`` (a rollback);
+        StoreError when the version is not on disk."""
         _check_generation(generation)
         with self.lock(lock_timeout), self._writing():
             current = self._current_for_update()
-            if current is not None and not _supersedes(generation, current):
-                return current
             if not self.has(version):
                 on_disk = ", ".join(self.versions()) or "none"
                 raise StoreError(
@@ -349,13 +337,6 @@ class EngineStore:
                 continue
             shutil.rmtree(doomed, ignore_errors=True)
             logger.info("engine store %s: pruned version %s", self.root, version)
-
-
-def _supersedes(generation: int, current: Installed) -> bool:
-    """Whether ``generation`` may replace the current engine (see the module docstring)."""
-    if generation == 0 and current.generation == 0:
-        return True  # two local installs: the newer call wins
-    return generation > current.generation
 
 
 def _check_generation(generation: int) -> None:
