@@ -10,8 +10,8 @@ A generation not above the machine's is ignored. Otherwise one process per machi
 downloads, checks and installs the archive (:meth:`Rollout.follow
 <recsys_workers.rollout.Rollout.follow>`; the others wait for the machine's download
 lock and find it installed), and every process then loads it (:meth:`Rollout.refresh
-<recsys_workers.rollout.Rollout.refresh>`). A failed download or check leaves the engine in service, and says why in
-the log; the catch-up thread tries again later.
+<recsys_workers.rollout.Rollout.refresh>`). A failed download or check leaves the
+engine in service, and says why in the log; the catch-up thread tries again later.
 """
 
 from __future__ import annotations
