@@ -226,7 +226,8 @@ def measure_archive(corpus: list[Publication], previous: Path, settings: Setting
     its vectors), verify it, and serve a recommendation from it. The archive is kept beside
     the engine (``archive-<engine folder>.zip``), for ``recsys verify`` and ``recsys recommend --archive``."""
     from recsys import archive
-    from recsys.build import build_archive, load_engine
+    from recsys.build import build_archive
+    from recsys.load import load_engine
     from recsys.registry import Registry
 
     registry = Registry.discover()

@@ -193,7 +193,7 @@ class Report:
         a = self.archive
         return (f"`recsys.build.build_archive` (reusing the cached engine's vectors) made a {a['size_mb']:,.0f} MB "
                 f"archive of {a['files']} files in {a['build_s']:.0f} s; `recsys.archive.verify` passed in "
-                f"{a['verify_s']:.1f} s; unpacked and loaded with `recsys.build.load_engine`, it served "
+                f"{a['verify_s']:.1f} s; unpacked and loaded with `recsys.load.load_engine`, it served "
                 f"{a['served']} recommendations. The archive stays in the benchmark's cache "
                 "(`<cache>/engine/<data>-<model>/archive-<backend>-<size>.zip`) for `recsys verify ARCHIVE` and "
                 "`recsys recommend --archive ARCHIVE`.")

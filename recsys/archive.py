@@ -50,7 +50,7 @@ from recsys import __version__
 from recsys.config import Settings
 from recsys.engine import EngineMetadata
 from recsys.errors import InvalidArchive, StoreError
-from recsys.fsutil import CHUNK, fsync_dir, hash_file, sha256_of, temp_name, write_synced
+from recsys.fsutil import CHUNK, atomic_output, create_synced, fsync_dir, hash_file, sha256_of, temp_name, write_synced
 from recsys.manifest import (
     FORMAT_VERSION,
     MANIFEST_NAME,
@@ -169,25 +169,17 @@ def pack(
         raise InvalidArchive(f"cannot pack: the engine's metadata 'extra' is not plain JSON: {exc}") from exc
     parse_manifest(manifest_bytes, "the manifest being packed")  # the same checks as verify
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_name(out.parent, out.name)
-    try:
-        with open(tmp, "xb") as raw:
-            with zipfile.ZipFile(raw, "w", allowZip64=True) as archive:
-                date_time = _zip_time(manifest.created)
-                info = zipfile.ZipInfo(MANIFEST_NAME, date_time)
-                info.compress_type, info.external_attr = zipfile.ZIP_DEFLATED, _FILE_MODE
-                archive.writestr(info, manifest_bytes)
-                for entry in entries:
-                    _copy_into(archive, folder / entry.path, entry, date_time)
-            raw.flush()
-            os.fsync(raw.fileno())
-        with open(tmp, "rb") as fp:
-            sha256, size = sha256_of(fp)
-        os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_dir(out.parent)
+    with atomic_output(out, prefix=out.name) as raw:
+        with zipfile.ZipFile(raw, "w", allowZip64=True) as archive:
+            date_time = _zip_time(manifest.created)
+            info = zipfile.ZipInfo(MANIFEST_NAME, date_time)
+            info.compress_type, info.external_attr = zipfile.ZIP_DEFLATED, _FILE_MODE
+            archive.writestr(info, manifest_bytes)
+            for entry in entries:
+                _copy_into(archive, folder / entry.path, entry, date_time)
+        raw.flush()
+        raw.seek(0)
+        sha256, size = sha256_of(raw)
     logger.info(
         "packed engine %s version %s: %d files, %.1f MB into %s (%.1f MB) in %.1fs",
         engine, version, len(entries), manifest.total_size / 1e6, out, size / 1e6, time.monotonic() - started,
@@ -384,12 +376,10 @@ def _extract_member(archive: SafeZip, entry: FileEntry, root: Path) -> None:
     target = root.joinpath(*entry.path.split("/"))
     target.parent.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
-    with open(target, "xb") as out:
+    with create_synced(target) as out:
         for chunk in archive.read(entry.path):
             digest.update(chunk)
             out.write(chunk)
-        out.flush()
-        os.fsync(out.fileno())
     _check_digest(entry, digest.hexdigest())
 
 

@@ -1,8 +1,8 @@
-"""Building an engine archive from publications, and loading an unpacked engine.
+"""Building an engine archive from publications.
 
 Used by ``recsys build`` and by the ``build_index`` actor: both go through
 :func:`build_archive`, so a local build and a cluster build make the same archive.
-Workers and the CLI load an unpacked engine with :func:`load_engine`.
+Loading an unpacked engine is :mod:`recsys.load`.
 """
 
 from __future__ import annotations
@@ -13,14 +13,14 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from recsys.archive import Limits, VerifiedArchive, pack, read_manifest, verify
+from recsys.archive import Limits, VerifiedArchive, pack, verify
 from recsys.config import Settings
 from recsys.domain import Publication
-from recsys.engine import NULL_PROGRESS, Engine, EngineMetadata, Progress
-from recsys.errors import EngineLoadError, InvalidArchive, RecsysError
+from recsys.engine import NULL_PROGRESS, EngineMetadata, Progress
+from recsys.errors import InvalidArchive, RecsysError
 from recsys.registry import Registry
 
-__all__ = ["build_archive", "load_engine"]
+__all__ = ["build_archive"]
 
 logger = logging.getLogger(__name__)
 
@@ -81,39 +81,3 @@ def build_archive(
         time.monotonic() - started,
     )
     return verified
-
-
-def load_engine(folder: Path, *, registry: Registry, settings: Settings) -> Engine:
-    """Load the unpacked engine in ``folder`` with the plugin its manifest names
-    (EngineNotFound / EngineLoadError with the reason)."""
-    started = time.monotonic()
-    folder = Path(folder)
-    try:
-        manifest = read_manifest(folder)
-    except InvalidArchive as exc:
-        raise EngineLoadError(f"cannot load the engine in {str(folder)!r}: {exc}") from exc
-    engine_class = registry.get(manifest.engine)
-    try:
-        engine = engine_class.load(folder, settings)
-    except EngineLoadError:
-        raise
-    except Exception as exc:
-        raise EngineLoadError(
-            f"engine {manifest.engine!r} failed to load {str(folder)!r} (version {manifest.version}): "
-            f"{type(exc).__name__}: {exc}"
-        ) from exc
-    if not isinstance(engine, engine_class):
-        raise EngineLoadError(
-            f"engine {manifest.engine!r} load() returned {type(engine).__name__}, not {engine_class.__name__}; "
-            "fix the plugin"
-        )
-    if engine.publication_count != manifest.publications:
-        logger.warning(
-            "engine %s version %s holds %d publications, but its manifest says %d",
-            manifest.engine, manifest.version, engine.publication_count, manifest.publications,
-        )
-    logger.debug(
-        "loaded engine %s version %s from %s in %.2fs",
-        manifest.engine, manifest.version, folder, time.monotonic() - started,
-    )
-    return engine

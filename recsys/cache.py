@@ -51,7 +51,7 @@ class EngineCache:
     """The engine of one process (see the module docstring).
 
     ``loader`` turns the store's current engine into an Engine (typically
-    ``lambda installed: load_engine(installed.path, registry=..., settings=...)``).
+    ``lambda installed: recsys.load.load_engine(installed.path, registry=..., settings=...)``).
     ``retry_after``: seconds before a version that failed to load is tried again.
     ``clock``: a monotonic clock (tests pass their own).
     """

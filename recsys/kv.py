@@ -1,10 +1,22 @@
-"""A small key-value interface over Redis, with an in-memory twin for embedded mode.
+"""Redis: the one client factory of recsys, and a small key-value interface over it.
 
-The API and the workers share state through it: task records, worker heartbeats,
-the cluster-wide build lock (see :mod:`recsys.cluster`). Values are strings;
-expiry is in seconds. :class:`RedisKV` fails fast (short socket timeouts) with
-:class:`~recsys.errors.Unavailable`, so that a request gets a 503 instead of
-hanging while Redis is down, and it reconnects by itself when Redis returns.
+:func:`redis_client` builds every Redis client of the project (the API's result
+backend, the workers' result backend, :class:`RedisKV`) with one policy, so that all
+of them fail fast while Redis is down and reconnect by themselves when it returns:
+
+* ``CONNECT_TIMEOUT`` (2 s, or the read timeout when shorter) to open a connection;
+* a read timeout: ``KV_TIMEOUT`` (2 s) for short commands, or the caller's longest
+  blocking wait plus ``READ_MARGIN`` (5 s) for a result backend;
+* one immediate retry (no back-off): enough to replace a pooled connection that died
+  with a Redis restart; redis-py's default (retries with back-off) would delay every
+  503 while Redis is down;
+* a health check of a connection idle for ``HEALTH_CHECK_INTERVAL`` (30 s).
+
+The KV: the API and the workers share state through it: task records, worker
+heartbeats, the cluster-wide build lock (see :mod:`recsys.cluster`). Values are
+strings; expiry is in seconds. :class:`RedisKV` raises
+:class:`~recsys.errors.Unavailable` (not a redis exception), so that a request gets a
+503 instead of hanging; :class:`MemoryKV` is its in-memory twin for embedded mode.
 """
 
 from __future__ import annotations
@@ -17,7 +29,47 @@ from typing import Any, Protocol
 
 from recsys.errors import Unavailable
 
-__all__ = ["KV", "MemoryKV", "RedisKV", "open_kv"]
+__all__ = [
+    "CONNECT_TIMEOUT",
+    "HEALTH_CHECK_INTERVAL",
+    "KV",
+    "KV_TIMEOUT",
+    "READ_MARGIN",
+    "MemoryKV",
+    "RedisKV",
+    "open_kv",
+    "redis_client",
+]
+
+#: Seconds to open a connection to Redis before giving up.
+CONNECT_TIMEOUT = 2.0
+#: Seconds a KV command may take.
+KV_TIMEOUT = 2.0
+#: Seconds added to the longest blocking wait (a result backend's) for the socket's read timeout.
+READ_MARGIN = 5.0
+#: A pooled connection idle this many seconds is checked (PING) before its next command.
+HEALTH_CHECK_INTERVAL = 30
+
+
+def redis_client(url: str, *, read_timeout: float = KV_TIMEOUT, decode_responses: bool = False) -> Any:
+    """A redis-py client of ``url`` with recsys's one policy (see the module docstring).
+
+    ``read_timeout``: seconds one command may take (a blocking wait included);
+    ``decode_responses``: str instead of bytes (Dramatiq's result backends need bytes).
+    Nothing connects until the first command; the client is safe to use after a fork.
+    """
+    import redis  # imported here: embedded mode and tools need no Redis client
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    return redis.Redis.from_url(
+        url,
+        socket_connect_timeout=min(CONNECT_TIMEOUT, read_timeout),
+        socket_timeout=read_timeout,
+        health_check_interval=HEALTH_CHECK_INTERVAL,
+        retry=Retry(NoBackoff(), 1),
+        decode_responses=decode_responses,
+    )
 
 
 class KV(Protocol):
@@ -134,23 +186,12 @@ class RedisKV:
     """KV on Redis. Every call raises Unavailable (not a redis exception) when Redis
     cannot be reached within ``timeout`` seconds."""
 
-    def __init__(self, url: str, *, timeout: float = 2.0) -> None:
-        import redis  # imported here: embedded mode and tools need no Redis client
-        from redis.backoff import NoBackoff
-        from redis.retry import Retry
+    def __init__(self, url: str, *, timeout: float = KV_TIMEOUT) -> None:
+        import redis
 
         self._redis_errors: tuple[type[BaseException], ...] = (redis.ConnectionError, redis.TimeoutError)
         self.url = url
-        # One immediate retry replaces a pooled connection that died with a Redis restart;
-        # redis-py's default (several retries with back-off) would delay every 503 while Redis is down.
-        self.client: Any = redis.Redis.from_url(
-            url,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            health_check_interval=30,
-            decode_responses=True,
-            retry=Retry(NoBackoff(), 1),
-        )
+        self.client: Any = redis_client(url, read_timeout=timeout, decode_responses=True)
         self._delete_if = self.client.register_script(_DELETE_IF)
         self._expire_if = self.client.register_script(_EXPIRE_IF)
 

@@ -7,7 +7,7 @@ Layout under ``root`` (``<RECSYS_DATA_DIR>/engines``)::
                                replaced atomically (write temp + fsync + os.replace)
     history                    JSON list of activations, oldest first (for pruning and
                                to remember each version's archive sha256)
-    .lock                      machine-wide file lock (fcntl.flock) for installs
+    .lock                      machine-wide file lock (recsys.locks, flock) for installs
     .tmp-*                     leftovers of a crashed install, removed at start
 
 Several processes of one machine share a store: one installs a version (holding the
@@ -17,11 +17,11 @@ activation, so a rollback needs no download); older versions are pruned.
 ``generation`` is the API's number of the change that made this version current
 (0: unknown, e.g. a local install).
 
-Generation rule: :meth:`EngineStore.install` and :meth:`EngineStore.activate` with a
-generation lower than or equal to the current one change nothing and return the
-current engine; the one exception is generation 0 over generation 0 (two local
-installs), where the newer call wins. A cluster engine (generation >= 1) is never
-replaced by a local one.
+The store decides nothing about generations: :meth:`EngineStore.install` and
+:meth:`EngineStore.activate` make current what they are told. Whether a generation
+should replace the current one is the caller's decision, taken while it holds the
+lock (the workers' rollout, :mod:`recsys_workers.rollout`, with its one generation
+rule).
 
 :meth:`EngineStore.lock` is re-entrant within one thread of one ``EngineStore``, so
 a worker may hold it while it downloads an archive (into :meth:`temp_path`) and then
@@ -30,13 +30,10 @@ call :meth:`install`. Everything else that writes takes the lock itself.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import os
 import shutil
-import threading
-import time
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -47,6 +44,7 @@ from typing import Any
 from recsys.archive import Limits, Manifest, extract, peek_manifest, read_manifest, verify
 from recsys.errors import InvalidArchive, LockTimeout, StoreError
 from recsys.fsutil import temp_name, write_atomic
+from recsys.locks import FileLock
 from recsys.manifest import MANIFEST_NAME, valid_version
 
 __all__ = ["EngineStore", "Installed"]
@@ -101,10 +99,12 @@ class EngineStore:
         self._versions = self.root / VERSIONS
         self._current_file = self.root / CURRENT
         self._history_file = self.root / HISTORY
-        self._lock_file = self.root / LOCK
-        self._mutex = threading.RLock()
-        self._lock_fd: int | None = None
-        self._depth = 0
+        self._lock = FileLock(
+            self.root / LOCK,
+            name="the engine store lock",
+            busy="another process of this machine is installing an engine; retry when it is done, "
+            "or stop that process if it is stuck",
+        )
         self._cached: tuple[_StatKey | None, Installed | None] | None = None
         try:
             self._versions.mkdir(parents=True, exist_ok=True)
@@ -163,54 +163,27 @@ class EngineStore:
 
     @contextmanager
     def lock(self, timeout: float = 600.0) -> Iterator[None]:
-        """Hold the machine-wide lock; raise LockTimeout after ``timeout`` seconds.
-
-        Re-entrant within the thread that holds it; other threads and processes wait.
-        """
-        deadline = time.monotonic() + max(timeout, 0.0)
-        acquired = self._mutex.acquire(timeout=timeout) if timeout > 0 else self._mutex.acquire(blocking=False)
-        if not acquired:
-            raise LockTimeout(
-                f"timed out after {timeout:g}s waiting for the engine store lock {str(self._lock_file)!r}: "
-                "another thread of this process is installing an engine; retry later"
-            )
-        try:
-            if self._depth == 0:
-                self._lock_fd = self._lock_file_until(deadline, timeout)
-            self._depth += 1
-            try:
-                yield
-            finally:
-                self._depth -= 1
-                if self._depth == 0 and self._lock_fd is not None:
-                    fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
-                    os.close(self._lock_fd)
-                    self._lock_fd = None
-        finally:
-            self._mutex.release()
+        """Hold the machine-wide lock (:class:`recsys.locks.FileLock`); raise LockTimeout
+        after ``timeout`` seconds. Re-entrant within the thread that holds it; other
+        threads and processes wait."""
+        with self._lock.hold(timeout):
+            yield
 
     def install(
         self, archive: Path, *, generation: int, sha256: str | None = None, lock_timeout: float = 600.0
     ) -> Installed:
         """Make the engine in ``archive`` current with ``generation``.
 
-        Under the lock: if the current generation is already >= ``generation``, nothing
-        changes and the current engine is returned; if the version is already on disk it
-        is only switched to; otherwise the archive is verified and unpacked (atomically)
-        first. ``sha256``, when given, must match the archive file (InvalidArchive
-        otherwise). A failure leaves the current engine untouched.
+        Under the lock: if the version is already on disk it is only switched to;
+        otherwise the archive is verified and unpacked (atomically) first. ``sha256``,
+        when given, must match the archive file (InvalidArchive otherwise). A failure
+        leaves the current engine untouched.
         """
         _check_generation(generation)
         archive = Path(archive)
         with self.lock(lock_timeout), self._writing():
             self._clean(everything=False)
             current = self._current_for_update()
-            if current is not None and not _supersedes(generation, current):
-                logger.info(
-                    "engine store %s already at generation %d (version %s); ignoring %s for generation %d",
-                    self.root, current.generation, current.version, archive, generation,
-                )
-                return current
             version = peek_manifest(archive, self.limits).version
             if self.has(version):
                 logger.info("engine version %s is already on disk; switching to it", version)
@@ -226,16 +199,11 @@ class EngineStore:
             return self._activate_locked(version, generation, verified.sha256, current)
 
     def activate(self, version: str, *, generation: int, lock_timeout: float = 600.0) -> Installed:
-        """Make a version already on disk current with ``generation`` (a rollback).
-
-        The generation rule of :meth:`install` applies; StoreError when the version
-        is not on disk.
-        """
+        """Make a version already on disk current with ``generation`` (a rollback);
+        StoreError when the version is not on disk."""
         _check_generation(generation)
         with self.lock(lock_timeout), self._writing():
             current = self._current_for_update()
-            if current is not None and not _supersedes(generation, current):
-                return current
             if not self.has(version):
                 on_disk = ", ".join(self.versions()) or "none"
                 raise StoreError(
@@ -245,35 +213,6 @@ class EngineStore:
             return self._activate_locked(version, generation, self._known_sha256(version), current)
 
     # -- internals -----------------------------------------------------------------
-
-    def _lock_file_until(self, deadline: float, timeout: float) -> int:
-        fd = os.open(self._lock_file, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            delay = 0.005
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        raise self._timeout(fd, timeout) from None
-                    time.sleep(min(delay, remaining))
-                    delay = min(delay * 2, 0.25)
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
-            return fd
-        except BaseException:
-            os.close(fd)
-            raise
-
-    def _timeout(self, fd: int, timeout: float) -> LockTimeout:
-        holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "unknown"
-        return LockTimeout(
-            f"timed out after {timeout:g}s waiting for the engine store lock {str(self._lock_file)!r} "
-            f"(held by process {holder}): another process of this machine is installing an engine; "
-            "retry when it is done, or stop that process if it is stuck"
-        )
 
     @contextmanager
     def _writing(self) -> Iterator[None]:
@@ -398,13 +337,6 @@ class EngineStore:
                 continue
             shutil.rmtree(doomed, ignore_errors=True)
             logger.info("engine store %s: pruned version %s", self.root, version)
-
-
-def _supersedes(generation: int, current: Installed) -> bool:
-    """Whether ``generation`` may replace the current engine (see the module docstring)."""
-    if generation == 0 and current.generation == 0:
-        return True  # two local installs: the newer call wins
-    return generation > current.generation
 
 
 def _check_generation(generation: int) -> None:

@@ -34,6 +34,7 @@ from recsys_api.broadcast import Broadcaster, PikaBroadcaster
 from recsys_api.builds import BuildStarter
 from recsys_api.metrics import Metrics, MetricsMiddleware
 from recsys_api.openapi import build_spec
+from recsys_api.redis_results import redis_backend
 from recsys_api.resources.docs import MetricsPage, add_docs_routes
 from recsys_api.resources.engine import Builds, EngineArchive, EngineManifest, Rollback
 from recsys_api.resources.engines import Engines
@@ -41,7 +42,6 @@ from recsys_api.resources.health import Health, Ready, engine_check
 from recsys_api.resources.recommendations import Recommendations
 from recsys_api.resources.tasks import Task
 from recsys_api.resources.workers import Workers
-from recsys_api.results import redis_backend
 from recsys_api.tasks import TaskClient
 
 __all__ = ["create_app", "get_app"]

@@ -6,7 +6,7 @@ can replace :class:`DiskArchiveStore` when the API must run as several instances
 Disk layout (``<data_dir>/archives/``)::
 
     state.json        {"generation": 7, "current": {...}, "previous": [{...}, ...], "history": [...]}
-    .lock             fcntl lock: gunicorn's worker processes agree on the generation counter
+    .lock             file lock (recsys.locks): gunicorn's processes agree on the generation counter
     incoming/         uploads being received (a temporary file each)
     <version>.zip     the current archive and the kept previous ones
 
@@ -19,14 +19,13 @@ Rules:
   is kept as the first previous one; archives beyond ``keep`` are deleted.
 * A rollback makes the first previous archive current again with a new generation,
   and deletes the archive it replaces (so a second rollback goes one further back).
-* ``state.json`` is replaced atomically (write, fsync, rename). A failed, partial or
-  refused upload never touches the current archive.
+* ``state.json`` is replaced atomically (:func:`recsys.fsutil.write_atomic`: write,
+  fsync, rename). A failed, partial or refused upload never touches the current archive.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import logging
 import os
@@ -41,7 +40,9 @@ from typing import Any, BinaryIO, Protocol
 from recsys import archive
 from recsys.archive import Limits, Manifest
 from recsys.cluster import utcnow_iso
-from recsys.errors import InvalidArchive, LockTimeout, RecsysError, StoreError
+from recsys.errors import InvalidArchive, RecsysError, StoreError
+from recsys.fsutil import fsync_file, write_atomic
+from recsys.locks import FileLock
 
 __all__ = [
     "ArchiveConflict",
@@ -162,7 +163,7 @@ class _State:
 
 
 class DiskArchiveStore:
-    """:class:`ArchiveStore` on a local folder, safe across processes (fcntl lock)."""
+    """:class:`ArchiveStore` on a local folder, safe across processes (a file lock)."""
 
     def __init__(self, folder: Path, limits: Limits, *, keep: int = 2) -> None:
         if keep < 2:
@@ -177,6 +178,11 @@ class DiskArchiveStore:
         except OSError as exc:
             raise StoreError(f"cannot create the archive store at {self.folder}: {exc}; check RECSYS_DATA_DIR") from exc
         self._cache: tuple[tuple[int, int, int], _State] | None = None
+        self._lock = FileLock(
+            self.folder / ".lock",
+            name="the archive store's lock",
+            busy="another API process is changing the archive store (an upload or a rollback); retry later",
+        )
         self._cache_lock = threading.Lock()
         self._drop_stale_uploads()
 
@@ -242,23 +248,8 @@ class DiskArchiveStore:
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[_State]:
-        with open(self.folder / ".lock", "a+b") as lock_file:
-            deadline = time.monotonic() + LOCK_WAIT
-            while True:
-                try:
-                    fcntl.flock(lock_file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() > deadline:
-                        raise LockTimeout(
-                            f"another process held the archive store's lock ({self.folder}/.lock) for over "
-                            f"{LOCK_WAIT:.0f} s; retry later"
-                        ) from None
-                    time.sleep(0.05)
-            try:
-                yield self._read_state()
-            finally:
-                fcntl.flock(lock_file.fileno(), fcntl.LOCK_UN)
+        with self._lock.hold(LOCK_WAIT):
+            yield self._read_state()
 
     def install(self, stream: Readable, *, length: int | None, only_if_empty: bool = False) -> StoredArchive | None:
         if only_if_empty and self.current() is not None:
@@ -271,7 +262,7 @@ class DiskArchiveStore:
             if only_if_empty and self.current() is not None:
                 return None  # another process installed one meanwhile (several API processes start at once)
             self._check_newer(verified.manifest, self.current())  # fail early; checked again under the lock
-            _fsync_file(part)
+            fsync_file(part)
             with self._locked() as state:
                 if only_if_empty and state.current is not None:
                     return None
@@ -338,17 +329,7 @@ class DiskArchiveStore:
     def _commit(self, state: _State, new: StoredArchive, action: str) -> None:
         event = {"generation": new.generation, "version": new.version, "action": action, "at": new.installed_at}
         state.history = [*state.history, event][-HISTORY_LIMIT:]
-        fd, name = tempfile.mkstemp(dir=self.folder, prefix=".state-", suffix=".json")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as out:
-                json.dump(state.to_json(), out, indent=1)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(name, self._state_path)
-        except BaseException:
-            Path(name).unlink(missing_ok=True)
-            raise
-        _fsync_dir(self.folder)
+        write_atomic(self._state_path, json.dumps(state.to_json(), indent=1).encode("utf-8"))
         self._cache = None
         logger.info("engine archive %s is current as generation %d (%s)", new.version, new.generation, action)
 
@@ -364,19 +345,3 @@ class DiskArchiveStore:
             with contextlib.suppress(OSError):
                 if part.stat().st_mtime < cutoff:
                     part.unlink()
-
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -4,16 +4,26 @@ The message is a Dramatiq message (``Message.encode()``) for the actor
 ``engine_updated`` with ``queue_name`` = the broadcast exchange's name and kwargs
 ``{"generation", "version", "created_at", "sha256"}``.
 
-* :class:`PikaBroadcaster` publishes it to the fanout exchange
-  ``RECSYS_BROADCAST_EXCHANGE`` (routing key ``""``) on a short-lived connection with
-  bounded timeouts (uploads are rare; no connection is cached, so none goes stale).
-  It declares the exchange passively: the workers own its declaration, and when it
-  does not exist yet no worker is listening, so there is nobody to tell.
-* :class:`BrokerBroadcaster` (embedded mode, a StubBroker) enqueues the same message
+This module holds the project's one broadcast publisher, :func:`publish_broadcast`,
+and the one declaration of the fanout exchange, :func:`declare_exchange`; it imports
+no falcon, so the workers use both too (``recsys_workers.fanout``: the consuming side,
+and ``engine_updated.send()`` on a worker's broker).
+
+* The exchange ``RECSYS_BROADCAST_EXCHANGE`` is declared actively, ``fanout``,
+  durable, not auto-delete, by whichever side comes first: the API when it publishes,
+  a worker process when it binds its queue. The same declaration on both sides, so
+  neither fails on the other's (RabbitMQ refuses a redeclaration with other flags).
+  A broadcast published while no worker is bound is dropped by RabbitMQ; workers catch
+  up by asking the API when they bind.
+* :func:`publish_broadcast` publishes on a short-lived connection with bounded
+  timeouts (:func:`pika_parameters`; broadcasts are rare and no connection is cached,
+  so none goes stale), routing key ``""``, not persistent.
+* :class:`PikaBroadcaster` is the API's :class:`Broadcaster` on it;
+  :class:`BrokerBroadcaster` (embedded mode, a StubBroker) enqueues the same message
   on the broker, on a queue named after the exchange.
 
-A failed broadcast is logged, never raised: the archive is installed either way,
-and workers also ask the API for its current engine periodically.
+A failed broadcast is logged, never raised, by the API: the archive is installed
+either way, and workers also ask the API for its current engine periodically.
 """
 
 from __future__ import annotations
@@ -26,7 +36,15 @@ import dramatiq
 from recsys import protocol
 from recsys_api.archive_store import StoredArchive
 
-__all__ = ["Broadcaster", "BrokerBroadcaster", "PikaBroadcaster", "engine_updated_message", "pika_parameters"]
+__all__ = [
+    "Broadcaster",
+    "BrokerBroadcaster",
+    "PikaBroadcaster",
+    "declare_exchange",
+    "engine_updated_message",
+    "pika_parameters",
+    "publish_broadcast",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -74,54 +92,62 @@ def pika_parameters(url: str, *, connect_timeout: float = CONNECT_TIMEOUT) -> An
     return params
 
 
+def declare_exchange(channel: Any, exchange: str) -> None:
+    """Declare the broadcast fanout exchange (durable, kept when unused): the one
+    declaration, made by the API and by every worker process."""
+    channel.exchange_declare(exchange=exchange, exchange_type="fanout", durable=True, auto_delete=False)
+
+
+def publish_broadcast(url: str, exchange: str, message: dramatiq.Message[Any]) -> None:
+    """Publish ``message`` to the fanout ``exchange`` of the RabbitMQ at ``url`` on a
+    short-lived connection, declaring the exchange first. Raises what pika raises
+    (``pika.exceptions.AMQPError``; ``AMQPConnectionError`` when RabbitMQ cannot be
+    reached) or OSError."""
+    import pika
+    import pika.exceptions
+
+    connection = pika.BlockingConnection(pika_parameters(url))
+    try:
+        channel = connection.channel()
+        declare_exchange(channel, exchange)
+        channel.basic_publish(
+            exchange=exchange,
+            routing_key="",
+            body=message.encode(),
+            properties=pika.BasicProperties(delivery_mode=1, content_type="application/json"),
+        )
+    finally:
+        if connection.is_open:
+            try:
+                connection.close()
+            except (pika.exceptions.AMQPError, OSError):
+                pass
+
+
 class PikaBroadcaster:
-    """Publishes to the fanout exchange on RabbitMQ."""
+    """Publishes to the fanout exchange on RabbitMQ (:func:`publish_broadcast`)."""
 
     def __init__(self, url: str, exchange: str) -> None:
         self.url = url
         self.exchange = exchange
 
     def publish(self, archive: StoredArchive) -> bool:
-        import pika
         import pika.exceptions
 
-        message = engine_updated_message(archive, self.exchange)
         try:
-            connection = pika.BlockingConnection(pika_parameters(self.url))
-        except (pika.exceptions.AMQPError, OSError) as exc:
+            publish_broadcast(self.url, self.exchange, engine_updated_message(archive, self.exchange))
+        except (pika.exceptions.AMQPConnectionError, OSError) as exc:
             logger.warning(
                 "could not broadcast engine_updated (generation %d): RabbitMQ is unreachable (%s: %s); "
                 "workers will catch up when they next ask the API", archive.generation, type(exc).__name__, exc,
             )
             return False
-        try:
-            channel = connection.channel()
-            try:
-                channel.exchange_declare(self.exchange, exchange_type="fanout", passive=True)
-            except pika.exceptions.ChannelClosedByBroker as exc:
-                if exc.reply_code != 404:
-                    raise
-                logger.info("exchange %r does not exist yet: no worker is listening, nothing to broadcast",
-                            self.exchange)
-                return False
-            channel.basic_publish(
-                exchange=self.exchange,
-                routing_key="",
-                body=message.encode(),
-                properties=pika.BasicProperties(delivery_mode=1, content_type="application/json"),
-            )
-            logger.info("broadcast engine_updated: generation %d, version %s", archive.generation, archive.version)
-            return True
-        except (pika.exceptions.AMQPError, OSError) as exc:
+        except pika.exceptions.AMQPError as exc:
             logger.warning("broadcast of generation %d failed (%s: %s); workers will catch up when they next ask "
                            "the API", archive.generation, type(exc).__name__, exc)
             return False
-        finally:
-            if connection.is_open:
-                try:
-                    connection.close()
-                except (pika.exceptions.AMQPError, OSError):
-                    pass
+        logger.info("broadcast engine_updated: generation %d, version %s", archive.generation, archive.version)
+        return True
 
 
 class BrokerBroadcaster:

@@ -8,9 +8,10 @@ returns: no connection is kept once it has failed.
   one connection per thread and drops it after an error. A refused connection fails
   in milliseconds; a host that drops packets costs each request up to Dramatiq's six
   enqueue attempts x 2 s.
-* Redis: see :func:`recsys_api.results.redis_backend` for results; the task records,
-  heartbeats and build lock use :class:`recsys.kv.RedisKV` (2 s timeouts), here with
-  a single immediate retry instead of redis-py's default ten with back-off.
+* Redis: every client comes from :func:`recsys.kv.redis_client` (2 s to connect, a
+  single immediate retry instead of redis-py's default retries with back-off):
+  :func:`recsys_api.redis_results.redis_backend` for results, :class:`recsys.kv.RedisKV`
+  (2 s per command) for the task records, heartbeats and build lock.
 """
 
 from __future__ import annotations

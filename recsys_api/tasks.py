@@ -145,7 +145,7 @@ class TaskClient:
         """Block until the task's result arrives (no polling on Redis), at most ``seconds``.
 
         With ``take``, the result is removed as it is read (when the backend can: see
-        recsys_api.results): for a task whose id is never handed out, so that answered
+        recsys_api.redis_results): for a task whose id is never handed out, so that answered
         results do not pile up. Returns the result; a task that raised instead of
         returning an error result gives ``{"error": {"code": "internal", ...}}``.
         Raises WaitTimeout or Unavailable.

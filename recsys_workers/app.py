@@ -28,7 +28,7 @@ from recsys_workers.actors import Actors, declare_actors
 from recsys_workers.api_client import ApiClient
 from recsys_workers.broker import create_broker
 from recsys_workers.middleware import CatchUpMiddleware, EngineMiddleware, HeartbeatMiddleware
-from recsys_workers.runtime import Runtime
+from recsys_workers.services import WorkerServices
 
 __all__ = ["WorkerApp", "create_worker_app"]
 
@@ -40,7 +40,7 @@ class WorkerApp:
     settings: Settings
     broker: Broker
     results: ResultBackend
-    runtime: Runtime
+    services: WorkerServices
     actors: Actors
 
     def start_worker(self, threads: int, *, poll_ms: int = 1000) -> Worker:
@@ -55,7 +55,7 @@ class WorkerApp:
         return worker
 
     def close(self) -> None:
-        self.runtime.close()
+        self.services.close()
         self.broker.close()
 
 
@@ -77,13 +77,13 @@ def create_worker_app(
     """
     _apply_log_level(settings)
     broker = create_broker(settings, result_backend=result_backend)
-    runtime = Runtime(settings, kv=kv, registry=registry, api=api)
-    broker.add_middleware(EngineMiddleware(runtime))
+    services = WorkerServices(settings, kv=kv, registry=registry, api=api)
+    broker.add_middleware(EngineMiddleware(services))
     if background:
-        broker.add_middleware(HeartbeatMiddleware(runtime))
-        broker.add_middleware(CatchUpMiddleware(runtime))
-    actors = declare_actors(broker, runtime)
-    return WorkerApp(settings, broker, broker.get_results_backend(), runtime, actors)
+        broker.add_middleware(HeartbeatMiddleware(services))
+        broker.add_middleware(CatchUpMiddleware(services))
+    actors = declare_actors(broker, services)
+    return WorkerApp(settings, broker, broker.get_results_backend(), services, actors)
 
 
 def _apply_log_level(settings: Settings) -> None:

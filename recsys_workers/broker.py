@@ -3,9 +3,10 @@
 * ``RECSYS_BROKER_URL`` set: a :class:`~recsys_workers.fanout.FanoutRabbitmqBroker`
   (RabbitMQ; the queue ``RECSYS_BROADCAST_EXCHANGE`` is a per-process fanout
   subscription) with the ``Results`` middleware on Redis (``RECSYS_RESULTS_URL``),
-  through a client that fails fast when Redis is down.
+  through the project's one Redis client (:func:`recsys.kv.redis_client`), which
+  fails fast when Redis is down.
 * unset (embedded one-process mode): a :class:`~dramatiq.brokers.stub.StubBroker`
-  with the ``Results`` middleware on a :class:`~recsys_workers.results.MemoryResultBackend`
+  with the ``Results`` middleware on a :class:`~recsys_workers.memory_results.MemoryResultBackend`
   (waiters wake as soon as a result is stored; expired results are dropped). The
   one-process server runs a ``dramatiq.Worker`` on this broker; its API waits on
   ``broker.get_results_backend()``.
@@ -27,29 +28,22 @@ from dramatiq.results import ResultBackend, Results
 from periodiq import PeriodiqMiddleware
 
 from recsys.config import Settings
+from recsys.kv import READ_MARGIN, redis_client
 from recsys_workers.fanout import FanoutRabbitmqBroker
-from recsys_workers.results import MemoryResultBackend
+from recsys_workers.memory_results import MemoryResultBackend
 
-__all__ = ["CONNECT_TIMEOUT", "SCHEDULE_SKIP_AFTER", "create_broker", "redis_result_backend"]
+__all__ = ["SCHEDULE_SKIP_AFTER", "create_broker", "redis_result_backend"]
 
-#: Seconds to open a connection to Redis before giving up.
-CONNECT_TIMEOUT = 2.0
 #: A scheduled tick still unprocessed this many seconds after its time is skipped.
 SCHEDULE_SKIP_AFTER = 300
 
 
 def redis_result_backend(settings: Settings) -> ResultBackend:
-    """Dramatiq's RedisBackend on a client with a short connect timeout. Reads may
-    block for as long as the API waits on a result (``RECSYS_REQUEST_TIMEOUT``)."""
-    import redis
+    """Dramatiq's RedisBackend on :func:`recsys.kv.redis_client`. Reads may block for
+    as long as the API waits on a result (``RECSYS_REQUEST_TIMEOUT``)."""
     from dramatiq.results.backends import RedisBackend
 
-    client = redis.Redis.from_url(
-        settings.results_url,
-        socket_connect_timeout=CONNECT_TIMEOUT,
-        socket_timeout=settings.request_timeout + 5.0,
-        health_check_interval=30,
-    )
+    client = redis_client(settings.results_url, read_timeout=settings.request_timeout + READ_MARGIN)
     backend: ResultBackend = RedisBackend(client=client)
     return backend
 

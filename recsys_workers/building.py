@@ -9,7 +9,8 @@
    is the same engine; the archive is packed and verified.
 4. Upload it with ``PUT /v1/engine/archive`` (streamed, retried on transient errors).
    The API makes it current and broadcasts it. This machine installs its own copy
-   at once (no download).
+   at once (no download: :meth:`Rollout.install_built
+   <recsys_workers.rollout.Rollout.install_built>`).
 5. Whatever happens: delete the temporary files, stop renewing, release the lock.
 
 A source or engine failure raises before anything is uploaded, so the engine in
@@ -41,7 +42,7 @@ from recsys.cluster import BuildLock, BuildLockHeld, TaskRecords
 from recsys.engine import LogProgress
 from recsys.errors import ConfigError, RecsysError
 from recsys.sources import load_publications, open_source
-from recsys_workers.runtime import Runtime
+from recsys_workers.services import WorkerServices
 
 __all__ = ["BuildLockLost", "LockRenewer", "run_build"]
 
@@ -85,40 +86,40 @@ class LockRenewer(threading.Thread):
             self.join(5.0)
 
 
-def _previous_folder(runtime: Runtime) -> Path | None:
+def _previous_folder(services: WorkerServices) -> Path | None:
     """This machine's engine in service, when the build makes the same engine."""
     try:
-        current = runtime.store.current()
+        current = services.store.current()
     except RecsysError as exc:
         logger.warning("cannot read this machine's engine store, building from scratch: %s", exc)
         return None
-    if current is not None and current.manifest.engine == runtime.settings.engine:
+    if current is not None and current.manifest.engine == services.settings.engine:
         return current.path
     return None
 
 
-def run_build(runtime: Runtime, message: Any, results: ResultBackend | None = None) -> dict[str, Any]:
+def run_build(services: WorkerServices, message: Any, results: ResultBackend | None = None) -> dict[str, Any]:
     """Run the build of ``message`` (a build_index message); returns the task's result.
     ``results``: where the broker stores task results (to answer a redelivered copy).
 
     Raises BuildLockHeld when another build holds the lock, RecsysError when the
     build fails (nothing uploaded, the engine in service stays).
     """
-    lock = runtime.build_lock
+    lock = services.build_lock
     message_id = str(message.message_id)
     lock.clear_queued(message_id)
     try:
-        token = lock.acquire(message_id=message_id, engine=runtime.settings.engine)
+        token = lock.acquire(message_id=message_id, engine=services.settings.engine)
     except BuildLockHeld as held:
         if held.holder.get("message_id") != message_id:
             raise
-        return _await_original(runtime, message, results)
-    return _build_holding(runtime, lock, token, message_id)
+        return _await_original(services, message, results)
+    return _build_holding(services, lock, token, message_id)
 
 
-def _await_original(runtime: Runtime, message: Any, results: ResultBackend | None) -> dict[str, Any]:
+def _await_original(services: WorkerServices, message: Any, results: ResultBackend | None) -> dict[str, Any]:
     """A redelivered copy: wait for the build of the same message to end elsewhere."""
-    lock = runtime.build_lock
+    lock = services.build_lock
     logger.warning("build %s is redelivered while it still runs elsewhere; waiting for that build to end",
                    message.message_id)
     while (holder := lock.holder()) is not None and holder.get("message_id") == message.message_id:
@@ -133,7 +134,7 @@ def _await_original(runtime: Runtime, message: Any, results: ResultBackend | Non
             return dict(result)
     logger.warning("build %s ended elsewhere without a result (its worker died?); building again",
                    message.message_id)
-    return run_build(runtime, message, results)
+    return run_build(services, message, results)
 
 
 def _clean_builds_folder(folder: Path) -> None:
@@ -147,8 +148,8 @@ def _clean_builds_folder(folder: Path) -> None:
             leftover.unlink(missing_ok=True)
 
 
-def _build_holding(runtime: Runtime, lock: BuildLock, token: str, message_id: str) -> dict[str, Any]:
-    settings = runtime.settings
+def _build_holding(services: WorkerServices, lock: BuildLock, token: str, message_id: str) -> dict[str, Any]:
+    settings = services.settings
     started = time.monotonic()
     renewer = LockRenewer(lock, token)
     renewer.start()
@@ -168,18 +169,18 @@ def _build_holding(runtime: Runtime, lock: BuildLock, token: str, message_id: st
             publications,
             workdir / "engine.zip",
             engine=settings.engine,
-            registry=runtime.registry,
+            registry=services.registry,
             settings=settings,
             progress=progress,
-            previous=_previous_folder(runtime),
+            previous=_previous_folder(services),
         )
         if renewer.lost:
             raise BuildLockLost("the build lock was lost while building: not uploading (another build may be running)")
         logger.info("build %s: uploading %s (%.1f MB) to %s", message_id, archive.manifest.version,
                     archive.size / 1e6, settings.api_url)
-        answer = runtime.api.upload(archive.path)
+        answer = services.api.upload(archive.path)
         generation = answer.get("generation")
-        _install_here(runtime, archive.path, generation, archive.sha256)
+        _install_here(services, archive.path, generation, archive.sha256)
         seconds = time.monotonic() - started
         logger.info("build %s: done in %.1f s: version %s is generation %s", message_id, seconds,
                     archive.manifest.version, generation)
@@ -200,21 +201,21 @@ def _build_holding(runtime: Runtime, lock: BuildLock, token: str, message_id: st
             logger.warning("could not release the build lock (it expires in %.0f s): %s", lock.ttl, exc)
 
 
-def _install_here(runtime: Runtime, path: Path, generation: Any, sha256: str) -> None:
+def _install_here(services: WorkerServices, path: Path, generation: Any, sha256: str) -> None:
     """Install the uploaded archive on this machine, so it need not download it back."""
     if not isinstance(generation, int) or isinstance(generation, bool):
         logger.warning("the API's answer has no generation; this machine will download the engine instead")
         return
     try:
-        runtime.sync.install_built(path, generation=generation, sha256=sha256)
-        runtime.refresh()
+        services.rollout.install_built(path, generation=generation, sha256=sha256)
+        services.rollout.refresh()
     except RecsysError as exc:
         logger.warning("could not install the built engine on this machine (it will download it): %s", exc)
 
 
-def record_task(runtime: Runtime, task_id: str, actor: str, queue: str) -> None:
+def record_task(services: WorkerServices, task_id: str, actor: str, queue: str) -> None:
     """Record a task sent by a worker (a scheduled build) as the API records its own."""
     try:
-        TaskRecords(runtime.kv, runtime.settings.result_ttl).record(task_id, actor=actor, queue=queue)
+        TaskRecords(services.kv, services.settings.result_ttl).record(task_id, actor=actor, queue=queue)
     except RecsysError as exc:
         logger.warning("could not record task %s: %s", task_id, exc)

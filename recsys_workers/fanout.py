@@ -19,8 +19,11 @@ queue would leave three garbage queues behind every worker that ever ran.
 * sending a message to it (``engine_updated.send(...)``) publishes to the fanout
   exchange: every worker process receives a copy.
 
-The exchange is declared ``fanout``, durable, not auto-delete; the API publishes to
-it with the same declaration (passively).
+Publishing and the exchange's declaration (``fanout``, durable, not auto-delete,
+declared by whichever side comes first) are the API's one publisher,
+:func:`recsys_api.broadcast.publish_broadcast` and
+:func:`recsys_api.broadcast.declare_exchange` (a falcon-free module); this module is
+the consuming side.
 """
 
 from __future__ import annotations
@@ -43,7 +46,9 @@ from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.errors import ConnectionClosed, DecodeError
 from dramatiq.message import Message
 
-__all__ = ["BroadcastConsumer", "FanoutRabbitmqBroker", "broadcast_queue_name", "declare_exchange"]
+from recsys_api.broadcast import declare_exchange, publish_broadcast
+
+__all__ = ["BroadcastConsumer", "FanoutRabbitmqBroker", "broadcast_queue_name"]
 
 logger = logging.getLogger(__name__)
 
@@ -52,11 +57,6 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
 #: Seconds a closing consumer waits for its pending acks to reach RabbitMQ.
 CLOSE_FLUSH_TIMEOUT = 5.0
-
-
-def declare_exchange(channel: Any, exchange: str) -> None:
-    """Declare the broadcast fanout exchange (durable, kept when unused)."""
-    channel.exchange_declare(exchange=exchange, exchange_type="fanout", durable=True, auto_delete=False)
 
 
 def broadcast_queue_name(exchange: str, host: str | None = None, pid: int | None = None) -> str:
@@ -81,6 +81,7 @@ class FanoutRabbitmqBroker(RabbitmqBroker):
     def __init__(self, *, url: str, broadcast_queue: str, **kwargs: Any) -> None:
         super().__init__(url=url, **kwargs)
         self.broadcast_queue = broadcast_queue
+        self.broadcast_url = url
         self.broadcast_parameters = pika.URLParameters(url)
         self.bind_listeners: list[Callable[[], None]] = []
 
@@ -111,7 +112,10 @@ class FanoutRabbitmqBroker(RabbitmqBroker):
         if delay is not None:
             raise ValueError(f"a broadcast ({message.actor_name}) cannot be delayed")
         self.emit_before("enqueue", message, delay)
-        publish_broadcast(self.broadcast_parameters, self.broadcast_queue, message)
+        try:
+            publish_broadcast(self.broadcast_url, self.broadcast_queue, message)
+        except (pika.exceptions.AMQPError, OSError) as exc:
+            raise _closed(exc) from None
         self.emit_after("enqueue", message, delay)
         return message
 
@@ -121,32 +125,6 @@ class FanoutRabbitmqBroker(RabbitmqBroker):
                 listener()
             except Exception:
                 logger.exception("a broadcast bind listener (%r) failed", listener)
-
-
-def publish_broadcast(parameters: pika.URLParameters, exchange: str, message: Message[Any]) -> None:
-    """Publish ``message`` to the fanout ``exchange`` on a short-lived connection
-    (broadcasts are rare). Raises ConnectionClosed when RabbitMQ cannot be reached."""
-    try:
-        connection = pika.BlockingConnection(parameters)
-    except (*_AMQP_ERRORS, OSError) as exc:
-        raise _closed(exc) from None
-    try:
-        channel = connection.channel()
-        declare_exchange(channel, exchange)
-        channel.basic_publish(
-            exchange=exchange,
-            routing_key="",
-            body=message.encode(),
-            properties=pika.BasicProperties(delivery_mode=1, content_type="application/json"),
-        )
-    except (*_AMQP_ERRORS, OSError) as exc:
-        raise _closed(exc) from None
-    finally:
-        if connection.is_open:
-            try:
-                connection.close()
-            except (*_AMQP_ERRORS, OSError):
-                pass
 
 
 class _Delivery(MessageProxy):

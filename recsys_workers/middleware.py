@@ -12,13 +12,16 @@
            with the message (``request["min_generation"]``), pulled first if not.
 =========  ==================================================================
 
+The middleware reads the option and the message; what engine to serve and what to
+pull is decided by :meth:`Rollout.prepare <recsys_workers.rollout.Rollout.prepare>`.
+
 The outcome (the engine, or the RecsysError that explains why there is none) is
 handed to the actor through :func:`task_engine`, never raised from the hook:
 Dramatiq's broker logs and swallows exceptions raised in ``before_*`` hooks
 (``Broker.emit_before``), so an error raised there would never reach the client.
 
 **HeartbeatMiddleware** and **CatchUpMiddleware** start their thread
-(:mod:`recsys_workers.background`) when the worker boots and stop it when it shuts
+(:mod:`recsys_workers.periodic`) when the worker boots and stop it when it shuts
 down.
 """
 
@@ -35,9 +38,9 @@ from dramatiq.middleware import MiddlewareError
 from dramatiq.threading import Interrupt
 
 from recsys.cache import Loaded
-from recsys.errors import NoEngine, RecsysError
-from recsys_workers.background import CatchUpThread, HeartbeatThread
-from recsys_workers.runtime import Runtime
+from recsys.errors import RecsysError
+from recsys_workers.periodic import CatchUpThread, HeartbeatThread
+from recsys_workers.services import WorkerServices
 
 __all__ = [
     "ENGINE_OPTION",
@@ -95,34 +98,17 @@ def _generation(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
 
-def prepare_engine(runtime: Runtime, mode: str, request: Mapping[str, Any]) -> Loaded:
+def prepare_engine(services: WorkerServices, mode: str, request: Mapping[str, Any]) -> Loaded:
     """Make this process serve the engine a task of ``mode`` needs (see the module doc)."""
     strict = mode == STRICT or request.get("strict") is True
-    wanted = _generation(request.get("min_generation"))
-    store = runtime.store
-    if store.current() is None:
-        runtime.sync.pull_current(at_least=wanted if strict else None)
-    elif wanted is not None and store.generation < wanted:
-        if strict:
-            runtime.sync.pull_current(at_least=wanted)
-        else:
-            runtime.request_catch_up()  # serve what we have; follow the API in the background
-    loaded = runtime.refresh()
-    if loaded is None:
-        raise NoEngine("this worker has no engine installed and none could be pulled from the API")
-    if strict and wanted is not None and loaded.generation < wanted:
-        raise NoEngine(
-            f"this strict task needs engine generation {wanted} or newer, but this worker serves "
-            f"generation {loaded.generation}; retry shortly (the rollout is in progress)"
-        )
-    return loaded
+    return services.rollout.prepare(strict=strict, at_least=_generation(request.get("min_generation")))
 
 
 class EngineMiddleware(Middleware):
     """Prepares the engine of ``engine="any"|"strict"`` tasks before they run."""
 
-    def __init__(self, runtime: Runtime) -> None:
-        self.runtime = runtime
+    def __init__(self, services: WorkerServices) -> None:
+        self.services = services
 
     @property
     def actor_options(self) -> set[str]:
@@ -142,11 +128,11 @@ class EngineMiddleware(Middleware):
             return
         outcome: Loaded | RecsysError
         try:
-            outcome = prepare_engine(self.runtime, mode, _request_of(message))
+            outcome = prepare_engine(self.services, mode, _request_of(message))
         except RecsysError as exc:
             outcome = exc
         except Interrupt as exc:  # the task's time limit struck while we pulled an engine
-            self.runtime.request_catch_up()  # fetch it in the background instead
+            self.services.request_catch_up()  # fetch it in the background instead
             outcome = TaskInterrupted(
                 f"the task was stopped ({type(exc).__name__}) while this worker fetched its engine; "
                 "the worker goes on fetching it in the background: retry shortly"
@@ -173,12 +159,12 @@ def consumed_queues(worker: Worker) -> list[str]:
 class HeartbeatMiddleware(Middleware):
     """Starts the heartbeat thread at worker boot; deletes the heartbeat at shutdown."""
 
-    def __init__(self, runtime: Runtime) -> None:
-        self.runtime = runtime
+    def __init__(self, services: WorkerServices) -> None:
+        self.services = services
         self.thread: HeartbeatThread | None = None
 
     def after_worker_boot(self, broker: Broker, worker: Worker) -> None:
-        self.thread = HeartbeatThread(self.runtime, consumed_queues(worker))
+        self.thread = HeartbeatThread(self.services, consumed_queues(worker))
         self.thread.start()
 
     def before_worker_shutdown(self, broker: Broker, worker: Worker) -> None:
@@ -191,15 +177,15 @@ class CatchUpMiddleware(Middleware):
     """Starts the catch-up thread at worker boot, and asks it to run whenever the
     broadcast queue is (re)bound."""
 
-    def __init__(self, runtime: Runtime) -> None:
-        self.runtime = runtime
+    def __init__(self, services: WorkerServices) -> None:
+        self.services = services
         self.thread: CatchUpThread | None = None
 
     def after_worker_boot(self, broker: Broker, worker: Worker) -> None:
         listeners = getattr(broker, "bind_listeners", None)
         if listeners is not None:
-            listeners.append(self.runtime.request_catch_up)
-        self.thread = CatchUpThread(self.runtime)
+            listeners.append(self.services.request_catch_up)
+        self.thread = CatchUpThread(self.services)
         self.thread.start()
 
     def before_worker_shutdown(self, broker: Broker, worker: Worker) -> None:

@@ -41,7 +41,7 @@ from periodiq import cron
 from recsys import protocol
 from recsys.errors import RecsysError
 from recsys_workers.building import record_task
-from recsys_workers.runtime import Runtime
+from recsys_workers.services import WorkerServices
 
 __all__ = [
     "SCHEDULED_BUILD_ACTOR",
@@ -68,13 +68,15 @@ def tick_key(scheduled_at: str) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%MZ")
 
 
-def handle_tick(runtime: Runtime, build_index: dramatiq.Actor[Any, Any], scheduled_at: str | None) -> str | None:
+def handle_tick(
+    services: WorkerServices, build_index: dramatiq.Actor[Any, Any], scheduled_at: str | None
+) -> str | None:
     """Turn one tick into at most one build; returns the sent build's id, or None."""
     if scheduled_at is None:
         logger.info("scheduled_build sent by hand (no scheduled_at): treating it as a tick of now")
         scheduled_at = datetime.now(UTC).isoformat()
     tick = tick_key(scheduled_at)
-    lock = runtime.build_lock
+    lock = services.build_lock
     try:
         if not lock.claim_tick(tick):
             logger.info("scheduled build of %s: another scheduler's message already took this tick", tick)
@@ -90,30 +92,30 @@ def handle_tick(runtime: Runtime, build_index: dramatiq.Actor[Any, Any], schedul
     except RecsysError as exc:
         logger.error("scheduled build of %s not started: %s", tick, exc)
         return None
-    record_task(runtime, message.message_id, protocol.BUILD_ACTOR, message.queue_name)
+    record_task(services, message.message_id, protocol.BUILD_ACTOR, message.queue_name)
     build_index.broker.enqueue(message)
     logger.info("scheduled build of %s: sent build_index %s", tick, message.message_id)
     return str(message.message_id)
 
 
 def declare_scheduled_build(
-    broker: Broker, runtime: Runtime, build_index: dramatiq.Actor[Any, Any]
+    broker: Broker, services: WorkerServices, build_index: dramatiq.Actor[Any, Any]
 ) -> dramatiq.Actor[Any, Any]:
     """Declare ``scheduled_build``, periodic when ``RECSYS_REBUILD_CRON`` is set. The
     broker must have periodiq's middleware (the ``periodic`` option)."""
     options: dict[str, Any] = {}
-    if runtime.settings.rebuild_cron:
-        options["periodic"] = cron(runtime.settings.rebuild_cron)
+    if services.settings.rebuild_cron:
+        options["periodic"] = cron(services.settings.rebuild_cron)
 
     def scheduled_build() -> None:
         message = CurrentMessage.get_current_message()
         scheduled_at = message.options.get("scheduled_at") if message is not None else None
-        handle_tick(runtime, build_index, scheduled_at if isinstance(scheduled_at, str) else None)
+        handle_tick(services, build_index, scheduled_at if isinstance(scheduled_at, str) else None)
 
     return dramatiq.actor(
         broker=broker,
         actor_name=SCHEDULED_BUILD_ACTOR,
-        queue_name=runtime.settings.build_queue,
+        queue_name=services.settings.build_queue,
         max_retries=0,
         time_limit=60_000,
         **options,

@@ -162,8 +162,8 @@ def _queries(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 def cmd_recommend(args: argparse.Namespace) -> int:
     from recsys.archive import Limits, unpack
-    from recsys.build import load_engine
     from recsys.domain import Query
+    from recsys.load import load_engine
 
     queries = _queries(args)
     if not queries:

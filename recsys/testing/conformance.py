@@ -44,7 +44,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from recsys import archive, build
+from recsys import archive, build, load
 from recsys.config import Settings
 from recsys.domain import MAX_K, Publication, Query
 from recsys.engine import Engine, EngineMetadata
@@ -261,7 +261,7 @@ class EngineConformance:
         )
         folder = tmp_path / "unpacked"
         archive.unpack(verified.path, folder, engines=engine_registry.names())
-        with build.load_engine(folder, registry=engine_registry, settings=engine_settings) as engine:
+        with load.load_engine(folder, registry=engine_registry, settings=engine_settings) as engine:
             assert isinstance(engine, self.engine_class), f"load_engine gave a {type(engine).__name__}"
             problems = checks.diff_answers(
                 [checks.answer(loaded_engine, q) for q in probe_queries],

@@ -23,8 +23,8 @@ from dramatiq import Broker
 from recsys_workers.actors.broadcast import declare_engine_updated
 from recsys_workers.actors.build import declare_build_index
 from recsys_workers.actors.recommend import declare_recommend
-from recsys_workers.runtime import Runtime
 from recsys_workers.schedule import declare_scheduled_build
+from recsys_workers.services import WorkerServices
 
 __all__ = ["Actors", "declare_actors"]
 
@@ -37,13 +37,13 @@ class Actors:
     scheduled_build: dramatiq.Actor[Any, Any]
 
 
-def declare_actors(broker: Broker, runtime: Runtime) -> Actors:
+def declare_actors(broker: Broker, services: WorkerServices) -> Actors:
     """Declare every recsys actor on ``broker`` (which needs the middleware of
     :func:`recsys_workers.app.create_worker_app`)."""
-    build_index = declare_build_index(broker, runtime)
+    build_index = declare_build_index(broker, services)
     return Actors(
-        recommend=declare_recommend(broker, runtime.settings),
+        recommend=declare_recommend(broker, services.settings),
         build_index=build_index,
-        engine_updated=declare_engine_updated(broker, runtime),
-        scheduled_build=declare_scheduled_build(broker, runtime, build_index),
+        engine_updated=declare_engine_updated(broker, services),
+        scheduled_build=declare_scheduled_build(broker, services, build_index),
     )

@@ -7,10 +7,11 @@ fetched (Dramatiq runs lower ``priority`` numbers first), so a full queue of
 requests does not delay a rollout.
 
 A generation not above the machine's is ignored. Otherwise one process per machine
-downloads, checks and installs the archive (:meth:`EngineSync.follow`; the others
-wait for the machine's download lock and find it installed), and every process then
-loads it. A failed download or check leaves the engine in service, and says why in
-the log; the catch-up thread tries again later.
+downloads, checks and installs the archive (:meth:`Rollout.follow
+<recsys_workers.rollout.Rollout.follow>`; the others wait for the machine's download
+lock and find it installed), and every process then loads it (:meth:`Rollout.refresh
+<recsys_workers.rollout.Rollout.refresh>`). A failed download or check leaves the
+engine in service, and says why in the log; the catch-up thread tries again later.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from dramatiq.middleware.time_limit import TimeLimitExceeded
 
 from recsys import protocol
 from recsys.errors import RecsysError
-from recsys_workers.runtime import Runtime
-from recsys_workers.sync import Followed, InvalidTarget, Target
+from recsys_workers.rollout import Followed, InvalidTarget, Target
+from recsys_workers.services import WorkerServices
 
 __all__ = ["BROADCAST_PRIORITY", "BROADCAST_TIME_LIMIT", "declare_engine_updated", "handle_engine_updated"]
 
@@ -45,14 +46,16 @@ _DONE = {
 }
 
 
-def _serving(runtime: Runtime) -> str:
-    loaded = runtime.loaded()
+def _serving(services: WorkerServices) -> str:
+    loaded = services.loaded()
     if loaded is None:
         return "no engine"
     return f"generation {loaded.generation} (version {loaded.version})"
 
 
-def handle_engine_updated(runtime: Runtime, generation: Any, version: Any, created_at: Any, sha256: Any) -> None:
+def handle_engine_updated(
+    services: WorkerServices, generation: Any, version: Any, created_at: Any, sha256: Any
+) -> None:
     """Follow one broadcast; every failure is logged, none is raised."""
     try:
         target = Target(generation=generation, version=version, sha256=sha256, created_at=created_at)
@@ -60,36 +63,36 @@ def handle_engine_updated(runtime: Runtime, generation: Any, version: Any, creat
         logger.error("engine_updated: ignoring a broadcast that cannot be followed: %s", exc)
         return
     try:
-        followed, _ = runtime.sync.follow(target)
+        followed, _ = services.rollout.follow(target)
     except RecsysError as exc:
         logger.error("engine_updated %s: NOT installed: %s. This process keeps serving %s.",
-                     target.describe(), exc, _serving(runtime))
+                     target.describe(), exc, _serving(services))
         return
     except TimeLimitExceeded:
         logger.error("engine_updated %s: NOT installed: it took longer than %d s. This process keeps serving %s.",
-                     target.describe(), BROADCAST_TIME_LIMIT // 1000, _serving(runtime))
+                     target.describe(), BROADCAST_TIME_LIMIT // 1000, _serving(services))
         return
     except Exception:
         logger.exception("engine_updated %s: NOT installed: unexpected failure. This process keeps serving %s.",
-                         target.describe(), _serving(runtime))
+                         target.describe(), _serving(services))
         return
     logger.info("engine_updated %s: %s", target.describe(),
-                _DONE[followed].format(have=runtime.store.generation))
+                _DONE[followed].format(have=services.store.generation))
     try:
-        runtime.refresh()
+        services.rollout.refresh()
     except RecsysError as exc:
         logger.error("engine_updated %s: the engine is installed but this process cannot load it: %s",
                      target.describe(), exc)
 
 
-def declare_engine_updated(broker: Broker, runtime: Runtime) -> dramatiq.Actor[Any, Any]:
+def declare_engine_updated(broker: Broker, services: WorkerServices) -> dramatiq.Actor[Any, Any]:
     def engine_updated(generation: Any, version: Any, created_at: Any = None, sha256: Any = None) -> None:
-        handle_engine_updated(runtime, generation, version, created_at, sha256)
+        handle_engine_updated(services, generation, version, created_at, sha256)
 
     return dramatiq.actor(
         broker=broker,
         actor_name=protocol.ENGINE_UPDATED_ACTOR,
-        queue_name=runtime.settings.broadcast_exchange,
+        queue_name=services.settings.broadcast_exchange,
         priority=BROADCAST_PRIORITY,
         max_retries=0,
         store_results=False,

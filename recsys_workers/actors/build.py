@@ -26,7 +26,7 @@ from recsys import protocol
 from recsys.cluster import BuildLockHeld
 from recsys.errors import RecsysError
 from recsys_workers.building import run_build
-from recsys_workers.runtime import Runtime
+from recsys_workers.services import WorkerServices
 
 __all__ = ["BUILD_PRIORITY", "declare_build_index"]
 
@@ -36,16 +36,16 @@ logger = logging.getLogger(__name__)
 BUILD_PRIORITY = 20
 
 
-def declare_build_index(broker: Broker, runtime: Runtime) -> dramatiq.Actor[Any, Any]:
-    limit = runtime.settings.build_time_limit
+def declare_build_index(broker: Broker, services: WorkerServices) -> dramatiq.Actor[Any, Any]:
+    limit = services.settings.build_time_limit
 
     def build_index() -> dict[str, Any]:
         message = CurrentMessage.get_current_message()
         if message is None:  # called directly, not through a worker
-            message = dramatiq.Message(queue_name=runtime.settings.build_queue, actor_name=protocol.BUILD_ACTOR,
+            message = dramatiq.Message(queue_name=services.settings.build_queue, actor_name=protocol.BUILD_ACTOR,
                                        args=(), kwargs={}, options={}, message_id=str(uuid.uuid4()))
         try:
-            return run_build(runtime, message, _results_of(broker))
+            return run_build(services, message, _results_of(broker))
         except BuildLockHeld as exc:
             logger.info("build %s refused: %s", message.message_id, exc)
             return protocol.error_result("build_running", f"{exc}; wait for it to finish")
@@ -68,7 +68,7 @@ def declare_build_index(broker: Broker, runtime: Runtime) -> dramatiq.Actor[Any,
     return dramatiq.actor(
         broker=broker,
         actor_name=protocol.BUILD_ACTOR,
-        queue_name=runtime.settings.build_queue,
+        queue_name=services.settings.build_queue,
         priority=BUILD_PRIORITY,
         max_retries=0,
         store_results=True,

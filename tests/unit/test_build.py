@@ -1,4 +1,4 @@
-"""build_archive and load_engine with small test engines."""
+"""build_archive with small test engines (loading: tests/unit/test_load.py)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,10 @@ from pathlib import Path
 import pytest
 
 import recsys
-from recsys.archive import read_manifest, unpack, verify
-from recsys.build import build_archive, load_engine
+from recsys.archive import verify
+from recsys.build import build_archive
 from recsys.config import Settings
-from recsys.domain import Query
-from recsys.errors import EngineLoadError, EngineNotFound, InvalidArchive, SourceError
+from recsys.errors import EngineNotFound, InvalidArchive, SourceError
 from tests.unit.fixtures_engines import BigFileEngine, publications, registry, registry_with_distribution
 
 SETTINGS = Settings()
@@ -89,46 +88,3 @@ def test_build_archive_of_a_missing_engine_names_the_installed_ones(tmp_path):
 def test_build_archive_without_a_distribution_records_no_engine_version(tmp_path):
     _, built = build(tmp_path, registry("tiny"))
     assert built.manifest.engine_version is None
-
-
-def unpacked(tmp_path: Path, engines, engine: str = "tiny") -> Path:
-    out, _ = build(tmp_path, engines, engine=engine)
-    folder = tmp_path / "unpacked"
-    unpack(out, folder)
-    return folder
-
-
-def test_load_engine_loads_an_unpacked_engine_with_its_plugin(tmp_path, engines):
-    folder = unpacked(tmp_path, engines)
-
-    engine = load_engine(folder, registry=engines, settings=SETTINGS)
-
-    assert engine.publication_count == read_manifest(folder).publications == 5
-    assert [r.publication_id for r in engine.recommend(Query(text="graph problems", k=2))] == ["graph-0", "graph-1"]
-
-
-def test_load_engine_wraps_an_unexpected_plugin_error(tmp_path, engines):
-    folder = unpacked(tmp_path, engines, engine="broken-load")
-    with pytest.raises(EngineLoadError) as caught:
-        load_engine(folder, registry=engines, settings=SETTINGS)
-    message = str(caught.value)
-    assert "engine 'broken-load' failed to load" in message and str(folder) in message
-    assert "ValueError: index header is garbled" in message
-    assert isinstance(caught.value.__cause__, ValueError)
-
-
-def test_load_engine_passes_an_engine_load_error_through(tmp_path, engines):
-    folder = unpacked(tmp_path, engines, engine="incompatible")
-    with pytest.raises(EngineLoadError, match="^saved with model A, this process has model B$"):
-        load_engine(folder, registry=engines, settings=SETTINGS)
-
-
-def test_load_engine_of_an_engine_that_is_not_installed(tmp_path, engines):
-    folder = unpacked(tmp_path, engines)
-    with pytest.raises(EngineNotFound, match="no engine named 'tiny' is installed"):
-        load_engine(folder, registry=registry("incompatible"), settings=SETTINGS)
-
-
-def test_load_engine_of_a_folder_without_manifest(tmp_path, engines):
-    with pytest.raises(EngineLoadError, match="cannot load the engine in .*has no manifest.json"):
-        load_engine(tmp_path, registry=engines, settings=SETTINGS)

@@ -55,7 +55,7 @@ def test_package_imports_respect_the_architecture(package):
 def test_importing_the_core_and_the_api_does_not_import_torch():
     code = (
         "import sys, recsys, recsys.config, recsys.registry, recsys.archive, recsys.store, recsys.cache, "
-        "recsys.build, recsys.sources, recsys.testing, recsys.cli\n"
+        "recsys.build, recsys.load, recsys.sources, recsys.testing, recsys.cli\n"
         "from recsys.registry import Registry\n"
         "Registry.discover(load=False)\n"
         "heavy = sorted(m for m in ('torch', 'falcon', 'dramatiq', 'sentence_transformers') if m in sys.modules)\n"

@@ -35,7 +35,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from recsys.errors import EngineLoadError
-from recsys_engine_annoy.files import file_lock
+from recsys.locks import file_lock
 from recsys_engine_annoy.model import ModelInfo, force_offline
 
 __all__ = ["EXPORT_FORMAT", "MIN_COSINE", "PROBE_SENTENCES", "ensure_export", "export_folder"]
@@ -80,7 +80,8 @@ def ensure_export(model: ModelInfo, backend: str, cache_dir: Path, *, lock_timeo
     if backend == "onnx-int8":
         source = ensure_export(model, "onnx", cache_dir, lock_timeout=lock_timeout)
     lock = folder.parent / f".{folder.name}.lock"
-    with file_lock(lock, timeout=lock_timeout):
+    with file_lock(lock, timeout=lock_timeout, name="the model export lock",
+                   busy="another process of this machine is exporting the model (once per machine); wait for it"):
         if _complete(folder, model):  # another process made it while we waited
             return folder
         if folder.exists():

@@ -1,4 +1,5 @@
-"""Small file helpers: atomic writes, a cross-process lock, and safe numpy arrays.
+"""Safe numpy arrays. (Atomic writes and the cross-process lock are the core's:
+:mod:`recsys.fsutil` and :mod:`recsys.locks`.)
 
 Arrays are plain ``.npy`` files, always read with ``allow_pickle=False`` and, for
 the large ones, memory-mapped read-only so that the processes of one machine share
@@ -7,68 +8,14 @@ the page cache instead of holding private copies.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import os
-import tempfile
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
 
-from recsys.errors import EngineLoadError, LockTimeout
+from recsys.errors import EngineLoadError
 
-__all__ = ["file_lock", "load_array", "save_array", "temporary_path", "write_atomic"]
-
-
-@contextlib.contextmanager
-def temporary_path(final: Path) -> Iterator[Path]:
-    """A fresh temporary file name beside ``final`` (same file system, so ``os.replace``
-    is atomic); the temporary file is removed if the block fails."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        yield tmp
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the whole new one."""
-    with temporary_path(path) as tmp:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-
-
-@contextlib.contextmanager
-def file_lock(path: Path, timeout: float = 600.0, poll: float = 0.2) -> Iterator[None]:
-    """Hold an exclusive ``flock`` on ``path`` (created if needed) across processes.
-
-    Raises LockTimeout after ``timeout`` seconds, naming the lock file.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a+b") as handle:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise LockTimeout(
-                        f"another process held {path} for more than {timeout:.0f} s; if none is running, "
-                        "delete the file and retry"
-                    ) from None
-                time.sleep(poll)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+__all__ = ["load_array", "save_array"]
 
 
 def save_array(path: Path, array: NDArray[np.generic]) -> None:

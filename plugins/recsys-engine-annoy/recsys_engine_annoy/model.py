@@ -25,7 +25,7 @@ from pathlib import Path
 
 from recsys.config import Settings
 from recsys.errors import ConfigError
-from recsys_engine_annoy.files import write_atomic
+from recsys.fsutil import write_atomic
 
 __all__ = ["PACKAGED_MODEL_NAME", "ModelInfo", "force_offline", "model_sha256", "resolve_model"]
 

@@ -1,4 +1,5 @@
-"""PikaBroadcaster against the real RabbitMQ: the message format, and a missing exchange."""
+"""PikaBroadcaster against the real RabbitMQ: the message format, and an exchange no
+worker has declared yet."""
 
 from __future__ import annotations
 
@@ -27,8 +28,21 @@ def stored(generation: int) -> StoredArchive:
     return StoredArchive(generation, f"{manifest.version}.zip", manifest, "f" * 64, 123, "2026-11-28T21:19:00.000000Z")
 
 
-def test_without_the_exchange_nothing_is_published_and_nothing_fails(rabbitmq_url):
-    assert PikaBroadcaster(rabbitmq_url, f"absent-{uuid.uuid4().hex}").publish(stored(1)) is False
+def test_the_api_declares_the_exchange_when_no_worker_has_yet(rabbitmq_url):
+    # Given an exchange nobody declared (the API started before any worker)
+    exchange = f"api-it-first-{uuid.uuid4().hex[:8]}"
+
+    # When the API broadcasts, it declares it (nobody is bound: the message is dropped)
+    assert PikaBroadcaster(rabbitmq_url, exchange).publish(stored(1)) is True
+
+    # Then it exists, fanout and durable: a worker declaring it so when it binds does not fail
+    connection = pika.BlockingConnection(pika.URLParameters(rabbitmq_url))
+    try:
+        channel = connection.channel()
+        channel.exchange_declare(exchange=exchange, exchange_type="fanout", durable=True, auto_delete=False)
+        channel.exchange_delete(exchange=exchange)
+    finally:
+        connection.close()
 
 
 def test_every_bound_queue_gets_an_engine_updated_message(rabbitmq_url):

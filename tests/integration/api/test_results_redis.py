@@ -11,7 +11,7 @@ import pytest
 import redis
 from dramatiq.results import ResultFailure, ResultTimeout
 
-from recsys_api.results import redis_backend
+from recsys_api.redis_results import redis_backend
 
 pytestmark = pytest.mark.integration
 

@@ -15,11 +15,11 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import dramatiq
-import pika
 
 from recsys import protocol
 from recsys.cluster import Heartbeats
 from recsys.kv import RedisKV
+from recsys_api import broadcast
 from tests.support.processes import BIN, Process
 
 EXCHANGE = "recsys.broadcast"
@@ -116,17 +116,10 @@ def broadcast_queues(amqp_url: str) -> list[str]:
 
 
 def publish_broadcast(amqp_url: str, *, generation: int, version: str, created_at: str, sha256: str) -> None:
-    """Publish ``engine_updated`` to the fanout exchange as the API does (recsys.protocol)."""
+    """Publish ``engine_updated`` to the fanout exchange with the API's publisher."""
     message = dramatiq.Message(
         queue_name=EXCHANGE, actor_name=protocol.ENGINE_UPDATED_ACTOR, args=(),
         kwargs={"generation": generation, "version": version, "created_at": created_at, "sha256": sha256},
         options={},
     )
-    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
-    try:
-        channel = connection.channel()
-        channel.exchange_declare(EXCHANGE, exchange_type="fanout", passive=True)
-        channel.basic_publish(exchange=EXCHANGE, routing_key="", body=message.encode(),
-                              properties=pika.BasicProperties(delivery_mode=1))
-    finally:
-        connection.close()
+    broadcast.publish_broadcast(amqp_url, EXCHANGE, message)

@@ -25,7 +25,7 @@ from recsys.engine import EngineMetadata
 from recsys.kv import MemoryKV
 from recsys_api.app import create_app
 from recsys_api.archive_store import DiskArchiveStore, StoredArchive
-from recsys_workers.results import MemoryResultBackend
+from recsys_workers.memory_results import MemoryResultBackend
 
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -1,4 +1,4 @@
-"""engine_updated and EngineSync: the generation rule, one download per machine,
+"""engine_updated and the Rollout: the generation rule, one download per machine,
 checks before install, rollbacks, catch-up."""
 
 from __future__ import annotations
@@ -15,8 +15,7 @@ from recsys_workers.actors.broadcast import BROADCAST_PRIORITY, handle_engine_up
 from recsys_workers.actors.recommend import REQUEST_PRIORITY
 from recsys_workers.api_client import ApiClient
 from recsys_workers.app import create_worker_app
-from recsys_workers.background import catch_up
-from recsys_workers.sync import Followed, InvalidTarget, Target
+from recsys_workers.rollout import Followed, InvalidTarget, Target
 from tests.unit.workers.conftest import make_app
 
 
@@ -24,17 +23,17 @@ def broadcast(app, stored, **changes):
     kwargs = {"generation": stored.generation, "version": stored.version, "created_at": stored.created_at,
               "sha256": stored.sha256}
     kwargs.update(changes)
-    handle_engine_updated(app.runtime, **kwargs)
+    handle_engine_updated(app.services, **kwargs)
 
 
 def test_a_newer_generation_is_downloaded_installed_and_loaded(app, fake_api, archives):
     stored = fake_api.publish(archives())
     broadcast(app, stored)
     assert fake_api.downloads == 1
-    assert app.runtime.store.generation == 1
-    loaded = app.runtime.loaded()
+    assert app.services.store.generation == 1
+    loaded = app.services.loaded()
     assert (loaded.version, loaded.generation) == (stored.version, 1)
-    assert not list(app.runtime.store.root.glob(".tmp-*")), "the download is deleted"
+    assert not list(app.services.store.root.glob(".tmp-*")), "the download is deleted"
 
 
 def test_an_equal_or_older_generation_is_ignored(app, fake_api, archives, caplog):
@@ -45,7 +44,7 @@ def test_an_equal_or_older_generation_is_ignored(app, fake_api, archives, caplog
         broadcast(app, second)
         broadcast(app, first)
     assert fake_api.downloads == 1
-    assert app.runtime.loaded().generation == 2
+    assert app.services.loaded().generation == 2
     assert sum("nothing to do" in r.getMessage() for r in caplog.records) == 2
 
 
@@ -56,8 +55,8 @@ def test_a_rollback_is_a_new_generation_of_a_version_on_disk_and_needs_no_downlo
     rolled_back = fake_api.rollback(first.version)
     broadcast(app, rolled_back)
     assert fake_api.downloads == 2
-    assert app.runtime.store.current().version == first.version
-    assert (app.runtime.loaded().version, app.runtime.loaded().generation) == (first.version, 3)
+    assert app.services.store.current().version == first.version
+    assert (app.services.loaded().version, app.services.loaded().generation) == (first.version, 3)
 
 
 def test_a_checksum_failure_keeps_the_old_engine_and_says_why(app, fake_api, archives, caplog):
@@ -67,32 +66,32 @@ def test_a_checksum_failure_keeps_the_old_engine_and_says_why(app, fake_api, arc
     fake_api.serve_instead = first.data  # a wrong file behind generation 2's headers
     with caplog.at_level(logging.ERROR, logger="recsys_workers"):
         broadcast(app, second)
-    assert app.runtime.store.current().version == first.version
-    assert app.runtime.loaded().version == first.version
+    assert app.services.store.current().version == first.version
+    assert app.services.loaded().version == first.version
     message = " ".join(r.getMessage() for r in caplog.records)
     assert "NOT installed" in message and "sha256" in message and "keeps serving generation 1" in message
-    assert not list(app.runtime.store.root.glob(".tmp-*"))
+    assert not list(app.services.store.root.glob(".tmp-*"))
 
 
 def test_a_truncated_download_is_refused(app, fake_api, archives):
     stored = fake_api.publish(archives())
     fake_api.serve_instead = stored.data[:-10]
     with pytest.raises(InvalidArchive, match="sha256"):
-        app.runtime.sync.follow(Target(stored.generation, stored.version, stored.sha256))
-    assert app.runtime.store.current() is None
+        app.services.rollout.follow(Target(stored.generation, stored.version, stored.sha256))
+    assert app.services.store.current() is None
 
 
 def test_when_the_api_is_already_newer_its_headers_check_the_download(app, fake_api, archives):
     first = fake_api.publish(archives())
     second = fake_api.publish(archives())
-    followed, installed = app.runtime.sync.follow(Target(first.generation, first.version, first.sha256))
+    followed, installed = app.services.rollout.follow(Target(first.generation, first.version, first.sha256))
     assert followed is Followed.INSTALLED
     assert (installed.version, installed.generation) == (second.version, 2)
 
 
 def test_a_malformed_broadcast_is_logged_and_dropped(app, fake_api, caplog):
     with caplog.at_level(logging.ERROR, logger="recsys_workers"):
-        handle_engine_updated(app.runtime, "two", "v", None, "abc")
+        handle_engine_updated(app.services, "two", "v", None, "abc")
     assert "cannot be followed" in caplog.text
     assert fake_api.downloads == 0
 
@@ -130,7 +129,7 @@ def test_processes_of_one_machine_download_once(settings, fake_api, archives):
         thread.join(30)
     # Then the machine downloaded once and both serve the new engine
     assert fake_api.downloads == 1
-    assert [app.runtime.loaded().generation for app in apps] == [1, 1]
+    assert [app.services.loaded().generation for app in apps] == [1, 1]
     for app in apps:
         app.close()
 
@@ -143,24 +142,24 @@ def test_broadcasts_run_before_requests_already_fetched(app):
 
 
 def test_catch_up_follows_the_api_and_loads_the_engine(app, fake_api, archives):
-    assert catch_up(app.runtime) is None  # the API has no engine yet
+    assert app.services.rollout.catch_up() is None  # the API has no engine yet
     stored = fake_api.publish(archives())
-    assert catch_up(app.runtime) is Followed.INSTALLED
-    assert app.runtime.loaded().version == stored.version
-    assert catch_up(app.runtime) is Followed.IGNORED
+    assert app.services.rollout.catch_up() is Followed.INSTALLED
+    assert app.services.loaded().version == stored.version
+    assert app.services.rollout.catch_up() is Followed.IGNORED
     assert fake_api.downloads == 1
 
 
 def test_catch_up_with_the_api_down_still_loads_the_machines_engine(settings, fake_api, archives):
     fake_api.publish(archives())
-    make_app(settings, fake_api).runtime.sync.pull_current()  # another process installed it
+    make_app(settings, fake_api).services.rollout.pull_current()  # another process installed it
     app = create_worker_app(settings, kv=MemoryKV(), registry=stub_registry(),
                             api=ApiClient("http://127.0.0.1:9"), background=False)
     with pytest.raises(Unavailable, match="unreachable"):
-        catch_up(app.runtime)
-    assert app.runtime.loaded().generation == 1
+        app.services.rollout.catch_up()
+    assert app.services.loaded().generation == 1
 
 
 def test_pulling_from_an_api_without_engine_says_to_build_one(app):
     with pytest.raises(NoEngine, match="build"):
-        app.runtime.sync.pull_current()
+        app.services.rollout.pull_current()

@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import dramatiq
 import pytest
@@ -16,9 +19,10 @@ from periodiq import PeriodiqMiddleware
 from recsys.config import Settings
 from recsys_workers.broker import create_broker
 from recsys_workers.fanout import FanoutRabbitmqBroker, broadcast_queue_name
-from recsys_workers.results import MemoryResultBackend
+from recsys_workers.memory_results import MemoryResultBackend
 
 UNREACHABLE = "amqp://guest:guest@127.0.0.1:1/%2F"
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def middleware_of(broker, kind):
@@ -70,3 +74,16 @@ def test_broadcast_queue_names_say_whose_they_are():
     name = broadcast_queue_name("recsys.broadcast", host="worker 7/eu", pid=123)
     assert re.fullmatch(r"recsys\.broadcast\.worker-7-eu\.123\.[0-9a-f]{6}", name)
     assert broadcast_queue_name("x", host="h", pid=1) != broadcast_queue_name("x", host="h", pid=1)
+
+
+def test_the_workers_import_no_falcon_although_they_publish_with_the_apis_publisher():
+    code = (
+        "import sys\n"
+        "import recsys_workers.app, recsys_workers.broker, recsys_workers.fanout\n"
+        "from recsys_workers.fanout import publish_broadcast\n"
+        "from recsys_api.broadcast import publish_broadcast as the_apis\n"
+        "assert publish_broadcast is the_apis\n"
+        "print(','.join(sorted(m for m in sys.modules if m.split('.')[0] == 'falcon')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip() == ""

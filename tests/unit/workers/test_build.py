@@ -26,24 +26,24 @@ def test_a_build_fetches_builds_uploads_and_installs_here(app, worker, fake_api)
     assert fake_api.uploads == 1
     assert fake_api.current.version == result["engine"]["version"]
     # This machine installed what it built: no download back
-    assert app.runtime.store.current().version == result["engine"]["version"]
+    assert app.services.store.current().version == result["engine"]["version"]
     assert fake_api.downloads == 0
     # Nothing left behind: temp files, lock
     assert leftovers(app) == []
-    assert app.runtime.build_lock.holder() is None
+    assert app.services.build_lock.holder() is None
 
 
 def test_a_build_clears_the_apis_queued_marker(app, worker):
     message = app.actors.build_index.message()
-    assert app.runtime.build_lock.mark_queued(message.message_id)
+    assert app.services.build_lock.mark_queued(message.message_id)
     app.broker.enqueue(message)
     result = message.get_result(backend=app.results, block=True, timeout=30_000)
     assert "error" not in result
-    assert app.runtime.build_lock.queued() is None
+    assert app.services.build_lock.queued() is None
 
 
 def test_a_build_while_another_runs_is_refused_with_the_holder(app, worker, fake_api):
-    BuildLock(app.runtime.kv, 60).acquire(host="builder-7", pid=42, message_id="other")
+    BuildLock(app.services.kv, 60).acquire(host="builder-7", pid=42, message_id="other")
     result = run(app, app.actors.build_index)
     assert result["error"]["code"] == "build_running"
     assert "builder-7" in result["error"]["message"] and "pid 42" in result["error"]["message"]
@@ -52,15 +52,15 @@ def test_a_build_while_another_runs_is_refused_with_the_holder(app, worker, fake
 
 def test_a_failing_source_leaves_the_engine_in_service(app, worker, fake_api, archives, settings):
     run(app, app.actors.build_index)
-    before = app.runtime.store.current()
+    before = app.services.store.current()
     with open(settings.source, "w", encoding="utf-8") as broken:
         broken.write("this is not JSON\n")
     result = run(app, app.actors.build_index)
     assert result["error"]["code"] == "source"
     assert settings.source in result["error"]["message"]
-    assert app.runtime.store.current() == before
+    assert app.services.store.current() == before
     assert fake_api.uploads == 1
-    assert leftovers(app) == [] and app.runtime.build_lock.holder() is None
+    assert leftovers(app) == [] and app.services.build_lock.holder() is None
 
 
 def test_a_refused_upload_fails_with_the_apis_message_and_cleans_up(app, worker, fake_api):
@@ -68,8 +68,8 @@ def test_a_refused_upload_fails_with_the_apis_message_and_cleans_up(app, worker,
     result = run(app, app.actors.build_index)
     assert result["error"]["code"] == "upload_refused"
     assert "HTTP 413" in result["error"]["message"] and "answering 413 as told" in result["error"]["message"]
-    assert leftovers(app) == [] and app.runtime.build_lock.holder() is None
-    assert app.runtime.store.current() is None
+    assert leftovers(app) == [] and app.services.build_lock.holder() is None
+    assert app.services.store.current() is None
 
 
 def test_transient_upload_failures_are_retried(app, worker, fake_api):
@@ -80,7 +80,7 @@ def test_transient_upload_failures_are_retried(app, worker, fake_api):
 
 
 def test_without_a_token_the_build_stops_before_fetching(app, worker, fake_api, monkeypatch):
-    monkeypatch.setattr(app.runtime, "settings", app.settings.replace(api_token=None))
+    monkeypatch.setattr(app.services, "settings", app.settings.replace(api_token=None))
     fetched = []
     monkeypatch.setattr("recsys_workers.building.open_source", lambda *a: fetched.append(a))
     result = run(app, app.actors.build_index)
@@ -97,7 +97,7 @@ def test_an_unexpected_build_crash_is_reported(app, worker, monkeypatch):
     result = run(app, app.actors.build_index)
     assert result["error"]["code"] == "internal"
     assert "MemoryError" in result["error"]["message"]
-    assert app.runtime.build_lock.holder() is None
+    assert app.services.build_lock.holder() is None
 
 
 def test_build_index_is_never_retried_and_has_the_build_time_limit(app):
@@ -110,11 +110,11 @@ def test_build_index_is_never_retried_and_has_the_build_time_limit(app):
 def test_a_redelivered_copy_waits_for_the_running_build_and_returns_its_result(app, fake_api, caplog):
     # Given the build of message M running elsewhere (it holds the lock for M)
     message = app.actors.build_index.message()
-    lock = BuildLock(app.runtime.kv, app.settings.build_lock_ttl)
+    lock = BuildLock(app.services.kv, app.settings.build_lock_ttl)
     token = lock.acquire(host="elsewhere", message_id=message.message_id)
     # When a redelivered copy of M runs here
     results = []
-    copy = threading.Thread(target=lambda: results.append(run_build(app.runtime, message, app.results)))
+    copy = threading.Thread(target=lambda: results.append(run_build(app.services, message, app.results)))
     with caplog.at_level(logging.WARNING, logger="recsys_workers"):
         copy.start()
         deadline = time.monotonic() + 30
@@ -134,9 +134,9 @@ def test_a_redelivered_copy_waits_for_the_running_build_and_returns_its_result(a
 
 def test_a_redelivered_copy_builds_when_the_original_died(app, fake_api):
     message = app.actors.build_index.message()
-    lock = BuildLock(app.runtime.kv, app.settings.build_lock_ttl)
+    lock = BuildLock(app.services.kv, app.settings.build_lock_ttl)
     token = lock.acquire(host="dead", message_id=message.message_id)
     lock.release(token)  # as if it expired: the original died without a result
-    result = run_build(app.runtime, message, app.results)
+    result = run_build(app.services, message, app.results)
     assert result["engine"]["generation"] == 1
     assert fake_api.uploads == 1

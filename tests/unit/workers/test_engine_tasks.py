@@ -26,8 +26,8 @@ def test_a_plain_task_prepares_no_engine(app, worker):
 
     # When it runs, then no engine was prepared and the store was never opened
     assert "no engine was prepared" in run(app, plain)
-    assert app.runtime.loaded() is None
-    assert "store" not in app.runtime._made
+    assert app.services.loaded() is None
+    assert not app.services.store_opened
 
 
 def test_an_engine_task_pulls_the_apis_engine_when_the_machine_has_none(app, worker, fake_api, archives):
@@ -56,7 +56,7 @@ def test_an_engine_task_serves_the_machines_engine_and_asks_for_a_catch_up(app, 
     result = run(app, app.actors.recommend, dict(QUERY, min_generation=2))
     # Then it is answered by generation 1 now, and a catch-up is requested
     assert result["engine"]["generation"] == 1
-    assert app.runtime.catch_up_requested.is_set()
+    assert app.services.catch_up_requested.is_set()
     assert fake_api.downloads == 1
 
 
@@ -140,6 +140,6 @@ def test_a_time_limit_striking_while_the_engine_is_pulled_is_a_timeout_result(ap
     def interrupted(*args, **kwargs):
         raise TimeLimitExceeded()
 
-    monkeypatch.setattr(app.runtime.sync, "pull_current", interrupted)
+    monkeypatch.setattr(app.services.rollout, "pull_current", interrupted)
     result = run(app, app.actors.recommend, QUERY)
     assert result["error"]["code"] == "timeout"

@@ -10,7 +10,7 @@ import dramatiq
 
 from recsys.cluster import Heartbeats
 from recsys.kv import MemoryKV
-from recsys_workers.background import HeartbeatThread
+from recsys_workers.periodic import HeartbeatThread
 from tests.unit.workers.conftest import make_app
 
 
@@ -25,20 +25,20 @@ def wait_for(condition, timeout=30.0):
 
 
 def test_a_heartbeat_reports_the_loaded_engine(app, fake_api, archives):
-    thread = HeartbeatThread(app.runtime, ["recsys.requests"])
+    thread = HeartbeatThread(app.services, ["recsys.requests"])
     thread.tick()
-    [beat] = Heartbeats(app.runtime.kv, 1).live()
+    [beat] = Heartbeats(app.services.kv, 1).live()
     assert beat["pid"] == os.getpid() and beat["queues"] == ["recsys.requests"]
     assert beat["generation"] is None and beat["version"] is None
     stored = fake_api.publish(archives())
-    app.runtime.sync.pull_current()
-    app.runtime.refresh()
+    app.services.rollout.pull_current()
+    app.services.rollout.refresh()
     thread.tick()
-    [beat] = Heartbeats(app.runtime.kv, 1).live()
+    [beat] = Heartbeats(app.services.kv, 1).live()
     assert (beat["generation"], beat["version"], beat["engine"]) == (1, stored.version, "stub")
     assert beat["data_dir"] == str(app.settings.data_dir)
     thread.stop()
-    assert Heartbeats(app.runtime.kv, 1).live() == []
+    assert Heartbeats(app.services.kv, 1).live() == []
 
 
 def test_a_booted_worker_beats_catches_up_and_forgets_itself_on_shutdown(settings, fake_api, archives):
@@ -68,7 +68,7 @@ def test_a_catch_up_request_wakes_the_thread(settings, fake_api, archives):
     try:
         wait_for(lambda: Heartbeats(kv, 1).live())
         fake_api.publish(archives())
-        app.runtime.request_catch_up()
+        app.services.request_catch_up()
         wait_for(lambda: [b for b in Heartbeats(kv, 1).live() if b.get("generation") == 1])
     finally:
         worker.stop()

@@ -17,37 +17,37 @@ def build_messages(app):
 
 def test_two_schedulers_sending_one_tick_give_one_build(app):
     # Two schedulers in different time zones send the same tick
-    first = handle_tick(app.runtime, app.actors.build_index, "2026-03-01T03:00:00+00:00")
-    second = handle_tick(app.runtime, app.actors.build_index, "2026-03-01T04:00:00.400000+01:00")
+    first = handle_tick(app.services, app.actors.build_index, "2026-03-01T03:00:00+00:00")
+    second = handle_tick(app.services, app.actors.build_index, "2026-03-01T04:00:00.400000+01:00")
     assert first is not None and second is None
     assert build_messages(app) == 1
-    assert app.runtime.build_lock.queued() == first
+    assert app.services.build_lock.queued() == first
 
 
 def test_a_tick_while_a_build_runs_is_skipped(app):
-    BuildLock(app.runtime.kv, 60).acquire(host="builder", message_id="running")
-    assert handle_tick(app.runtime, app.actors.build_index, "2026-03-01T03:00:00+00:00") is None
+    BuildLock(app.services.kv, 60).acquire(host="builder", message_id="running")
+    assert handle_tick(app.services, app.actors.build_index, "2026-03-01T03:00:00+00:00") is None
     assert build_messages(app) == 0
 
 
 def test_a_tick_while_a_build_is_queued_is_skipped(app):
-    app.runtime.build_lock.mark_queued("sent-by-the-api")
-    assert handle_tick(app.runtime, app.actors.build_index, "2026-03-01T03:00:00+00:00") is None
+    app.services.build_lock.mark_queued("sent-by-the-api")
+    assert handle_tick(app.services, app.actors.build_index, "2026-03-01T03:00:00+00:00") is None
     assert build_messages(app) == 0
 
 
 def test_each_tick_can_build(app, worker, fake_api):
     # The next tick, once the first tick's build is done, builds again
-    assert handle_tick(app.runtime, app.actors.build_index, "2026-03-01T03:00:00+00:00")
+    assert handle_tick(app.services, app.actors.build_index, "2026-03-01T03:00:00+00:00")
     app.broker.join(app.settings.build_queue, timeout=30_000)
-    assert handle_tick(app.runtime, app.actors.build_index, "2026-03-01T03:01:00+00:00")
+    assert handle_tick(app.services, app.actors.build_index, "2026-03-01T03:01:00+00:00")
     app.broker.join(app.settings.build_queue, timeout=30_000)
     assert fake_api.uploads == 2
 
 
 def test_a_scheduled_build_is_recorded_as_a_task(app):
-    sent = handle_tick(app.runtime, app.actors.build_index, "2026-03-01T03:00:00+00:00")
-    record = app.runtime.kv.get(f"recsys:task:{sent}")
+    sent = handle_tick(app.services, app.actors.build_index, "2026-03-01T03:00:00+00:00")
+    record = app.services.kv.get(f"recsys:task:{sent}")
     assert record is not None and '"build_index"' in record
 
 

@@ -1,16 +1,18 @@
-"""The two background threads of a worker process: heartbeat and catch-up.
+"""The two periodic threads of a worker process: heartbeat and catch-up.
 
 * :class:`HeartbeatThread` records this process in Redis every
   ``RECSYS_HEARTBEAT_INTERVAL`` seconds (host, pid, queues, the engine it has loaded,
   data dir; the record expires after three intervals), and at once when
-  :meth:`Runtime.request_heartbeat` is called (after an engine swap). On shutdown it
-  deletes the record.
-* :class:`CatchUpThread` asks the API for its current engine at start, every
+  :meth:`WorkerServices.request_heartbeat` is called (after an engine swap). On
+  shutdown it deletes the record.
+* :class:`CatchUpThread` runs :meth:`Rollout.catch_up
+  <recsys_workers.rollout.Rollout.catch_up>` at start, every
   ``RECSYS_CATCHUP_INTERVAL`` seconds, and at once when
-  :meth:`Runtime.request_catch_up` is called (after each bind of the broadcast
-  queue, or when a task saw a newer generation); it follows it if newer than the
-  machine's and loads the machine's engine into this process. A worker that was
-  down or cut off during a rollout thus converges by itself.
+  :meth:`WorkerServices.request_catch_up` is called (after each bind of the broadcast
+  queue, or when a task saw a newer generation): it asks the API for its current
+  engine, follows it if newer than the machine's and loads the machine's engine into
+  this process. A worker that was down or cut off during a rollout thus converges by
+  itself.
 
 Both log a failure once when it starts and once when it ends, not every interval.
 """
@@ -22,10 +24,9 @@ import threading
 
 from recsys.cluster import WorkerInfo
 from recsys.errors import RecsysError
-from recsys_workers.runtime import Runtime
-from recsys_workers.sync import Followed, InvalidTarget, Target
+from recsys_workers.services import WorkerServices
 
-__all__ = ["CatchUpThread", "HeartbeatThread", "catch_up"]
+__all__ = ["CatchUpThread", "HeartbeatThread"]
 
 logger = logging.getLogger(__name__)
 
@@ -76,58 +77,33 @@ class _Periodic(threading.Thread):
 class HeartbeatThread(_Periodic):
     """Writes this process's :class:`~recsys.cluster.WorkerInfo`."""
 
-    def __init__(self, runtime: Runtime, queues: list[str]) -> None:
-        super().__init__("heartbeat", runtime.settings.heartbeat_interval, runtime.heartbeat_requested)
-        self.runtime = runtime
-        self.info = WorkerInfo(queues=sorted(queues), data_dir=str(runtime.data_dir))
+    def __init__(self, services: WorkerServices, queues: list[str]) -> None:
+        super().__init__("heartbeat", services.settings.heartbeat_interval, services.heartbeat_requested)
+        self.services = services
+        self.info = WorkerInfo(queues=sorted(queues), data_dir=str(services.settings.data_dir))
 
     def tick(self) -> None:
-        loaded = self.runtime.loaded()
+        loaded = self.services.loaded()
         if loaded is not None:
             self.info.generation = loaded.generation
             self.info.version = loaded.version
             self.info.engine = loaded.manifest.engine
-        self.runtime.heartbeats.beat(self.info)
+        self.services.heartbeats.beat(self.info)
 
     def stop(self, timeout: float = 5.0) -> None:
         super().stop(timeout)
         try:
-            self.runtime.heartbeats.forget(self.info)
+            self.services.heartbeats.forget(self.info)
         except RecsysError as exc:
             logger.warning("could not delete this worker's heartbeat (it expires by itself): %s", exc)
 
 
-def catch_up(runtime: Runtime) -> Followed | None:
-    """Follow the API's current engine if it is newer than the machine's, then load the
-    machine's engine into this process. Returns what following did (None: the API
-    has no engine yet). Raises RecsysError when the API cannot be asked or the
-    download fails; the engine in service stays."""
-    followed = None
-    problem: RecsysError | None = None
-    try:
-        data = runtime.api.current()
-        if data is not None:
-            target = Target.from_api(data)
-            followed, _ = runtime.sync.follow(target)
-            if followed is not Followed.IGNORED:
-                logger.info("catch-up: %s %s", followed.value, target.describe())
-    except InvalidTarget as exc:
-        problem = RecsysError(f"the API's answer to GET /v1/engine cannot be followed: {exc}")
-    except RecsysError as exc:
-        problem = exc
-    # Whatever the API said, serve the newest engine this machine has.
-    runtime.refresh()
-    if problem is not None:
-        raise problem
-    return followed
-
-
 class CatchUpThread(_Periodic):
-    """Runs :func:`catch_up` periodically and on request."""
+    """Runs :meth:`Rollout.catch_up <recsys_workers.rollout.Rollout.catch_up>` periodically and on request."""
 
-    def __init__(self, runtime: Runtime) -> None:
-        super().__init__("catch-up", runtime.settings.catchup_interval, runtime.catch_up_requested)
-        self.runtime = runtime
+    def __init__(self, services: WorkerServices) -> None:
+        super().__init__("catch-up", services.settings.catchup_interval, services.catch_up_requested)
+        self.services = services
 
     def tick(self) -> None:
-        catch_up(self.runtime)
+        self.services.rollout.catch_up()

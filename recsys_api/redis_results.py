@@ -1,12 +1,13 @@
 """The result backend the API waits on in a deployment: Dramatiq's RedisBackend.
 
 (The embedded mode injects the workers' in-memory backend,
-:class:`recsys_workers.results.MemoryResultBackend`, into ``create_app``.)
+:class:`recsys_workers.memory_results.MemoryResultBackend`, into ``create_app``.)
 
-* :func:`redis_backend` builds a ``RedisBackend`` on a client with bounded connect
-  timeouts and a single immediate retry: a request fails fast (503) while Redis is
-  down, and the first request after Redis returns reconnects by itself. Waits block
-  in Redis (no polling) with whole-second granularity.
+* :func:`redis_backend` builds a ``RedisBackend`` on the project's one Redis client
+  (:func:`recsys.kv.redis_client`: bounded timeouts, a single immediate retry): a
+  request fails fast (503) while Redis is down, and the first request after Redis
+  returns reconnects by itself. Waits block in Redis (no polling) with whole-second
+  granularity.
 * ``take_result`` (:class:`TakingRedisBackend`) is the wait of a request answered
   within its own HTTP call: its task id is never shown, so nobody can ask for that
   result again, and the wait *pops* it (``BRPOP``, one round trip) instead of leaving
@@ -24,32 +25,14 @@ from typing import Any
 from dramatiq.results import ResultBackend, ResultTimeout
 from dramatiq.results.backends import RedisBackend
 
-__all__ = ["TakingRedisBackend", "redis_backend", "redis_client"]
+from recsys.kv import READ_MARGIN, redis_client
 
-#: Seconds to open a connection to Redis before giving up.
-CONNECT_TIMEOUT = 2.0
-#: Seconds added to the longest blocking wait for the socket's read timeout.
-READ_MARGIN = 5.0
-
-
-def redis_client(url: str, *, read_timeout: float) -> Any:
-    """A redis-py client that fails fast: bounded connect/read timeouts, one immediate
-    retry (enough to replace a pooled connection that died with a Redis restart)."""
-    import redis
-    from redis.backoff import NoBackoff
-    from redis.retry import Retry
-
-    return redis.Redis.from_url(
-        url,
-        socket_connect_timeout=CONNECT_TIMEOUT,
-        socket_timeout=read_timeout,
-        retry=Retry(NoBackoff(), 1),
-    )
+__all__ = ["TakingRedisBackend", "redis_backend"]
 
 
 def redis_backend(url: str, *, longest_wait: float) -> ResultBackend:
-    """Dramatiq's RedisBackend on :func:`redis_client`; ``longest_wait`` (seconds) is
-    the longest blocking wait the API makes (its request timeout)."""
+    """Dramatiq's RedisBackend on :func:`recsys.kv.redis_client`; ``longest_wait``
+    (seconds) is the longest blocking wait the API makes (its request timeout)."""
     backend: ResultBackend = TakingRedisBackend(client=redis_client(url, read_timeout=longest_wait + READ_MARGIN))
     return backend
 
