@@ -20,9 +20,9 @@ from dramatiq.results import Results
 
 from recsys import protocol
 from recsys.archive import Limits, pack
+from recsys.cluster import BuildLock, TaskRecords
 from recsys.config import Settings
 from recsys.engine import EngineMetadata
-from recsys.cluster import BuildLock, TaskRecords
 from recsys.kv import MemoryKV
 from recsys_api import startup
 from recsys_api.app import create_app
