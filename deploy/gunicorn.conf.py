@@ -27,7 +27,9 @@ _settings = Settings.from_env()
 
 wsgi_app = "recsys_api.wsgi:app"
 bind = ["0.0.0.0:8000"]
-worker_class = "gthread"
+# gthread, whose listening sockets close as soon as the master is gone (so a restarted
+# master binds at once while orphaned workers finish their requests).
+worker_class = "recsys_api.gunicorn_worker.ThreadWorker"
 workers = 2
 threads = 16
 # gthread workers heartbeat from their main loop, so a long wait does not trip this;

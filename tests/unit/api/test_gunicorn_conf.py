@@ -25,7 +25,7 @@ def load(monkeypatch, **env):
 def test_defaults_are_gthread_2_by_16_on_every_interface(monkeypatch):
     conf = load(monkeypatch)
 
-    assert conf["worker_class"] == "gthread"
+    assert conf["worker_class"] == "recsys_api.gunicorn_worker.ThreadWorker"
     assert (conf["workers"], conf["threads"]) == (2, 16)
     assert conf["bind"] == ["0.0.0.0:8000"]
     assert conf["preload_app"] is False
@@ -51,7 +51,7 @@ def test_gunicorn_cmd_args_override_the_file(monkeypatch):
     assert config.bind == ["127.0.0.1:9000"]
     assert config.threads == 4
     assert config.workers == 2
-    assert config.worker_class_str == "gthread"
+    assert config.worker_class_str == "recsys_api.gunicorn_worker.ThreadWorker"
 
 
 def test_metrics_hooks_empty_the_folder_at_start_and_drop_dead_workers(monkeypatch, tmp_path):
