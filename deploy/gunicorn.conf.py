@@ -7,6 +7,9 @@
 * Timeouts follow RECSYS_REQUEST_TIMEOUT: a graceful stop lets in-flight waits finish.
 * Logs go to the standard streams (gunicorn's own log on stderr; no access log by
   default, as it costs CPU on every request: add ``--access-logfile -`` to enable it).
+* The start-engine step (install RECSYS_START_ENGINE, or send the first build of a
+  fresh stack) runs once, in the master, before any worker is forked (``when_ready``);
+  a bad start archive stops gunicorn with a one-line error.
 * Prometheus: when PROMETHEUS_MULTIPROC_DIR is set, the folder is emptied at start and
   a dead worker's live gauges are removed, so /metrics sums every worker process.
 
@@ -24,7 +27,9 @@ _settings = Settings.from_env()
 
 wsgi_app = "recsys_api.wsgi:app"
 bind = ["0.0.0.0:8000"]
-worker_class = "gthread"
+# gthread, whose listening sockets close as soon as the master is gone (so a restarted
+# master binds at once while orphaned workers finish their requests).
+worker_class = "recsys_api.gunicorn_worker.ThreadWorker"
 workers = 2
 threads = 16
 # gthread workers heartbeat from their main loop, so a long wait does not trip this;
@@ -51,6 +56,21 @@ def on_starting(server):
         os.makedirs(folder, exist_ok=True)
         for path in glob.glob(os.path.join(folder, "*.db")):
             os.remove(path)
+
+
+def when_ready(server):
+    """The start-engine step, once per deployment (recsys_api.startup.run_start_step)."""
+    from recsys.errors import RecsysError
+    from recsys_api.app import configure_logging
+    from recsys_api.startup import run_start_step
+
+    configure_logging(_settings.log_level)
+    try:
+        outcome = run_start_step(_settings)
+    except RecsysError as exc:
+        # gunicorn prints a RuntimeError as one "Error: ..." line and exits with status 1.
+        raise RuntimeError(f"the API cannot start: {exc.message}") from exc
+    server.log.info("start-engine step: %s", outcome)
 
 
 def child_exit(server, worker):

@@ -27,7 +27,7 @@ from recsys.config import Settings
 from recsys.errors import ConfigError
 from recsys.kv import KV
 from recsys.registry import EngineRecord, Registry
-from recsys_api import errors, startup
+from recsys_api import errors
 from recsys_api.archive_store import ArchiveStore
 from recsys_api.auth import RequireToken
 from recsys_api.broadcast import Broadcaster, PikaBroadcaster
@@ -44,7 +44,7 @@ from recsys_api.resources.tasks import Task
 from recsys_api.resources.workers import Workers
 from recsys_api.tasks import TaskClient
 
-__all__ = ["create_app", "get_app"]
+__all__ = ["configure_logging", "create_app", "get_app", "require_broker"]
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +59,6 @@ def create_app(
     broadcaster: Broadcaster,
     registry_records: Sequence[EngineRecord] | None = None,
     broker_check: Callable[[], Any] | None = None,
-    start_engine: bool = True,
 ) -> falcon.App[falcon.Request, falcon.Response]:
     """Build the app on the given dependencies.
 
@@ -67,8 +66,12 @@ def create_app(
     mode and tests) and ``result_backend`` where the workers store results.
     ``registry_records`` default to the installed engine entry points (not imported).
     ``broker_check`` is the /ready probe of the broker (default: none needed, as for a
-    StubBroker). With ``start_engine``, the start-engine step runs now
-    (:mod:`recsys_api.startup`).
+    StubBroker).
+
+    Creating the app has no side effect (no message sent, nothing installed): the
+    start-engine step runs once per deployment, in gunicorn's master
+    (:func:`recsys_api.startup.run_start_step`, from ``deploy/gunicorn.conf.py``), and
+    once in ``recsys serve``.
     """
     broker.declare_queue(settings.request_queue)
     broker.declare_queue(settings.build_queue)
@@ -101,9 +104,6 @@ def create_app(
     app.add_route("/v1/workers", Workers(archive_store, Heartbeats(kv, settings.heartbeat_interval),
                                          settings.request_queue))
     app.add_route("/v1/engines", Engines(registry_records, settings.engine))
-
-    if start_engine:
-        startup.start_engine(archive_store, builds, broadcaster, settings.start_engine)
     return app
 
 
@@ -116,24 +116,30 @@ def get_app(settings: Settings | None = None) -> falcon.App[falcon.Request, falc
     from recsys_api import services
 
     settings = settings if settings is not None else Settings.from_env()
-    _configure_logging(settings.log_level)
+    configure_logging(settings.log_level)
+    broker_url = require_broker(settings)
+    return create_app(
+        settings,
+        broker=services.rabbitmq_broker(broker_url),
+        result_backend=redis_backend(settings.results_url, longest_wait=settings.request_timeout),
+        kv=services.redis_kv(settings.results_url),
+        archive_store=services.open_archive_store(settings),
+        broadcaster=PikaBroadcaster(broker_url, settings.broadcast_exchange),
+        broker_check=services.rabbitmq_check(broker_url),
+    )
+
+
+def require_broker(settings: Settings) -> str:
+    """``RECSYS_BROKER_URL``; a ConfigError when it is not set (gunicorn needs RabbitMQ)."""
     if settings.broker_url is None:
         raise ConfigError(
             "RECSYS_BROKER_URL is not set: the API served by gunicorn needs RabbitMQ and Redis "
             "(RECSYS_BROKER_URL, RECSYS_RESULTS_URL); for the one-process embedded mode run 'recsys serve'"
         )
-    return create_app(
-        settings,
-        broker=services.rabbitmq_broker(settings.broker_url),
-        result_backend=redis_backend(settings.results_url, longest_wait=settings.request_timeout),
-        kv=services.redis_kv(settings.results_url),
-        archive_store=services.open_archive_store(settings),
-        broadcaster=PikaBroadcaster(settings.broker_url, settings.broadcast_exchange),
-        broker_check=services.rabbitmq_check(settings.broker_url),
-    )
+    return settings.broker_url
 
 
-def _configure_logging(level: str) -> None:
+def configure_logging(level: str) -> None:
     """Log to stderr with the process id (gunicorn runs several), unless already set up."""
     root = logging.getLogger()
     if not root.handlers:

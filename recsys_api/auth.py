@@ -17,13 +17,17 @@ import falcon
 
 from recsys_api.errors import ApiError
 
-__all__ = ["RequireToken"]
+__all__ = ["RequireToken", "token_required"]
 
 CHALLENGE = 'Bearer realm="recsys"'
 
 
 class RequireToken:
-    """A Falcon ``before`` hook: ``@falcon.before(RequireToken(settings.api_token))``."""
+    """The token check of one app (its ``RECSYS_API_TOKEN``), callable as a Falcon hook.
+
+    Resources hold it as ``self.require_token`` and decorate the responders that need
+    it with ``@falcon.before(token_required)``.
+    """
 
     def __init__(self, token: str | None) -> None:
         self._token = token.encode() if token else None
@@ -47,3 +51,11 @@ class RequireToken:
                 401, "Unauthorized", "the bearer token is wrong: use the API's RECSYS_API_TOKEN",
                 headers={"WWW-Authenticate": f'{CHALLENGE}, error="invalid_token"'},
             )
+
+
+def token_required(req: falcon.Request, resp: falcon.Response, resource: Any, params: dict[str, Any]) -> None:
+    """Falcon ``before`` hook: runs the resource's :class:`RequireToken` (``resource.require_token``)."""
+    check = getattr(resource, "require_token", None)
+    if not isinstance(check, RequireToken):
+        raise TypeError(f"{type(resource).__name__} uses @falcon.before(token_required) without a require_token")
+    check(req, resp, resource, params)

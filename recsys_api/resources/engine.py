@@ -10,7 +10,7 @@ import falcon
 
 from recsys import protocol
 from recsys_api.archive_store import ArchiveStore, StoredArchive
-from recsys_api.auth import RequireToken
+from recsys_api.auth import RequireToken, token_required
 from recsys_api.broadcast import Broadcaster
 from recsys_api.builds import BuildStarter
 from recsys_api.errors import ApiError
@@ -68,8 +68,8 @@ class EngineArchive:
         resp.downloadable_as = f"recsys-engine-{archive.version}.zip"
         resp.set_stream(stream, archive.size)
 
+    @falcon.before(token_required)
     def on_put(self, req: falcon.Request, resp: falcon.Response) -> None:
-        self.require_token(req, resp, self, {})
         media_type = (req.content_type or "").split(";", 1)[0].strip().lower()
         if media_type not in ARCHIVE_TYPES:
             raise ApiError(
@@ -97,8 +97,8 @@ class Rollback:
         self.broadcaster = broadcaster
         self.require_token = require_token
 
+    @falcon.before(token_required)
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        self.require_token(req, resp, self, {})
         current = self.store.rollback()
         self.broadcaster.publish(current)
         _archive_headers(resp, current)
@@ -110,6 +110,6 @@ class Builds:
         self.builds = builds
         self.require_token = require_token
 
+    @falcon.before(token_required)
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        self.require_token(req, resp, self, {})
         accepted(resp, self.builds.start())

@@ -20,8 +20,9 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 class Api(Process):
     """``gunicorn -c deploy/gunicorn.conf.py recsys_api.wsgi:app``, bound by GUNICORN_CMD_ARGS."""
 
-    def __init__(self, folder: Path, env: dict[str, str], *, workers: int = 2, threads: int = 8) -> None:
-        self.port = free_port()
+    def __init__(self, folder: Path, env: dict[str, str], *, workers: int = 2, threads: int = 8,
+                 port: int | None = None) -> None:
+        self.port = port if port is not None else free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.metrics_dir = folder / "prometheus"
         env = dict(env, GUNICORN_CMD_ARGS=f"--bind 127.0.0.1:{self.port} --workers {workers} --threads {threads}",

@@ -20,11 +20,15 @@ from dramatiq.results import Results
 
 from recsys import protocol
 from recsys.archive import Limits, pack
+from recsys.cluster import BuildLock, TaskRecords
 from recsys.config import Settings
 from recsys.engine import EngineMetadata
 from recsys.kv import MemoryKV
+from recsys_api import startup
 from recsys_api.app import create_app
 from recsys_api.archive_store import DiskArchiveStore, StoredArchive
+from recsys_api.builds import BuildStarter
+from recsys_api.tasks import TaskClient
 from recsys_workers.memory_results import MemoryResultBackend
 
 TOKEN = "s3cret-token"
@@ -153,10 +157,21 @@ def build_harness(
     _register_actors(h)
     if create:
         h.app = create_app(settings, broker=stub, result_backend=backend, kv=h.kv, archive_store=store,
-                           broadcaster=h.broadcaster, registry_records=[], start_engine=run_start)
+                           broadcaster=h.broadcaster, registry_records=[])
+    if run_start:
+        run_start_step(h)
     if worker:
         h.start_worker()
     return h
+
+
+def run_start_step(h: Harness) -> str:
+    """The deployment's start-engine step on the harness's broker, KV and store (as
+    gunicorn's master runs it once, before its workers serve)."""
+    s = h.settings
+    tasks = TaskClient(h.broker, h.backend, TaskRecords(h.kv, s.result_ttl), result_ttl=s.result_ttl)
+    builds = BuildStarter(tasks, BuildLock(h.kv, s.build_lock_ttl), s.build_queue)
+    return startup.start_engine(h.store, builds, h.broadcaster, s.start_engine)
 
 
 def close_harness(h: Harness) -> None:

@@ -25,7 +25,7 @@ def load(monkeypatch, **env):
 def test_defaults_are_gthread_2_by_16_on_every_interface(monkeypatch):
     conf = load(monkeypatch)
 
-    assert conf["worker_class"] == "gthread"
+    assert conf["worker_class"] == "recsys_api.gunicorn_worker.ThreadWorker"
     assert (conf["workers"], conf["threads"]) == (2, 16)
     assert conf["bind"] == ["0.0.0.0:8000"]
     assert conf["preload_app"] is False
@@ -51,7 +51,7 @@ def test_gunicorn_cmd_args_override_the_file(monkeypatch):
     assert config.bind == ["127.0.0.1:9000"]
     assert config.threads == 4
     assert config.workers == 2
-    assert config.worker_class_str == "gthread"
+    assert config.worker_class_str == "recsys_api.gunicorn_worker.ThreadWorker"
 
 
 def test_metrics_hooks_empty_the_folder_at_start_and_drop_dead_workers(monkeypatch, tmp_path):
@@ -68,3 +68,26 @@ def test_metrics_hooks_empty_the_folder_at_start_and_drop_dead_workers(monkeypat
     (tmp_path / "counter_34.db").write_bytes(b"x")
     conf["child_exit"](None, SimpleNamespace(pid=34))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["counter_34.db", "keep.txt"]
+
+
+def test_the_start_step_runs_once_in_the_master_and_a_bad_start_archive_stops_gunicorn(monkeypatch, tmp_path):
+    from recsys.errors import ConfigError
+    from recsys_api import startup
+
+    conf = load(monkeypatch, RECSYS_BROKER_URL="amqp://guest:guest@127.0.0.1:5672/%2F")
+    server = SimpleNamespace(log=SimpleNamespace(info=lambda *args: calls.append(("log",) + args)))
+    calls: list[tuple[object, ...]] = []
+
+    # Given a start step that succeeds
+    monkeypatch.setattr(startup, "run_start_step", lambda settings: calls.append(("run", settings)) or "present")
+    conf["when_ready"](server)
+    assert [c[0] for c in calls] == ["run", "log"]
+    assert calls[1][-1] == "present"
+
+    # Given one that refuses the start archive: gunicorn gets a RuntimeError (its one-line "Error: ...")
+    def refuse(settings):
+        raise ConfigError("RECSYS_START_ENGINE='/x.zip' does not exist; fix the path or unset it")
+
+    monkeypatch.setattr(startup, "run_start_step", refuse)
+    with pytest.raises(RuntimeError, match="the API cannot start: RECSYS_START_ENGINE='/x.zip' does not exist"):
+        conf["when_ready"](server)

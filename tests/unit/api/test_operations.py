@@ -44,7 +44,7 @@ def test_ready_is_503_listing_every_failing_check(make_harness):
         raise Unavailable("RabbitMQ is unreachable (AMQPConnectionError: refused)")
 
     h.app = create_app(h.settings, broker=h.broker, result_backend=h.backend, kv=kv, archive_store=h.store,
-                       broadcaster=h.broadcaster, registry_records=[], broker_check=broker_down, start_engine=False)
+                       broadcaster=h.broadcaster, registry_records=[], broker_check=broker_down)
     kv.down = True
 
     response = h.client.simulate_get("/ready")

@@ -10,7 +10,7 @@ from recsys import protocol
 from recsys.errors import ConfigError
 from recsys_api.app import create_app
 
-from .conftest import AUTH
+from .conftest import AUTH, run_start_step
 from .test_engine import FlakyBroker
 
 
@@ -24,14 +24,32 @@ def test_an_empty_store_sends_one_build_at_start(make_harness):
     assert h.client.simulate_post("/v1/engine/builds", headers=AUTH).status_code == 409
 
 
-def test_several_api_processes_send_only_one_build(make_harness):
-    # Given the KV, broker and store that several gunicorn processes share
+def test_several_api_instances_send_only_one_build(make_harness):
+    # Given the KV, broker and store that several API instances share
     first = make_harness(worker=False, run_start=True)
-    for _ in range(3):
-        create_app(first.settings, broker=first.broker, result_backend=first.backend, kv=first.kv,
-                   archive_store=first.store, broadcaster=first.broadcaster, registry_records=[])
 
+    # When each of them runs its start step
+    outcomes = [run_start_step(first) for _ in range(3)]
+
+    # Then the first build is the only one sent
+    assert outcomes == ["build busy"] * 3
     assert len(first.queued(first.settings.build_queue)) == 1
+
+
+def test_creating_the_app_has_no_side_effect(make_harness, tmp_path):
+    # Given an empty store and a start archive
+    archive = make_harness(create=False, worker=False).archive()
+    h = make_harness(create=False, worker=False, start_engine=archive)
+
+    # When gunicorn's workers create their apps
+    for _ in range(3):
+        create_app(h.settings, broker=h.broker, result_backend=h.backend, kv=h.kv,
+                   archive_store=h.store, broadcaster=h.broadcaster, registry_records=[])
+
+    # Then nothing was installed, broadcast or sent
+    assert h.store.current() is None
+    assert h.broadcaster.published == []
+    assert h.queued(h.settings.build_queue) == []
 
 
 def test_a_start_engine_archive_is_installed_and_broadcast_and_no_build_is_sent(make_harness, tmp_path):

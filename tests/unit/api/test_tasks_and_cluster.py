@@ -137,7 +137,7 @@ def test_engines_lists_the_registry_records_without_loading_them(harness):
     records = stub_registry().records()
     app = create_app(harness.settings, broker=harness.broker, result_backend=harness.backend, kv=harness.kv,
                      archive_store=harness.store, broadcaster=harness.broadcaster, registry_records=records,
-                     start_engine=False)
+                     )
     body = falcon.testing.TestClient(app).simulate_get("/v1/engines").json
 
     assert body["default"] == harness.settings.engine
@@ -148,6 +148,6 @@ def test_engines_lists_the_registry_records_without_loading_them(harness):
 def test_engines_defaults_to_the_installed_entry_points(make_harness):
     h = make_harness(create=False)
     app = create_app(h.settings, broker=h.broker, result_backend=h.backend, kv=h.kv, archive_store=h.store,
-                     broadcaster=h.broadcaster, start_engine=False)
+                     broadcaster=h.broadcaster)
     names = [e["name"] for e in falcon.testing.TestClient(app).simulate_get("/v1/engines").json["engines"]]
     assert names == Registry.discover(load=False).names()

@@ -113,7 +113,7 @@ def test_results_unreachable_while_waiting_is_503_and_recovers(make_harness):
     h.broker.middleware[:] = [m for m in h.broker.middleware if not isinstance(m, Results)]
     h.broker.add_middleware(Results(backend=backend))
     app = create_app(h.settings, broker=h.broker, result_backend=backend, kv=h.kv, archive_store=h.store,
-                     broadcaster=h.broadcaster, registry_records=[], start_engine=False)
+                     broadcaster=h.broadcaster, registry_records=[])
     client = falcon.testing.TestClient(app)
     backend.down = True
     down = client.simulate_post("/v1/recommendations", json=BODY)
@@ -142,7 +142,7 @@ def test_real_clients_on_a_closed_port_fail_with_unavailable(make_harness):
     app = create_app(h.settings, broker=services.rabbitmq_broker(amqp),
                      result_backend=redis_backend(redis_url, longest_wait=1), kv=kv, archive_store=h.store,
                      broadcaster=h.broadcaster, registry_records=[], broker_check=services.rabbitmq_check(amqp),
-                     start_engine=False)
+                     )
     client = falcon.testing.TestClient(app)
 
     # Then requests get 503 naming the service they need
@@ -164,7 +164,7 @@ def test_a_real_broker_on_a_closed_port_is_503_naming_rabbitmq(make_harness):
     amqp = f"amqp://guest:guest@127.0.0.1:{free_port()}/%2F"
     h = make_harness(create=False, worker=False, broker_url=amqp)
     app = create_app(h.settings, broker=services.rabbitmq_broker(amqp), result_backend=h.backend, kv=h.kv,
-                     archive_store=h.store, broadcaster=h.broadcaster, registry_records=[], start_engine=False)
+                     archive_store=h.store, broadcaster=h.broadcaster, registry_records=[])
     response = falcon.testing.TestClient(app).simulate_post("/v1/recommendations", json=BODY)
 
     assert response.status_code == 503
