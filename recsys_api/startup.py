@@ -15,10 +15,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from recsys.errors import ConfigError, InvalidArchive, Unavailable
+from recsys.errors import BuildBusy, ConfigError, InvalidArchive, Unavailable
 from recsys_api.archive_store import ArchiveStore, StoredArchive
 from recsys_api.broadcast import Broadcaster
-from recsys_api.builds import BuildBusy, BuildStarter
+from recsys_api.builds import BuildStarter
 
 __all__ = ["start_engine"]
 

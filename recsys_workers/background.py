@@ -21,9 +21,9 @@ import logging
 import threading
 
 from recsys.cluster import WorkerInfo
-from recsys.errors import RecsysError
+from recsys.errors import InvalidTarget, RecsysError
 from recsys_workers.runtime import Runtime
-from recsys_workers.sync import Followed, InvalidTarget, Target
+from recsys_workers.sync import Followed, Target
 
 __all__ = ["CatchUpThread", "HeartbeatThread", "catch_up"]
 

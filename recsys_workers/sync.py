@@ -33,11 +33,11 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from recsys.errors import InvalidArchive, NoEngine
+from recsys.errors import InvalidArchive, InvalidTarget, NoEngine
 from recsys.store import EngineStore, Installed
 from recsys_workers.api_client import ApiClient
 
-__all__ = ["EngineSync", "Followed", "InvalidTarget", "Target"]
+__all__ = ["EngineSync", "Followed", "Target"]
 
 logger = logging.getLogger(__name__)
 
@@ -46,10 +46,6 @@ _VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 #: Seconds a process waits for another one of its machine to finish a download.
 DOWNLOAD_LOCK_TIMEOUT = 1800.0
-
-
-class InvalidTarget(ValueError):
-    """Raised for an announcement (broadcast or API answer) that cannot be followed."""
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ A generation not above the machine's is ignored. Otherwise one process per machi
 downloads, checks and installs the archive (:meth:`EngineSync.follow`; the others
 wait for the machine's download lock and find it installed), and every process then
 loads it. A failed download or check leaves the engine in service, and says why in
-the log; the catch-up thread tries again later.
+the log (:func:`recsys_workers.errors.attempt`); the catch-up thread tries again later.
 """
 
 from __future__ import annotations
@@ -20,12 +20,12 @@ from typing import Any
 
 import dramatiq
 from dramatiq import Broker
-from dramatiq.middleware.time_limit import TimeLimitExceeded
 
 from recsys import protocol
-from recsys.errors import RecsysError
+from recsys.errors import InvalidTarget, RecsysError
+from recsys_workers.errors import attempt
 from recsys_workers.runtime import Runtime
-from recsys_workers.sync import Followed, InvalidTarget, Target
+from recsys_workers.sync import Followed, Target
 
 __all__ = ["BROADCAST_PRIORITY", "BROADCAST_TIME_LIMIT", "declare_engine_updated", "handle_engine_updated"]
 
@@ -59,20 +59,12 @@ def handle_engine_updated(runtime: Runtime, generation: Any, version: Any, creat
     except InvalidTarget as exc:
         logger.error("engine_updated: ignoring a broadcast that cannot be followed: %s", exc)
         return
-    try:
-        followed, _ = runtime.sync.follow(target)
-    except RecsysError as exc:
-        logger.error("engine_updated %s: NOT installed: %s. This process keeps serving %s.",
-                     target.describe(), exc, _serving(runtime))
+    outcome = attempt(lambda: runtime.sync.follow(target), logger=logger, task=f"engine_updated {target.describe()}",
+                      what="the install", limit=f"{BROADCAST_TIME_LIMIT // 1000} s",
+                      consequence=f"; NOT installed: this process keeps serving {_serving(runtime)}")
+    if isinstance(outcome, RecsysError):
         return
-    except TimeLimitExceeded:
-        logger.error("engine_updated %s: NOT installed: it took longer than %d s. This process keeps serving %s.",
-                     target.describe(), BROADCAST_TIME_LIMIT // 1000, _serving(runtime))
-        return
-    except Exception:
-        logger.exception("engine_updated %s: NOT installed: unexpected failure. This process keeps serving %s.",
-                         target.describe(), _serving(runtime))
-        return
+    followed, _ = outcome
     logger.info("engine_updated %s: %s", target.describe(),
                 _DONE[followed].format(have=runtime.store.generation))
     try:

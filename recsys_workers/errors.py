@@ -1,0 +1,70 @@
+"""The workers' own error class, and how an actor turns any failure into a RecsysError.
+
+:class:`InvalidEngineOption` is in the tree of :mod:`recsys.errors`; it is also a
+dramatiq ``MiddlewareError``, the one kind of exception ``Broker.emit_before`` lets
+through (it logs and swallows the others), so a wrong actor declaration stops the
+worker at start.
+
+:func:`attempt` is the one ``try``/``except`` of the actors: a task's failure is a
+result, stored at once and never retried (``{"error": {"code", "message"}}``, see
+:func:`recsys.protocol.error_result`), or, for the broadcast, a line in the log.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TypeVar
+
+from dramatiq.middleware import MiddlewareError
+from dramatiq.middleware.time_limit import TimeLimitExceeded
+
+from recsys.errors import InternalError, RecsysError, TaskTimeout
+
+__all__ = ["InvalidEngineOption", "attempt"]
+
+T = TypeVar("T")
+
+
+class InvalidEngineOption(RecsysError, MiddlewareError):
+    """Raised when an actor is declared with an unknown ``engine`` option."""
+
+    def __init__(self, message: str) -> None:
+        # Not MiddlewareError's __init__: it keeps no args, and RecsysError's message reads them.
+        RecsysError.__init__(self, message)
+
+
+def attempt(
+    body: Callable[[], T],
+    *,
+    logger: logging.Logger,
+    task: str,
+    what: str,
+    limit: str,
+    level: int = logging.ERROR,
+    expected: tuple[type[RecsysError], ...] = (),
+    consequence: str = "",
+) -> T | RecsysError:
+    """Run a task's ``body``: its value, or the RecsysError that says why it failed, logged once.
+
+    * A RecsysError is returned as it is, logged at ``level`` (at INFO when it is one
+      of the ``expected`` ones: an answer, not a fault) as ``"<task> failed (<code>):
+      <message><consequence>"``.
+    * The actor's time limit (dramatiq's TimeLimitExceeded, which ``except Exception``
+      would miss) becomes :class:`~recsys.errors.TaskTimeout`, "<what> took longer than
+      <limit> and was stopped", logged at WARNING (or ``level`` when higher).
+    * Any other exception becomes :class:`~recsys.errors.InternalError` naming it,
+      logged with its traceback.
+    """
+    try:
+        return body()
+    except RecsysError as exc:
+        logger.log(logging.INFO if isinstance(exc, expected) else level,
+                   "%s failed (%s): %s%s", task, exc.code, exc.message, consequence)
+        return exc
+    except TimeLimitExceeded:
+        logger.log(max(level, logging.WARNING), "%s ran longer than %s and was stopped%s", task, limit, consequence)
+        return TaskTimeout(f"{what} took longer than {limit} and was stopped")
+    except Exception as exc:
+        logger.exception("%s failed unexpectedly%s", task, consequence)
+        return InternalError(f"{what} failed unexpectedly ({type(exc).__name__}: {exc}); see the worker's log")
