@@ -7,7 +7,7 @@ The hierarchy, with each class's ``code`` and HTTP ``status``::
 
     RecsysError                    internal             500  the base; a bare RecsysError is a server fault
      ├── InternalError             internal             500  an unexpected failure (logged with its traceback)
-     ├── InvalidEngineOption                                 (recsys_workers.errors) an actor declared with an
+     │    └── InvalidEngineOption                            (recsys_workers.errors) an actor declared with an
      │                                                       unknown ``engine`` option, at worker start; also a
      │                                                       dramatiq MiddlewareError, which the broker lets through
      ├── ConfigError               config               500  a RECSYS_ setting is missing or malformed

@@ -1,6 +1,6 @@
 """The workers' own error class, and how an actor turns any failure into a RecsysError.
 
-:class:`InvalidEngineOption` is in the tree of :mod:`recsys.errors`; it is also a
+:class:`InvalidEngineOption` is in the tree of :mod:`recsys.errors` (an InternalError); it is also a
 dramatiq ``MiddlewareError``, the one kind of exception ``Broker.emit_before`` lets
 through (it logs and swallows the others), so a wrong actor declaration stops the
 worker at start.
@@ -26,12 +26,13 @@ __all__ = ["InvalidEngineOption", "attempt"]
 T = TypeVar("T")
 
 
-class InvalidEngineOption(RecsysError, MiddlewareError):
-    """Raised when an actor is declared with an unknown ``engine`` option."""
+class InvalidEngineOption(InternalError, MiddlewareError):
+    """Raised when an actor is declared with an unknown ``engine`` option (a bug of the
+    worker's code: code ``internal``)."""
 
     def __init__(self, message: str) -> None:
         # Not MiddlewareError's __init__: it keeps no args, and RecsysError's message reads them.
-        RecsysError.__init__(self, message)
+        InternalError.__init__(self, message)
 
 
 def attempt(
