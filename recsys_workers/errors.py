@@ -39,7 +39,7 @@ def attempt(
     body: Callable[[], T],
     *,
     logger: logging.Logger,
-    task: str,
+    failed: str,
     what: str,
     limit: str,
     level: int = logging.ERROR,
@@ -48,9 +48,11 @@ def attempt(
 ) -> T | RecsysError:
     """Run a task's ``body``: its value, or the RecsysError that says why it failed, logged once.
 
+    Every log line starts with ``failed`` (``"recommend failed"``) and ends with
+    ``consequence`` (``"; the engine in service is unchanged"``):
+
     * A RecsysError is returned as it is, logged at ``level`` (at INFO when it is one
-      of the ``expected`` ones: an answer, not a fault) as ``"<task> failed (<code>):
-      <message><consequence>"``.
+      of the ``expected`` ones: an answer, not a fault): ``"<failed> (<code>): <message>"``.
     * The actor's time limit (dramatiq's TimeLimitExceeded, which ``except Exception``
       would miss) becomes :class:`~recsys.errors.TaskTimeout`, "<what> took longer than
       <limit> and was stopped", logged at WARNING (or ``level`` when higher).
@@ -61,11 +63,12 @@ def attempt(
         return body()
     except RecsysError as exc:
         logger.log(logging.INFO if isinstance(exc, expected) else level,
-                   "%s failed (%s): %s%s", task, exc.code, exc.message, consequence)
+                   "%s (%s): %s%s", failed, exc.code, exc.message, consequence)
         return exc
     except TimeLimitExceeded:
-        logger.log(max(level, logging.WARNING), "%s ran longer than %s and was stopped%s", task, limit, consequence)
+        logger.log(max(level, logging.WARNING), "%s: it ran longer than %s and was stopped%s",
+                   failed, limit, consequence)
         return TaskTimeout(f"{what} took longer than {limit} and was stopped")
     except Exception as exc:
-        logger.exception("%s failed unexpectedly%s", task, consequence)
+        logger.exception("%s: unexpected %s: %s%s", failed, type(exc).__name__, exc, consequence)
         return InternalError(f"{what} failed unexpectedly ({type(exc).__name__}: {exc}); see the worker's log")

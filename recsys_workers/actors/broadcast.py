@@ -59,9 +59,10 @@ def handle_engine_updated(runtime: Runtime, generation: Any, version: Any, creat
     except InvalidTarget as exc:
         logger.error("engine_updated: ignoring a broadcast that cannot be followed: %s", exc)
         return
-    outcome = attempt(lambda: runtime.sync.follow(target), logger=logger, task=f"engine_updated {target.describe()}",
-                      what="the install", limit=f"{BROADCAST_TIME_LIMIT // 1000} s",
-                      consequence=f"; NOT installed: this process keeps serving {_serving(runtime)}")
+    outcome = attempt(lambda: runtime.sync.follow(target), logger=logger,
+                      failed=f"engine_updated {target.describe()}: NOT installed", what="the install",
+                      limit=f"{BROADCAST_TIME_LIMIT // 1000} s",
+                      consequence=f". This process keeps serving {_serving(runtime)}.")
     if isinstance(outcome, RecsysError):
         return
     followed, _ = outcome

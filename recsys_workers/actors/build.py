@@ -44,7 +44,7 @@ def declare_build_index(broker: Broker, runtime: Runtime) -> dramatiq.Actor[Any,
             message = dramatiq.Message(queue_name=runtime.settings.build_queue, actor_name=protocol.BUILD_ACTOR,
                                        args=(), kwargs={}, options={}, message_id=str(uuid.uuid4()))
         outcome = attempt(lambda: run_build(runtime, message, _results_of(broker)), logger=logger,
-                          task=f"build {message.message_id}", what="the build",
+                          failed=f"build {message.message_id} failed", what="the build",
                           limit=f"{limit} s (RECSYS_BUILD_TIME_LIMIT)", expected=(BuildLockHeld,),
                           consequence="; the engine in service is unchanged")
         return protocol.error_result(outcome) if isinstance(outcome, RecsysError) else outcome

@@ -63,7 +63,7 @@ def declare_recommend(broker: Broker, settings: Settings) -> dramatiq.Actor[Any,
     timeout = settings.request_timeout
 
     def recommend(request: Any) -> dict[str, Any]:
-        outcome = attempt(lambda: recommend_body(request), logger=logger, task="recommend",
+        outcome = attempt(lambda: recommend_body(request), logger=logger, failed="recommend failed",
                           what="the recommendation", limit=f"{timeout} s (RECSYS_REQUEST_TIMEOUT)",
                           level=logging.INFO)
         return protocol.error_result(outcome) if isinstance(outcome, RecsysError) else outcome

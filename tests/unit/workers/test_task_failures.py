@@ -14,7 +14,7 @@ from recsys_workers.errors import InvalidEngineOption, attempt
 from tests.unit.workers.conftest import run
 
 log = logging.getLogger("recsys_workers.test")
-HOW = {"logger": log, "task": "job 7", "what": "the job", "limit": "9 s (RECSYS_JOB_LIMIT)"}
+HOW = {"logger": log, "failed": "job 7 failed", "what": "the job", "limit": "9 s (RECSYS_JOB_LIMIT)"}
 
 
 def fails_with(exc: BaseException):
@@ -56,7 +56,7 @@ def test_the_time_limit_is_a_timeout_naming_the_limit(caplog):
     assert isinstance(outcome, TaskTimeout) and outcome.code == "timeout"
     assert outcome.message == "the job took longer than 9 s (RECSYS_JOB_LIMIT) and was stopped"
     assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
-        (logging.WARNING, "job 7 ran longer than 9 s (RECSYS_JOB_LIMIT) and was stopped")
+        (logging.WARNING, "job 7 failed: it ran longer than 9 s (RECSYS_JOB_LIMIT) and was stopped")
     ]
 
 
@@ -66,7 +66,7 @@ def test_anything_else_is_internal_naming_it_and_logged_with_its_traceback(caplo
     assert isinstance(outcome, InternalError) and outcome.code == "internal"
     assert "the job failed unexpectedly (KeyError: 'shard')" in outcome.message
     (record,) = caplog.records
-    assert record.getMessage() == "job 7 failed unexpectedly" and record.exc_info is not None
+    assert record.getMessage() == "job 7 failed: unexpected KeyError: 'shard'" and record.exc_info is not None
     assert isinstance(record.exc_info[1], KeyError)
 
 
