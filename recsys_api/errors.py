@@ -15,8 +15,9 @@ this version does not know (a newer worker) is a 500 that keeps its code.
 most specific one by the exception's MRO:
 
 ==================  =========================================================
-RecsysError         :func:`http_error` of its code; a 500 is logged
-Unavailable         the same, logged as a warning (Redis or RabbitMQ is down)
+RecsysError         :func:`http_error` of its code; a 500 is logged as an error
+StoreError          the same (503), logged as an error: the disk of RECSYS_DATA_DIR
+Unavailable         the same (503), logged as a warning: Redis or RabbitMQ is down
 any other           500 ``internal``, logged with its traceback
 ==================  =========================================================
 
@@ -33,7 +34,7 @@ from typing import Any
 
 import falcon
 
-from recsys.errors import RecsysError, Unavailable, error_class
+from recsys.errors import RecsysError, StoreError, Unavailable, error_class
 
 __all__ = ["ApiError", "http_error", "install", "status_line"]
 
@@ -114,6 +115,11 @@ def _on_recsys_error(req: falcon.Request, resp: falcon.Response, exc: RecsysErro
     raise http_error(exc.code, exc.message) from exc
 
 
+def _on_store_error(req: falcon.Request, resp: falcon.Response, exc: StoreError, params: dict[str, Any]) -> None:
+    logger.error("%s %s failed: %s: %s", req.method, req.path, type(exc).__name__, exc.message)
+    raise http_error(exc.code, exc.message) from exc
+
+
 def _on_unavailable(req: falcon.Request, resp: falcon.Response, exc: Unavailable, params: dict[str, Any]) -> None:
     logger.warning("%s %s: %s", req.method, req.path, exc.message)
     raise http_error(exc.code, exc.message) from exc
@@ -131,4 +137,5 @@ def install(app: falcon.App[falcon.Request, falcon.Response]) -> None:
     app.set_error_serializer(_serialize)
     app.add_error_handler(Exception, _on_unexpected)
     app.add_error_handler(RecsysError, _on_recsys_error)
+    app.add_error_handler(StoreError, _on_store_error)
     app.add_error_handler(Unavailable, _on_unavailable)

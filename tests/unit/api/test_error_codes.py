@@ -8,6 +8,7 @@ replies must be the same: status, title, description, code, Retry-After.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -159,3 +160,18 @@ def test_a_code_from_a_newer_worker_is_a_500_that_keeps_the_code(harness):
     response = answered_from_a_result(harness, {"error": {"code": "quota_exceeded", "message": "over quota"}})
     assert response.status_code == 500
     assert response.json == {"title": "Internal error", "description": "over quota", "code": "quota_exceeded"}
+
+
+@pytest.mark.parametrize(("error", "level"), [
+    (ERRORS["config"]("RECSYS_X is malformed"), logging.ERROR),  # a 500: a fault on our side
+    (ERRORS["store"]("cannot read state.json"), logging.ERROR),  # the disk needs an operator
+    (ERRORS["lock_timeout"]("the store's lock was held 30 s"), logging.ERROR),
+    (ERRORS["unavailable"]("Redis is unreachable"), logging.WARNING),
+    (ERRORS["no_engine"]("nothing built yet"), None),  # an answer, not a fault
+    (ERRORS["conflict"]("not newer"), None),
+])
+def test_the_api_logs_each_class_as_its_handler_says(harness, caplog, error, level):
+    with caplog.at_level(logging.INFO, logger="recsys_api"):
+        raised_in_the_api(harness, error)
+    logged = [r.levelno for r in caplog.records if error.message in r.getMessage()]
+    assert logged == ([] if level is None else [level])
