@@ -35,7 +35,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from recsys.config import Settings  # noqa: E402
-from recsys.domain import InvalidRecord, Publication  # noqa: E402
+from recsys.domain import Publication  # noqa: E402
+from recsys.errors import InvalidRecord  # noqa: E402
 
 __all__ = [
     "BENCHMARKS_MD",

@@ -23,9 +23,10 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from recsys.errors import BuildLockHeld
 from recsys.kv import KV
 
-__all__ = ["BuildLock", "BuildLockHeld", "Heartbeats", "TaskRecords", "WorkerInfo", "utcnow_iso"]
+__all__ = ["BuildLock", "Heartbeats", "TaskRecords", "WorkerInfo", "utcnow_iso"]
 
 WORKER_PREFIX = "recsys:worker:"
 BUILD_LOCK_KEY = "recsys:build:lock"
@@ -86,16 +87,6 @@ class Heartbeats:
             except ValueError:
                 continue
         return sorted(workers, key=lambda w: (str(w.get("host")), int(w.get("pid") or 0)))
-
-
-class BuildLockHeld(Exception):
-    """Raised by :meth:`BuildLock.acquire` when another build holds the lock."""
-
-    def __init__(self, holder: dict[str, Any] | None) -> None:
-        self.holder = holder or {}
-        where = f"{self.holder.get('host', '?')} (pid {self.holder.get('pid', '?')})"
-        since = self.holder.get("since", "?")
-        super().__init__(f"a build is already running on {where} since {since}")
 
 
 class BuildLock:

@@ -10,13 +10,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from recsys.errors import InvalidQuery
+from recsys.errors import InvalidQuery, InvalidRecord
 
 __all__ = [
     "MAX_K",
     "MAX_TEXT_CHARS",
     "Evidence",
-    "InvalidRecord",
     "Publication",
     "Query",
     "Recommendation",
@@ -26,10 +25,6 @@ __all__ = [
 MAX_K = 100
 #: Longest query text, in characters after trimming.
 MAX_TEXT_CHARS = 50_000
-
-
-class InvalidRecord(ValueError):
-    """Raised by :meth:`Publication.from_dict` for a record that cannot be used."""
 
 
 def _opt_str(record: Mapping[str, Any], key: str) -> str | None:

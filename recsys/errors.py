@@ -1,122 +1,337 @@
-"""Errors raised by recsys.
+"""Errors raised by recsys, and the one table of their codes.
 
 Every error says what failed, which item, and what to do about it. Causes are
-chained with ``raise ... from``. The hierarchy::
+chained with ``raise ... from``. Every exception class of recsys, recsys_api,
+recsys_workers and the engine plugins is one of these (a test walks the packages).
+The hierarchy, with each class's ``code`` and HTTP ``status``::
 
-    RecsysError
-     ├── ConfigError            a RECSYS_ setting is missing or malformed
-     ├── EngineNotFound         no installed engine has that name
-     ├── EngineLoadError        an engine plugin failed to import, is not an Engine,
-     │    │                     or could not load its saved files
-     │    └── IncompatibleEngine  saved with another model/backend than this process has
-     ├── NoEngine               no engine has been built or installed yet
-     ├── InvalidArchive         an engine archive failed verification
-     ├── StoreError             the on-disk engine store could not be read or written
-     │    └── LockTimeout       another process held the store's lock for too long
-     ├── SourceError            the publications source failed or had no valid record
-     ├── Unavailable            a shared service (Redis, RabbitMQ, the API) cannot be reached
-     └── InvalidQuery           a recommendation query is malformed
-          └── UnknownPublication  a query names a publication id the engine does not hold
+    RecsysError                    internal             500  the base; a bare RecsysError is a server fault
+     ├── InternalError             internal             500  an unexpected failure (logged with its traceback)
+     │    └── InvalidEngineOption                            (recsys_workers.errors) an actor declared with an
+     │                                                       unknown ``engine`` option, at worker start; also a
+     │                                                       dramatiq MiddlewareError, which the broker lets through
+     ├── ConfigError               config               500  a RECSYS_ setting is missing or malformed
+     ├── EngineNotFound            engine_not_found     503  no installed engine has that name
+     ├── EngineLoadError           engine_load          503  an engine plugin failed to import, is not an
+     │    │                                                  Engine, or could not load its saved files
+     │    └── IncompatibleEngine   incompatible_engine  503  saved with another model/backend than this process has
+     ├── NoEngine                  no_engine            503  no engine has been built or installed yet
+     ├── InvalidArchive            invalid_archive      400  an engine archive failed verification
+     │    └── ArchiveTooLarge      too_large            413  an upload is larger than RECSYS_ARCHIVE_MAX_BYTES
+     ├── ArchiveConflict           conflict             409  an upload not newer than the current archive,
+     │                                                       or a rollback with nothing to roll back to
+     ├── StoreError                store                503  an engine or archive store could not be read or written
+     │    └── LockTimeout          lock_timeout         503  another process held the store's lock for too long
+     ├── SourceError               source               500  the publications source failed or had no valid record
+     │    ├── InvalidDocument                                a source file's JSON document does not parse
+     │    └── InvalidRecord        invalid_record       500  one source record is not a usable publication
+     ├── Unavailable               unavailable          503  Redis, RabbitMQ or the API cannot be reached
+     ├── InvalidQuery              bad_request          400  a recommendation query is malformed
+     │    └── UnknownPublication   unknown_publication  404  a query names a publication id the engine does not hold
+     ├── BuildBusy                 build_running        409  a build is already queued or running
+     │    └── BuildLockHeld                                  the cluster-wide build lock is held (names the holder)
+     ├── BuildLockLost             build_lock_lost      409  a build lost its lock while building: nothing uploaded
+     ├── UploadRefused             upload_refused       409  the API refused a built archive with a 4xx
+     ├── InvalidTarget             invalid_target       500  an engine announcement (broadcast or GET /v1/engine)
+     │                                                       that cannot be followed
+     ├── TaskTimeout               timeout              504  a task ran past its time limit and was stopped
+     │    └── TaskInterrupted                                the time limit struck while its engine was prepared
+     └── WaitTimeout               wait_timeout         504  no worker answered within RECSYS_REQUEST_TIMEOUT
 
-Each error has a stable ``code`` (used in task results and HTTP bodies).
+A class without a code of its own is, for clients, its parent's error. Each code
+has one HTTP ``status`` and ``title``, whoever raises it: the API for its own errors
+and for the error results of tasks (``{"error": {"code", "message"}}``, see
+:mod:`recsys.protocol`) alike. :data:`ERRORS` is that table (code → the class that
+introduces it); docs/api.md shows it with when each happens and what to do. A 503
+comes with ``Retry-After``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
 __all__ = [
+    "ERRORS",
+    "ArchiveConflict",
+    "ArchiveTooLarge",
+    "BuildBusy",
+    "BuildLockHeld",
+    "BuildLockLost",
     "ConfigError",
     "EngineLoadError",
     "EngineNotFound",
     "IncompatibleEngine",
+    "InternalError",
     "InvalidArchive",
+    "InvalidDocument",
     "InvalidQuery",
+    "InvalidRecord",
+    "InvalidTarget",
     "LockTimeout",
     "NoEngine",
     "RecsysError",
     "SourceError",
     "StoreError",
+    "TaskInterrupted",
+    "TaskTimeout",
     "Unavailable",
     "UnknownPublication",
+    "UploadRefused",
+    "WaitTimeout",
+    "error_class",
 ]
 
 
 class RecsysError(Exception):
     """Base class of every error raised by recsys."""
 
-    code = "internal"
+    #: Stable name of the error, in task results and HTTP bodies.
+    code: ClassVar[str] = "internal"
+    #: HTTP status of the code.
+    status: ClassVar[int] = 500
+    #: Short HTTP title of the code.
+    title: ClassVar[str] = "Internal error"
 
     @property
     def message(self) -> str:
         return str(self.args[0]) if self.args else self.__class__.__name__
 
 
+class InternalError(RecsysError):
+    """Raised for an unexpected failure (a bug, or a fault nothing foresaw)."""
+
+    code = "internal"
+    status = 500
+    title = "Internal error"
+
+
 class ConfigError(RecsysError):
     """Raised when a setting is missing or malformed."""
 
     code = "config"
+    status = 500
+    title = "Server misconfigured"
 
 
 class EngineNotFound(RecsysError):
     """Raised when no installed engine has the requested name."""
 
     code = "engine_not_found"
+    status = 503
+    title = "Engine not installed"
 
 
 class EngineLoadError(RecsysError):
     """Raised when an engine plugin or an engine's saved files cannot be loaded."""
 
     code = "engine_load"
+    status = 503
+    title = "Engine not loaded"
 
 
 class IncompatibleEngine(EngineLoadError):
     """Raised when saved engine files were made with another model or backend."""
 
     code = "incompatible_engine"
+    status = 503
+    title = "Engine not loaded"
 
 
 class NoEngine(RecsysError):
     """Raised when no engine has been built or installed yet."""
 
     code = "no_engine"
+    status = 503
+    title = "No engine yet"
 
 
 class InvalidArchive(RecsysError):
     """Raised when an engine archive fails verification."""
 
     code = "invalid_archive"
+    status = 400
+    title = "Invalid archive"
+
+
+class ArchiveTooLarge(InvalidArchive):
+    """Raised when an upload is larger than the archive size limit."""
+
+    code = "too_large"
+    status = 413
+    title = "Archive too large"
+
+
+class ArchiveConflict(RecsysError):
+    """Raised when an upload is not newer than the current archive, or nothing is left to roll back to."""
+
+    code = "conflict"
+    status = 409
+    title = "Conflict"
 
 
 class StoreError(RecsysError):
-    """Raised when the on-disk engine store cannot be read or written."""
+    """Raised when an on-disk engine or archive store cannot be read or written."""
 
     code = "store"
+    status = 503
+    title = "Store unavailable"
 
 
 class LockTimeout(StoreError):
     """Raised when another process holds a lock for longer than we wait."""
 
     code = "lock_timeout"
+    status = 503
+    title = "Store busy"
 
 
 class SourceError(RecsysError):
     """Raised when the publications source fails or yields no valid record."""
 
     code = "source"
+    status = 500
+    title = "Source failed"
+
+
+class InvalidDocument(SourceError):
+    """Raised when a source file holds a JSON document that does not parse."""
+
+
+class InvalidRecord(SourceError):
+    """Raised by :meth:`recsys.domain.Publication.from_dict` for a record that cannot be used."""
+
+    code = "invalid_record"
+    status = 500
+    title = "Invalid record"
 
 
 class Unavailable(RecsysError):
     """Raised when a shared service (Redis, RabbitMQ, the API) cannot be reached."""
 
     code = "unavailable"
+    status = 503
+    title = "Service unavailable"
 
 
 class InvalidQuery(RecsysError):
     """Raised when a recommendation query is malformed."""
 
     code = "bad_request"
+    status = 400
+    title = "Invalid request"
 
 
 class UnknownPublication(InvalidQuery):
     """Raised when a query names a publication id that the engine does not hold."""
 
     code = "unknown_publication"
+    status = 404
+    title = "Unknown publication"
+
+
+class BuildBusy(RecsysError):
+    """Raised when a build is already queued or running."""
+
+    code = "build_running"
+    status = 409
+    title = "Build already running"
+
+
+class BuildLockHeld(BuildBusy):
+    """Raised by :meth:`recsys.cluster.BuildLock.acquire` when another build holds the lock."""
+
+    def __init__(self, holder: dict[str, Any] | None) -> None:
+        self.holder = holder or {}
+        where = f"{self.holder.get('host', '?')} (pid {self.holder.get('pid', '?')})"
+        since = self.holder.get("since", "?")
+        super().__init__(f"a build is already running on {where} since {since}; wait for it to finish")
+
+
+class BuildLockLost(RecsysError):
+    """Raised when the build lock expired or was taken by another build during a build."""
+
+    code = "build_lock_lost"
+    status = 409
+    title = "Build lock lost"
+
+
+class UploadRefused(RecsysError):
+    """Raised when the API refuses an uploaded archive with a 4xx (not 429)."""
+
+    code = "upload_refused"
+    status = 409
+    title = "Upload refused"
+
+
+class InvalidTarget(RecsysError):
+    """Raised for an engine announcement (broadcast or API answer) that cannot be followed."""
+
+    code = "invalid_target"
+    status = 500
+    title = "Invalid engine announcement"
+
+
+class TaskTimeout(RecsysError):
+    """Raised when a task runs past its time limit and is stopped."""
+
+    code = "timeout"
+    status = 504
+    title = "Gateway timeout"
+
+
+class TaskInterrupted(TaskTimeout):
+    """Raised when the task's time limit struck while its engine was being prepared."""
+
+
+class WaitTimeout(RecsysError):
+    """Raised by :meth:`recsys_api.tasks.TaskClient.wait` when no result came within the timeout."""
+
+    code = "wait_timeout"
+    status = 504
+    title = "Gateway timeout"
+
+    def __init__(self, task_id: str, seconds: int) -> None:
+        super().__init__(
+            f"no worker answered within {seconds} s; the task is still queued or running: "
+            f"poll /v1/tasks/{task_id} for its result"
+        )
+        self.task_id = task_id
+        self.seconds = seconds
+
+
+#: The one table: each code, with the class that introduces it (and so its status
+#: and title), in the order docs/api.md lists them.
+ERRORS: Mapping[str, type[RecsysError]] = {
+    cls.code: cls
+    for cls in (
+        InvalidQuery,
+        InvalidArchive,
+        UnknownPublication,
+        ArchiveConflict,
+        BuildBusy,
+        BuildLockLost,
+        UploadRefused,
+        ArchiveTooLarge,
+        InternalError,
+        ConfigError,
+        SourceError,
+        InvalidRecord,
+        InvalidTarget,
+        NoEngine,
+        EngineNotFound,
+        EngineLoadError,
+        IncompatibleEngine,
+        Unavailable,
+        StoreError,
+        LockTimeout,
+        TaskTimeout,
+        WaitTimeout,
+    )
+}
+
+
+def error_class(code: str) -> type[RecsysError]:
+    """The class of ``code`` in :data:`ERRORS`; InternalError (500) for a code this
+    version does not know (e.g. from a newer worker)."""
+    return ERRORS.get(code, InternalError)

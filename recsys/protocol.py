@@ -1,8 +1,9 @@
 """The wire contract between the API and the workers (no framework imports).
 
-Actor names, the result and error shapes of task results, the HTTP headers of the
-archive endpoints and the error-code to HTTP-status map live here, so that
-recsys_api and recsys_workers agree without importing each other.
+Actor names, the result and error shapes of task results and the HTTP headers of the
+archive endpoints live here, so that recsys_api and recsys_workers agree without
+importing each other. The error codes and their HTTP statuses are the one table of
+:mod:`recsys.errors` (``ERRORS``).
 See docs/architecture.md, "Messages".
 
 A ``recommend`` result is::
@@ -11,7 +12,10 @@ A ``recommend`` result is::
      "recommendations": [{"publication_id", "title", "score", "label", "year",
                           "evidence": [{"query_sentence", "sentence", "score"}]}]}
 
-Any task failure is a result too: ``{"error": {"code": ..., "message": ...}}``.
+Any task failure is a result too: ``{"error": {"code": ..., "message": ...}}``, the
+code and message of the RecsysError that says why (:func:`error_result`); the API
+answers it with that code's status and title (``recsys.errors.ERRORS``; a code it
+does not know is a 500 that keeps the code).
 
 Engine endpoints of the API that workers use:
 
@@ -34,10 +38,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from recsys.errors import RecsysError
+
 __all__ = [
     "BUILD_ACTOR",
     "ENGINE_UPDATED_ACTOR",
-    "ERROR_STATUS",
     "HEADER_GENERATION",
     "HEADER_SHA256",
     "HEADER_VERSION",
@@ -59,24 +64,10 @@ HEADER_GENERATION = "X-Recsys-Generation"
 HEADER_SHA256 = "X-Recsys-Sha256"
 HEADER_VERSION = "X-Recsys-Version"
 
-#: HTTP status for each error code of a task result.
-ERROR_STATUS: Mapping[str, int] = {
-    "bad_request": 400,
-    "unknown_publication": 404,
-    "build_running": 409,
-    "upload_refused": 409,
-    "internal": 500,
-    "engine_load": 503,
-    "incompatible_engine": 503,
-    "no_engine": 503,
-    "unavailable": 503,
-    "timeout": 504,
-}
 
-
-def error_result(code: str, message: str) -> dict[str, Any]:
+def error_result(error: RecsysError) -> dict[str, Any]:
     """The result a task stores when it fails: ``{"error": {"code", "message"}}``."""
-    return {"error": {"code": code, "message": message}}
+    return {"error": {"code": error.code, "message": error.message}}
 
 
 def error_of(result: object) -> dict[str, str] | None:

@@ -40,14 +40,12 @@ from typing import Any, BinaryIO, Protocol
 from recsys import archive
 from recsys.archive import Limits, Manifest
 from recsys.cluster import utcnow_iso
-from recsys.errors import InvalidArchive, RecsysError, StoreError
+from recsys.errors import ArchiveConflict, ArchiveTooLarge, InvalidArchive, StoreError
 from recsys.fsutil import fsync_file, write_atomic
 from recsys.locks import FileLock
 
 __all__ = [
-    "ArchiveConflict",
     "ArchiveStore",
-    "ArchiveTooLarge",
     "DiskArchiveStore",
     "Readable",
     "StoredArchive",
@@ -61,18 +59,6 @@ HISTORY_LIMIT = 100
 LOCK_WAIT = 30.0
 #: Uploads left in incoming/ longer than this (a crashed process) are deleted at start.
 STALE_UPLOAD_SECONDS = 86400.0
-
-
-class ArchiveConflict(RecsysError):
-    """Raised when an upload is not newer than the current archive, or nothing is left to roll back to."""
-
-    code = "conflict"
-
-
-class ArchiveTooLarge(InvalidArchive):
-    """Raised when an upload is larger than the archive size limit."""
-
-    code = "too_large"
 
 
 @dataclass(frozen=True)

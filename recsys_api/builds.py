@@ -10,16 +10,10 @@ from __future__ import annotations
 
 from recsys import protocol
 from recsys.cluster import BuildLock
-from recsys.errors import RecsysError, Unavailable
+from recsys.errors import BuildBusy, Unavailable
 from recsys_api.tasks import TaskClient
 
-__all__ = ["BuildBusy", "BuildStarter"]
-
-
-class BuildBusy(RecsysError):
-    """Raised when a build is already queued or running."""
-
-    code = "build_running"
+__all__ = ["BuildStarter"]
 
 
 class BuildStarter:

@@ -1,24 +1,28 @@
 """HTTP errors of the API: one JSON shape, and recsys errors mapped once.
 
-Every error body is JSON ``{"title", "description"}``, plus fields that help the
-client act (``task_id`` and ``status_url`` on a 504, ``checks`` on a failed
-``/ready``). :func:`install` registers the serializer and the handlers on an app:
+Every error body is JSON ``{"title", "description"}``, plus ``code`` for a recsys
+error and fields that help the client act (``field`` on a 400 from validation,
+``task_id`` and ``status_url`` on a 504, ``checks`` on a failed ``/ready``).
 
-=====================================  ======  ==========================================
-recsys error                           status  why
-=====================================  ======  ==========================================
-InvalidQuery                           400     the request is malformed
-UnknownPublication                     404     the engine holds no such publication
-ArchiveTooLarge                        413     an upload is larger than the limit
-InvalidArchive                         400     an uploaded archive failed verification
-ArchiveConflict                        409     not newer than the current one / no previous
-BuildBusy                              409     a build is already queued or running
-NoEngine                               503     nothing to answer with yet
-Unavailable                            503     Redis or RabbitMQ cannot be reached
-LockTimeout                            503     the archive store is busy
-any other RecsysError                  500     a server-side fault, logged
-any other exception                    500     logged with its traceback
-=====================================  ======  ==========================================
+:func:`http_error` turns an error code and its message into the HTTP error, with
+the status and title of the code in the one table (:data:`recsys.errors.ERRORS`),
+``Retry-After`` on a 503 and the code's hint. It serves both the API's own errors
+(the handlers below) and the error results of tasks
+(:func:`recsys_api.resources._replies.task_error`), so both look the same. A code
+this version does not know (a newer worker) is a 500 that keeps its code.
+
+:func:`install` registers the serializer and one handler per class; Falcon picks the
+most specific one by the exception's MRO:
+
+==================  =========================================================
+RecsysError         :func:`http_error` of its code; a 500 is logged as an error
+StoreError          the same (503), logged as an error: the disk of RECSYS_DATA_DIR
+Unavailable         the same (503), logged as a warning: Redis or RabbitMQ is down
+any other           500 ``internal``, logged with its traceback
+==================  =========================================================
+
+Falcon's own HTTP errors (404 and 405 of the router, and the ApiErrors of
+validation, authentication and the resources) pass through as they are.
 """
 
 from __future__ import annotations
@@ -30,19 +34,9 @@ from typing import Any
 
 import falcon
 
-from recsys.errors import (
-    InvalidArchive,
-    InvalidQuery,
-    LockTimeout,
-    NoEngine,
-    RecsysError,
-    Unavailable,
-    UnknownPublication,
-)
-from recsys_api.archive_store import ArchiveConflict, ArchiveTooLarge
-from recsys_api.builds import BuildBusy
+from recsys.errors import RecsysError, StoreError, Unavailable, error_class
 
-__all__ = ["ApiError", "install", "status_line"]
+__all__ = ["ApiError", "http_error", "install", "status_line"]
 
 logger = logging.getLogger(__name__)
 
@@ -91,39 +85,50 @@ def _serialize(req: falcon.Request, resp: falcon.Response, error: falcon.HTTPErr
     resp.data = json.dumps(body).encode()
 
 
-def _http_error(code: int, title: str, exc: RecsysError, retry: bool = False) -> falcon.HTTPError:
-    headers = {"Retry-After": RETRY_AFTER} if retry else None
-    return ApiError(code, title, exc.message, extra={"code": exc.code}, headers=headers)
+#: Hints added to a code's message (unless the message already says it), in both paths.
+HINTS = {
+    "no_engine": (
+        "no engine has been built yet; one is built at the API's first start, or start one with "
+        "POST /v1/engine/builds (API token needed), then retry"
+    ),
+}
+
+
+def http_error(
+    code: str, message: str, *, extra: dict[str, Any] | None = None, headers: dict[str, str] | None = None
+) -> ApiError:
+    """The HTTP error for error ``code`` with ``message``: the status and title of the
+    code (500 for a code this version does not know), ``code`` in the body, the code's
+    hint, and ``Retry-After`` on a 503."""
+    kind = error_class(code)
+    hint = HINTS.get(code)
+    description = f"{message} ({hint})" if hint and hint not in message else message
+    all_headers = {"Retry-After": RETRY_AFTER} if kind.status == 503 else {}
+    all_headers.update(headers or {})
+    return ApiError(kind.status, kind.title, description or code, extra={"code": code, **(extra or {})},
+                    headers=all_headers or None)
 
 
 def _on_recsys_error(req: falcon.Request, resp: falcon.Response, exc: RecsysError, params: dict[str, Any]) -> None:
-    if isinstance(exc, ArchiveTooLarge):
-        raise _http_error(413, "Archive too large", exc) from exc
-    if isinstance(exc, ArchiveConflict):
-        raise _http_error(409, "Conflict", exc) from exc
-    if isinstance(exc, BuildBusy):
-        raise _http_error(409, "Build already running", exc) from exc
-    if isinstance(exc, UnknownPublication):
-        raise _http_error(404, "Unknown publication", exc) from exc
-    if isinstance(exc, InvalidQuery):
-        raise _http_error(400, "Invalid request", exc) from exc
-    if isinstance(exc, InvalidArchive):
-        raise _http_error(400, "Invalid archive", exc) from exc
-    if isinstance(exc, NoEngine):
-        raise _http_error(503, "No engine yet", exc, retry=True) from exc
-    if isinstance(exc, Unavailable):
-        logger.warning("%s %s: %s", req.method, req.path, exc.message)
-        raise _http_error(503, "Service unavailable", exc, retry=True) from exc
-    if isinstance(exc, LockTimeout):
-        raise _http_error(503, "Archive store busy", exc, retry=True) from exc
+    if exc.status == 500:  # a fault on our side, not an answer
+        logger.error("%s %s failed: %s: %s", req.method, req.path, type(exc).__name__, exc.message)
+    raise http_error(exc.code, exc.message) from exc
+
+
+def _on_store_error(req: falcon.Request, resp: falcon.Response, exc: StoreError, params: dict[str, Any]) -> None:
     logger.error("%s %s failed: %s: %s", req.method, req.path, type(exc).__name__, exc.message)
-    raise _http_error(500, "Internal error", exc) from exc
+    raise http_error(exc.code, exc.message) from exc
+
+
+def _on_unavailable(req: falcon.Request, resp: falcon.Response, exc: Unavailable, params: dict[str, Any]) -> None:
+    logger.warning("%s %s: %s", req.method, req.path, exc.message)
+    raise http_error(exc.code, exc.message) from exc
 
 
 def _on_unexpected(req: falcon.Request, resp: falcon.Response, exc: Exception, params: dict[str, Any]) -> None:
     logger.exception("%s %s failed with an unexpected %s", req.method, req.path, type(exc).__name__)
-    raise ApiError(
-        500, "Internal error", f"the server failed while handling {req.method} {req.path}; see the API's logs"
+    raise http_error(
+        "internal", f"the server failed while handling {req.method} {req.path}; see the API's logs"
     ) from exc
 
 
@@ -132,3 +137,5 @@ def install(app: falcon.App[falcon.Request, falcon.Response]) -> None:
     app.set_error_serializer(_serialize)
     app.add_error_handler(Exception, _on_unexpected)
     app.add_error_handler(RecsysError, _on_recsys_error)
+    app.add_error_handler(StoreError, _on_store_error)
+    app.add_error_handler(Unavailable, _on_unavailable)

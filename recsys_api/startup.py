@@ -23,10 +23,10 @@ from pathlib import Path
 
 from recsys.cluster import BuildLock, TaskRecords
 from recsys.config import Settings
-from recsys.errors import ConfigError, InvalidArchive, Unavailable
+from recsys.errors import BuildBusy, ConfigError, InvalidArchive, Unavailable
 from recsys_api.archive_store import ArchiveStore, StoredArchive
 from recsys_api.broadcast import Broadcaster
-from recsys_api.builds import BuildBusy, BuildStarter
+from recsys_api.builds import BuildStarter
 
 __all__ = ["run_start_step", "start_engine"]
 

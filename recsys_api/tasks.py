@@ -22,9 +22,9 @@ from dramatiq.results import ResultFailure, ResultMissing, ResultTimeout
 
 from recsys import protocol
 from recsys.cluster import TASK_PREFIX, TaskRecords
-from recsys.errors import Unavailable
+from recsys.errors import InternalError, Unavailable, WaitTimeout
 
-__all__ = ["TaskClient", "TaskStatus", "WaitTimeout", "broker_errors", "redis_errors"]
+__all__ = ["TaskClient", "TaskStatus", "broker_errors", "redis_errors"]
 
 logger = logging.getLogger(__name__)
 
@@ -45,15 +45,6 @@ def redis_errors() -> tuple[type[BaseException], ...]:
     import redis
 
     return (redis.ConnectionError, redis.TimeoutError, OSError)
-
-
-class WaitTimeout(Exception):
-    """Raised by :meth:`TaskClient.wait` when no result came within the timeout."""
-
-    def __init__(self, task_id: str, seconds: int) -> None:
-        super().__init__(f"task {task_id} has no result after {seconds} s")
-        self.task_id = task_id
-        self.seconds = seconds
 
 
 @dataclass(frozen=True)
@@ -198,5 +189,5 @@ def _failure_result(message: dramatiq.Message[Any], exc: ResultFailure) -> dict[
     logger.error("task %s (%s) raised %s: %s", message.message_id, message.actor_name, exc.orig_exc_type,
                  exc.orig_exc_msg)
     return protocol.error_result(
-        "internal", f"task {message.actor_name!r} failed with {exc.orig_exc_type}: {exc.orig_exc_msg}"
+        InternalError(f"task {message.actor_name!r} failed with {exc.orig_exc_type}: {exc.orig_exc_msg}")
     )

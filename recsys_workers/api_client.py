@@ -10,7 +10,7 @@
 Failures raise recsys errors: :class:`~recsys.errors.Unavailable` (the API cannot be
 reached or answered 5xx), :class:`~recsys.errors.NoEngine` (no engine yet),
 :class:`~recsys.errors.InvalidArchive` (a download too large or truncated),
-:class:`UploadRefused` (the API refused an upload).
+:class:`~recsys.errors.UploadRefused` (the API refused an upload).
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ from typing import Any
 import httpx
 
 from recsys import __version__, protocol
-from recsys.errors import ConfigError, InvalidArchive, NoEngine, RecsysError, Unavailable
+from recsys.errors import ConfigError, InvalidArchive, NoEngine, Unavailable, UploadRefused
 
-__all__ = ["ApiClient", "Download", "UploadRefused"]
+__all__ = ["ApiClient", "Download"]
 
 logger = logging.getLogger(__name__)
 
@@ -42,12 +42,6 @@ UPLOAD_READ_TIMEOUT = 600.0
 UPLOAD_ATTEMPTS = 6
 UPLOAD_BACKOFF = 1.0
 UPLOAD_BACKOFF_MAX = 30.0
-
-
-class UploadRefused(RecsysError):
-    """Raised when the API refuses an uploaded archive with a 4xx (not 429)."""
-
-    code = "upload_refused"
 
 
 @dataclass(frozen=True)

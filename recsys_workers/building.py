@@ -1,7 +1,7 @@
 """One engine build, as the ``build_index`` actor runs it.
 
 1. Clear the API's "build queued" marker for this message, take the cluster-wide
-   build lock (:class:`~recsys.cluster.BuildLock`; held: :class:`BuildLockHeld`, the
+   build lock (:class:`~recsys.cluster.BuildLock`; held: :class:`~recsys.errors.BuildLockHeld`, the
    caller answers ``build_running``), and renew it from a thread while building.
 2. Fetch every publication (``RECSYS_SOURCE``), logging count, rate and time left.
 3. Build with ``RECSYS_ENGINE`` through :func:`recsys.build.build_archive` (the same
@@ -38,23 +38,17 @@ from typing import Any
 from dramatiq.results import ResultBackend, ResultMissing
 
 from recsys.build import build_archive
-from recsys.cluster import BuildLock, BuildLockHeld, TaskRecords
+from recsys.cluster import BuildLock, TaskRecords
 from recsys.engine import LogProgress
-from recsys.errors import ConfigError, RecsysError
+from recsys.errors import BuildLockHeld, BuildLockLost, ConfigError, RecsysError
 from recsys.sources import load_publications, open_source
 from recsys_workers.services import WorkerServices
 
-__all__ = ["BuildLockLost", "LockRenewer", "run_build"]
+__all__ = ["LockRenewer", "run_build"]
 
 logger = logging.getLogger(__name__)
 
 UNITS = {"fetch": "records", "split": "publications", "encode": "sentences", "index": "steps"}
-
-
-class BuildLockLost(RecsysError):
-    """Raised when the build lock expired or was taken by another build during a build."""
-
-    code = "build_lock_lost"
 
 
 class LockRenewer(threading.Thread):

@@ -34,11 +34,11 @@ from typing import Any
 
 from dramatiq import Broker, Middleware, Worker
 from dramatiq.common import q_name
-from dramatiq.middleware import MiddlewareError
 from dramatiq.threading import Interrupt
 
 from recsys.cache import Loaded
-from recsys.errors import RecsysError
+from recsys.errors import InternalError, RecsysError, TaskInterrupted
+from recsys_workers.errors import InvalidEngineOption
 from recsys_workers.periodic import CatchUpThread, HeartbeatThread
 from recsys_workers.services import WorkerServices
 
@@ -47,8 +47,6 @@ __all__ = [
     "EngineMiddleware",
     "HeartbeatMiddleware",
     "CatchUpMiddleware",
-    "InvalidEngineOption",
-    "TaskInterrupted",
     "prepare_engine",
     "task_engine",
 ]
@@ -62,16 +60,6 @@ MODES = (NONE, ANY, STRICT)
 _outcome: contextvars.ContextVar[Loaded | RecsysError | None] = contextvars.ContextVar(
     "recsys_task_engine", default=None
 )
-
-
-class TaskInterrupted(RecsysError):
-    """The task's time limit struck while its engine was being prepared."""
-
-    code = "timeout"
-
-
-class InvalidEngineOption(MiddlewareError):
-    """Raised when an actor is declared with an unknown ``engine`` option."""
 
 
 def task_engine() -> Loaded:
@@ -139,7 +127,7 @@ class EngineMiddleware(Middleware):
             )
         except Exception as exc:
             logger.exception("preparing the engine for message %s failed unexpectedly", message.message_id)
-            outcome = RecsysError(f"preparing the engine failed unexpectedly: {type(exc).__name__}: {exc}")
+            outcome = InternalError(f"preparing the engine failed unexpectedly: {type(exc).__name__}: {exc}")
         _outcome.set(outcome)
 
     def after_process_message(

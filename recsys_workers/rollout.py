@@ -54,11 +54,11 @@ from pathlib import Path
 from typing import Any
 
 from recsys.cache import EngineCache, Loaded
-from recsys.errors import InvalidArchive, NoEngine, RecsysError, StoreError
+from recsys.errors import InvalidArchive, InvalidTarget, NoEngine, RecsysError, StoreError
 from recsys.store import EngineStore, Installed
 from recsys_workers.api_client import ApiClient
 
-__all__ = ["DOWNLOAD_LOCK_TIMEOUT", "Followed", "InvalidTarget", "Rollout", "Target", "is_newer"]
+__all__ = ["DOWNLOAD_LOCK_TIMEOUT", "Followed", "Rollout", "Target", "is_newer"]
 
 logger = logging.getLogger(__name__)
 
@@ -73,10 +73,6 @@ def is_newer(generation: int, than: int) -> bool:
     """The generation rule: whether ``generation`` is newer than ``than`` (the one a
     machine or a process has). Every rollout decision asks this, nothing else."""
     return generation > than
-
-
-class InvalidTarget(ValueError):
-    """Raised for an announcement (broadcast or API answer) that cannot be followed."""
 
 
 @dataclass(frozen=True)

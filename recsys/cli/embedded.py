@@ -240,7 +240,7 @@ class EmbeddedServer:
         """The result of build ``task_id`` (a dict, maybe an error result), or None when
         ``timeout`` seconds pass or ``stop`` is set first."""
         from recsys import protocol
-        from recsys_api.tasks import WaitTimeout
+        from recsys.errors import WaitTimeout
 
         message = self._tasks.message(protocol.BUILD_ACTOR, self.settings.build_queue).copy(message_id=task_id)
         deadline = time.monotonic() + timeout

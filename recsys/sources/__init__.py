@@ -22,9 +22,9 @@ from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
 from recsys.config import Settings
-from recsys.domain import InvalidRecord, Publication
+from recsys.domain import Publication
 from recsys.engine import NULL_PROGRESS, Progress
-from recsys.errors import SourceError
+from recsys.errors import InvalidRecord, SourceError
 from recsys.sources.base import WRAPPER_KEYS, Record, RecordSource, Source
 from recsys.sources.files import DemoSource, FileSource
 from recsys.sources.http import HttpSource

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from recsys.domain import InvalidRecord, Publication
-from recsys.errors import SourceError
+from recsys.domain import Publication
+from recsys.errors import InvalidRecord, SourceError
 
 __all__ = ["WRAPPER_KEYS", "Record", "RecordSource", "Source", "record_list"]
 

@@ -13,7 +13,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from recsys.errors import SourceError
+from recsys.errors import InvalidDocument, SourceError
 from recsys.sources.base import WRAPPER_KEYS, Record, RecordSource, record_list
 
 __all__ = ["DemoSource", "FileSource"]
@@ -86,7 +86,7 @@ def _parse_stream(stream: io.BufferedIOBase, name: str) -> Iterator[Record]:
             data = line + stream.read()
             try:
                 yield from _document(data, name)
-            except _BadDocument:
+            except InvalidDocument:
                 yield from _json_lines(enumerate(data.splitlines(), start=number))
         else:
             yield from _expand(value, f"line {number}")
@@ -95,15 +95,11 @@ def _parse_stream(stream: io.BufferedIOBase, name: str) -> Iterator[Record]:
         raise SourceError(f"{name} is neither JSON nor JSON lines: it starts with {line[:20]!r}")
 
 
-class _BadDocument(SourceError):
-    """A JSON document that does not parse."""
-
-
 def _document(data: bytes, name: str) -> Iterator[Record]:
     try:
         value = json.loads(data)
     except ValueError as exc:
-        raise _BadDocument(f"{name} is not valid JSON: {exc}") from exc
+        raise InvalidDocument(f"{name} is not valid JSON: {exc}") from exc
     for number, item in enumerate(record_list(value, name), start=1):
         yield Record(f"item {number}", item)
 

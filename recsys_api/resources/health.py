@@ -11,7 +11,7 @@ from typing import Any
 
 import falcon
 
-from recsys.errors import RecsysError
+from recsys.errors import NoEngine, RecsysError
 from recsys_api.archive_store import ArchiveStore
 from recsys_api.errors import ApiError
 
@@ -29,7 +29,7 @@ def engine_check(store: ArchiveStore) -> Check:
     def check() -> dict[str, Any]:
         current = store.current()
         if current is None:
-            raise RecsysError("no engine has been installed yet (the first build may still be running)")
+            raise NoEngine("no engine has been installed yet (the first build may still be running)")
         return {"generation": current.generation, "version": current.version}
 
     return check

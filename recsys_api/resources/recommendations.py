@@ -6,11 +6,12 @@ import falcon
 
 from recsys import protocol
 from recsys.config import Settings
+from recsys.errors import WaitTimeout
 from recsys_api.archive_store import ArchiveStore
-from recsys_api.errors import ApiError
+from recsys_api.errors import http_error
 from recsys_api.metrics import Metrics
 from recsys_api.resources._replies import accepted, task_error, task_url
-from recsys_api.tasks import TaskClient, WaitTimeout
+from recsys_api.tasks import TaskClient
 from recsys_api.validation import read_json, validate_recommendation
 
 __all__ = ["Recommendations", "prefers_async"]
@@ -51,11 +52,8 @@ class Recommendations:
         except WaitTimeout as exc:
             self.tasks.record(message)
             url = task_url(exc.task_id)
-            raise ApiError(
-                504, "Gateway timeout",
-                f"no worker answered within {exc.seconds} s; the task is still queued or running: "
-                f"poll {url} for its result",
-                extra={"task_id": exc.task_id, "status_url": url}, headers={"Location": url},
+            raise http_error(
+                exc.code, exc.message, extra={"task_id": exc.task_id, "status_url": url}, headers={"Location": url}
             ) from None
         error = protocol.error_of(result)
         if error is not None:

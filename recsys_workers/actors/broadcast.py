@@ -11,7 +11,8 @@ downloads, checks and installs the archive (:meth:`Rollout.follow
 <recsys_workers.rollout.Rollout.follow>`; the others wait for the machine's download
 lock and find it installed), and every process then loads it (:meth:`Rollout.refresh
 <recsys_workers.rollout.Rollout.refresh>`). A failed download or check leaves the
-engine in service, and says why in the log; the catch-up thread tries again later.
+engine in service, and says why in the log (:func:`recsys_workers.errors.attempt`);
+the catch-up thread tries again later.
 """
 
 from __future__ import annotations
@@ -21,11 +22,11 @@ from typing import Any
 
 import dramatiq
 from dramatiq import Broker
-from dramatiq.middleware.time_limit import TimeLimitExceeded
 
 from recsys import protocol
-from recsys.errors import RecsysError
-from recsys_workers.rollout import Followed, InvalidTarget, Target
+from recsys.errors import InvalidTarget, RecsysError
+from recsys_workers.errors import attempt
+from recsys_workers.rollout import Followed, Target
 from recsys_workers.services import WorkerServices
 
 __all__ = ["BROADCAST_PRIORITY", "BROADCAST_TIME_LIMIT", "declare_engine_updated", "handle_engine_updated"]
@@ -62,20 +63,13 @@ def handle_engine_updated(
     except InvalidTarget as exc:
         logger.error("engine_updated: ignoring a broadcast that cannot be followed: %s", exc)
         return
-    try:
-        followed, _ = services.rollout.follow(target)
-    except RecsysError as exc:
-        logger.error("engine_updated %s: NOT installed: %s. This process keeps serving %s.",
-                     target.describe(), exc, _serving(services))
+    outcome = attempt(lambda: services.rollout.follow(target), logger=logger,
+                      failed=f"engine_updated {target.describe()}: NOT installed", what="the install",
+                      limit=f"{BROADCAST_TIME_LIMIT // 1000} s",
+                      consequence=f". This process keeps serving {_serving(services)}.")
+    if isinstance(outcome, RecsysError):
         return
-    except TimeLimitExceeded:
-        logger.error("engine_updated %s: NOT installed: it took longer than %d s. This process keeps serving %s.",
-                     target.describe(), BROADCAST_TIME_LIMIT // 1000, _serving(services))
-        return
-    except Exception:
-        logger.exception("engine_updated %s: NOT installed: unexpected failure. This process keeps serving %s.",
-                         target.describe(), _serving(services))
-        return
+    followed, _ = outcome
     logger.info("engine_updated %s: %s", target.describe(),
                 _DONE[followed].format(have=services.store.generation))
     try:

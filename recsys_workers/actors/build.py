@@ -8,7 +8,7 @@ never retried; stopped after ``RECSYS_BUILD_TIME_LIMIT``. The work is
 ``build_running`` (another build holds the cluster-wide lock: the message names it),
 the RecsysError's code (``source``, ``engine_not_found``, ``upload_refused``,
 ``unavailable``, ``config``...), ``timeout``, or ``internal`` (logged with its
-traceback).
+traceback; :func:`recsys_workers.errors.attempt`).
 """
 
 from __future__ import annotations
@@ -20,12 +20,11 @@ from typing import Any
 import dramatiq
 from dramatiq import Broker
 from dramatiq.middleware import CurrentMessage
-from dramatiq.middleware.time_limit import TimeLimitExceeded
 
 from recsys import protocol
-from recsys.cluster import BuildLockHeld
-from recsys.errors import RecsysError
+from recsys.errors import BuildLockHeld, RecsysError
 from recsys_workers.building import run_build
+from recsys_workers.errors import attempt
 from recsys_workers.services import WorkerServices
 
 __all__ = ["BUILD_PRIORITY", "declare_build_index"]
@@ -44,26 +43,11 @@ def declare_build_index(broker: Broker, services: WorkerServices) -> dramatiq.Ac
         if message is None:  # called directly, not through a worker
             message = dramatiq.Message(queue_name=services.settings.build_queue, actor_name=protocol.BUILD_ACTOR,
                                        args=(), kwargs={}, options={}, message_id=str(uuid.uuid4()))
-        try:
-            return run_build(services, message, _results_of(broker))
-        except BuildLockHeld as exc:
-            logger.info("build %s refused: %s", message.message_id, exc)
-            return protocol.error_result("build_running", f"{exc}; wait for it to finish")
-        except RecsysError as exc:
-            logger.error("build %s failed (%s): %s; the engine in service is unchanged",
-                         message.message_id, exc.code, exc.message)
-            return protocol.error_result(exc.code, exc.message)
-        except TimeLimitExceeded:
-            logger.error("build %s ran longer than RECSYS_BUILD_TIME_LIMIT=%d s and was stopped",
-                         message.message_id, limit)
-            return protocol.error_result(
-                "timeout", f"the build ran longer than {limit} s (RECSYS_BUILD_TIME_LIMIT) and was stopped"
-            )
-        except Exception as exc:
-            logger.exception("build %s failed unexpectedly", message.message_id)
-            return protocol.error_result(
-                "internal", f"the build failed unexpectedly ({type(exc).__name__}: {exc}); see the worker's log"
-            )
+        outcome = attempt(lambda: run_build(services, message, _results_of(broker)), logger=logger,
+                          failed=f"build {message.message_id} failed", what="the build",
+                          limit=f"{limit} s (RECSYS_BUILD_TIME_LIMIT)", expected=(BuildLockHeld,),
+                          consequence="; the engine in service is unchanged")
+        return protocol.error_result(outcome) if isinstance(outcome, RecsysError) else outcome
 
     return dramatiq.actor(
         broker=broker,

@@ -11,7 +11,10 @@ The result is ``{"engine": {"name", "version", "generation"}, "recommendations":
 answers its client now: ``{"error": {"code", "message"}}`` with the RecsysError's
 code (``no_engine``, ``unknown_publication``, ``bad_request``, ``unavailable``...),
 ``timeout`` when the task ran past ``RECSYS_REQUEST_TIMEOUT``, or ``internal`` for an
-unexpected exception, which is logged with its traceback.
+unexpected exception, which is logged with its traceback
+(:func:`recsys_workers.errors.attempt`). An archive this worker downloaded that fails
+its checks is ``engine_load`` here: the worker could not install the API's engine,
+which is no fault of the client's request.
 """
 
 from __future__ import annotations
@@ -22,12 +25,12 @@ from typing import Any
 
 import dramatiq
 from dramatiq import Broker
-from dramatiq.middleware.time_limit import TimeLimitExceeded
 
 from recsys import protocol
 from recsys.config import Settings
 from recsys.domain import Query
-from recsys.errors import InvalidQuery, RecsysError
+from recsys.errors import EngineLoadError, InvalidArchive, InvalidQuery, RecsysError
+from recsys_workers.errors import attempt
 from recsys_workers.middleware import ANY, task_engine
 
 __all__ = ["REQUEST_PRIORITY", "declare_recommend", "recommend_body"]
@@ -40,7 +43,12 @@ REQUEST_PRIORITY = 10
 
 def recommend_body(request: Any) -> dict[str, Any]:
     """The task: parse, ask the prepared engine, shape the result (raises RecsysError)."""
-    loaded = task_engine()
+    try:
+        loaded = task_engine()
+    except InvalidArchive as exc:
+        raise EngineLoadError(
+            f"this worker could not install the API's current engine: {exc.message}; retry shortly"
+        ) from exc
     if not isinstance(request, Mapping):
         raise InvalidQuery(f"the request must be a JSON object, got {type(request).__name__}")
     query = Query.from_dict(request)
@@ -55,21 +63,10 @@ def declare_recommend(broker: Broker, settings: Settings) -> dramatiq.Actor[Any,
     timeout = settings.request_timeout
 
     def recommend(request: Any) -> dict[str, Any]:
-        try:
-            return recommend_body(request)
-        except RecsysError as exc:
-            logger.info("recommend failed (%s): %s", exc.code, exc.message)
-            return protocol.error_result(exc.code, exc.message)
-        except TimeLimitExceeded:
-            logger.warning("recommend ran longer than RECSYS_REQUEST_TIMEOUT=%d s and was stopped", timeout)
-            return protocol.error_result(
-                "timeout", f"the recommendation took longer than {timeout} s (RECSYS_REQUEST_TIMEOUT) and was stopped"
-            )
-        except Exception as exc:
-            logger.exception("recommend failed unexpectedly")
-            return protocol.error_result(
-                "internal", f"the worker failed unexpectedly ({type(exc).__name__}: {exc}); see its log"
-            )
+        outcome = attempt(lambda: recommend_body(request), logger=logger, failed="recommend failed",
+                          what="the recommendation", limit=f"{timeout} s (RECSYS_REQUEST_TIMEOUT)",
+                          level=logging.INFO)
+        return protocol.error_result(outcome) if isinstance(outcome, RecsysError) else outcome
 
     return dramatiq.actor(
         broker=broker,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from recsys.domain import MAX_K, Evidence, InvalidRecord, Publication, Query, Recommendation
-from recsys.errors import InvalidQuery
+from recsys.domain import MAX_K, Evidence, Publication, Query, Recommendation
+from recsys.errors import InvalidQuery, InvalidRecord
 
 
 def test_publication_from_a_full_record():

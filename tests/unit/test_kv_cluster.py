@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from recsys.cluster import BuildLock, BuildLockHeld, Heartbeats, TaskRecords, WorkerInfo
-from recsys.errors import Unavailable
+from recsys.cluster import BuildLock, Heartbeats, TaskRecords, WorkerInfo
+from recsys.errors import BuildLockHeld, Unavailable
 from recsys.kv import MemoryKV, RedisKV
 
 

@@ -10,9 +10,9 @@ import time
 import pytest
 
 from recsys.archive import Limits
-from recsys.errors import InvalidArchive, LockTimeout, StoreError
+from recsys.errors import ArchiveConflict, ArchiveTooLarge, InvalidArchive, LockTimeout, StoreError
 from recsys_api import archive_store
-from recsys_api.archive_store import ArchiveConflict, ArchiveTooLarge, DiskArchiveStore
+from recsys_api.archive_store import DiskArchiveStore
 
 from .conftest import make_archive
 

@@ -9,6 +9,7 @@ import pytest
 
 from recsys import protocol
 from recsys.domain import MAX_TEXT_CHARS
+from recsys.errors import NoEngine
 
 from .conftest import recommend_result
 
@@ -216,7 +217,7 @@ def test_a_worker_that_does_not_answer_in_time_gives_504_with_the_task_to_poll(h
     ("something_new", 500, "no publication 'p9'"),
 ])
 def test_error_results_map_to_their_http_status(harness, code, status, words):
-    harness.actors.recommend = lambda request: protocol.error_result(code, "no publication 'p9'")
+    harness.actors.recommend = lambda request: {"error": {"code": code, "message": "no publication 'p9'"}}
 
     response = post(harness, {"publication_id": "p9"})
 
@@ -226,7 +227,7 @@ def test_error_results_map_to_their_http_status(harness, code, status, words):
 
 
 def test_no_engine_says_how_to_start_one(harness):
-    harness.actors.recommend = lambda request: protocol.error_result("no_engine", "no engine yet")
+    harness.actors.recommend = lambda request: protocol.error_result(NoEngine("no engine yet"))
 
     response = post(harness, {"text": TEXT})
 

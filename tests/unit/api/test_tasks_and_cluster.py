@@ -11,6 +11,7 @@ import pytest
 
 from recsys import protocol
 from recsys.cluster import TASK_PREFIX, Heartbeats, WorkerInfo
+from recsys.errors import UnknownPublication
 from recsys.registry import Registry
 from recsys.testing import stub_registry
 from recsys_api.app import create_app
@@ -48,7 +49,7 @@ def test_a_task_goes_from_pending_to_succeeded(make_harness):
 
 
 def test_a_failed_task_shows_its_error(harness):
-    harness.actors.recommend = lambda request: protocol.error_result("unknown_publication", "no publication 'zz'")
+    harness.actors.recommend = lambda request: protocol.error_result(UnknownPublication("no publication 'zz'"))
     task_id = harness.client.simulate_post("/v1/recommendations", json={"publication_id": "zz"},
                                            headers={"Prefer": "respond-async"}).json["task_id"]
     harness.broker.join(harness.settings.request_queue)

@@ -8,14 +8,14 @@ import threading
 
 import pytest
 
-from recsys.errors import InvalidArchive, NoEngine, Unavailable
+from recsys.errors import InvalidArchive, InvalidTarget, NoEngine, Unavailable
 from recsys.kv import MemoryKV
 from recsys.testing import stub_registry
 from recsys_workers.actors.broadcast import BROADCAST_PRIORITY, handle_engine_updated
 from recsys_workers.actors.recommend import REQUEST_PRIORITY
 from recsys_workers.api_client import ApiClient
 from recsys_workers.app import create_worker_app
-from recsys_workers.rollout import Followed, InvalidTarget, Target
+from recsys_workers.rollout import Followed, Target
 from tests.unit.workers.conftest import make_app
 
 

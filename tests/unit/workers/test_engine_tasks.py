@@ -8,7 +8,8 @@ import dramatiq
 import pytest
 
 from recsys.testing import StubEngine
-from recsys_workers.middleware import EngineMiddleware, InvalidEngineOption, task_engine
+from recsys_workers.errors import InvalidEngineOption
+from recsys_workers.middleware import EngineMiddleware, task_engine
 from tests.unit.workers.conftest import run
 
 QUERY = {"text": "Dark matter halos around dwarf galaxies and star formation in spiral arms.", "k": 3}
