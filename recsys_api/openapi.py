@@ -2,7 +2,7 @@
 
 OpenAPI 3.0 (Swagger UI 4 cannot show 3.1). There is no ``servers`` entry, so "Try it
 out" calls the API that served the page. The request schema of
-``POST /v1/recommendations`` states the same rules as :mod:`recsys_api.validation`;
+``POST /v1/recommendations`` is the very schema :mod:`recsys_api.validation` validates with;
 a test checks that every route of the app is described here and the other way round,
 and a schemathesis run checks the app against it.
 """
@@ -12,9 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 from recsys import __version__, protocol
-from recsys.domain import MAX_K, MAX_TEXT_CHARS
+from recsys.query_limits import MAX_EXCLUDE_IDS, MAX_ID_CHARS, MAX_K, MAX_LABEL_CHARS, MAX_TEXT_CHARS, MIN_K
 from recsys_api.schemas import SCHEMAS
-from recsys_api.validation import MAX_EXCLUDE_IDS, MAX_ID_CHARS, MAX_LABEL_CHARS
 
 __all__ = ["build_spec"]
 
@@ -245,7 +244,7 @@ def build_spec() -> dict[str, Any]:
             "description": (
                 "Recommends scientific publications for a piece of text. Recommendations are computed by "
                 "workers behind a queue; the engine endpoints manage the engine they use.\n\n"
-                f"Limits: `k` 1-{MAX_K}; `text` up to {MAX_TEXT_CHARS} characters after trimming; ids up to "
+                f"Limits: `k` {MIN_K}-{MAX_K}; `text` up to {MAX_TEXT_CHARS} characters after trimming; ids up to "
                 f"{MAX_ID_CHARS} characters; labels up to {MAX_LABEL_CHARS}; up to {MAX_EXCLUDE_IDS} "
                 "`exclude_ids`.\n\nBuilds, uploads and rollbacks need `Authorization: Bearer <RECSYS_API_TOKEN>`."
             ),
