@@ -30,6 +30,7 @@ _ERRORS = {
     403: "No API token is configured on the API (set RECSYS_API_TOKEN).",
     404: "Not found.",
     409: "Conflict with the current state.",
+    411: "A chunked body on a server that cannot read one: send Content-Length.",
     413: "The body is larger than the limit.",
     415: "Wrong Content-Type.",
     500: "A task or the API failed; the description says which.",
@@ -113,8 +114,11 @@ def _recommendations() -> dict[str, Any]:
                 "202": {"description": "Accepted (`Prefer: respond-async`): poll `status_url`",
                         "headers": {**_location(), "Preference-Applied": {"schema": {"type": "string"}}},
                         **_json(_ref("TaskAccepted"))},
-                **_errors(400, 404, 413, 415, 500, 503,
+                **_errors(400, 404, 411, 413, 415, 500, 503,
+                          e400="The body breaks a rule of the schema (the description names the field and the "
+                               "rule), is not UTF-8 or not strict JSON.",
                           e404="The engine holds no publication with this `publication_id`.",
+                          e415="Not `Content-Type: application/json`, or a charset other than utf-8.",
                           e503="No engine has been built yet, or Redis/RabbitMQ is unreachable."),
                 "504": {"description": "No worker answered in time (the task may still finish: poll `status_url`), "
                                        "or the worker itself timed out (`code: timeout`)",

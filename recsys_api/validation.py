@@ -1,4 +1,4 @@
-"""Request validation: JSON bodies read within a size limit, and the recommendation body.
+"""Request validation: the body of ``POST /v1/recommendations`` (read by :mod:`recsys_api.body`).
 
 ``POST /v1/recommendations`` is validated with the JSON schema that ``/openapi.json``
 shows (:data:`recsys_api.schemas.RECOMMENDATION_REQUEST`, the same object) by
@@ -23,9 +23,9 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-import falcon
 from jsonschema import Draft4Validator, ValidationError, validators
 
+from recsys.query_limits import NOT_BLANK
 from recsys_api.errors import ApiError
 from recsys_api.schemas import RECOMMENDATION_REQUEST
 
@@ -34,7 +34,6 @@ __all__ = [
     "REQUEST_VALIDATOR",
     "OpenApi30Validator",
     "problem",
-    "read_json",
     "validate_recommendation",
 ]
 
@@ -66,34 +65,6 @@ def _invalid(field: str | None, description: str) -> ApiError:
     return ApiError(400, "Invalid request", description, extra=extra)
 
 
-def read_json(req: falcon.Request, max_bytes: int) -> Any:
-    """The request's JSON body: 415 unless ``application/json``, 413 past ``max_bytes``
-    (Content-Length checked first, then while reading), 400 when it does not parse."""
-    media_type = (req.content_type or "").split(";", 1)[0].strip().lower()
-    if media_type != falcon.MEDIA_JSON:
-        raise ApiError(
-            415, "Unsupported media type",
-            f"send the body as JSON with 'Content-Type: application/json' (got {req.content_type or 'none'!r})",
-        )
-    length = req.content_length
-    if length is not None and length > max_bytes:
-        raise _too_large(length, max_bytes)
-    data = req.bounded_stream.read(max_bytes + 1)
-    if len(data) > max_bytes:
-        raise _too_large(None, max_bytes)
-    if not data:
-        raise _invalid(None, "the request body is empty: send a JSON object")
-    try:
-        return json.loads(data)
-    except (ValueError, RecursionError) as exc:
-        raise _invalid(None, f"the request body is not valid JSON: {exc}") from None
-
-
-def _too_large(length: int | None, max_bytes: int) -> ApiError:
-    got = f" ({length} bytes)" if length is not None else ""
-    return ApiError(413, "Request body too large", f"the request body{got} is larger than {max_bytes} bytes")
-
-
 def _kind(value: Any) -> str:
     return "null" if value is None else type(value).__name__
 
@@ -105,6 +76,12 @@ def _shown(value: Any) -> str:
 
 #: Which failure of a field is reported first: its type, then its size, then its form.
 _KEYWORD_ORDER = ("type", "minLength", "maxLength", "maxItems", "minimum", "maximum", "pattern", "items")
+
+
+#: What a string field's ``pattern`` means, by pattern.
+_PATTERN_RULES = {
+    NOT_BLANK: "'{field}' must not be blank",
+}
 
 
 def _order(error: ValidationError) -> tuple[int, int, int, int]:
@@ -153,6 +130,8 @@ def problem(error: ValidationError) -> tuple[str | None, str]:
         return field, f"'{field}' must be a list of publication ids, got {_kind(value)}"
     if keyword == "type":
         return field, f"'{field}' must be a string, got {_kind(value)}"
+    if keyword == "pattern":
+        return field, _PATTERN_RULES[rule["pattern"]].format(field=field)
     return field, (
         f"'{field}' must be {rule['minLength']} to {rule['maxLength']} characters after trimming whitespace, "
         f"got {len(value)}"

@@ -7,11 +7,12 @@ import falcon
 from recsys import protocol
 from recsys.config import Settings
 from recsys_api.archive_store import ArchiveStore
+from recsys_api.body import read_json
 from recsys_api.errors import ApiError
 from recsys_api.metrics import Metrics
 from recsys_api.resources._replies import accepted, task_error, task_url
 from recsys_api.tasks import TaskClient, WaitTimeout
-from recsys_api.validation import read_json, validate_recommendation
+from recsys_api.validation import validate_recommendation
 
 __all__ = ["Recommendations", "prefers_async"]
 
