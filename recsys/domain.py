@@ -21,6 +21,7 @@ from recsys.query_limits import (
     MAX_YEAR,
     MIN_K,
     MIN_YEAR,
+    has_words,
 )
 
 __all__ = [
@@ -130,6 +131,8 @@ def _query_text(text: str) -> str:
         raise InvalidQuery("'text' is empty")
     if len(stripped) > MAX_TEXT_CHARS:
         raise InvalidQuery(f"'text' is longer than {MAX_TEXT_CHARS} characters")
+    if not has_words(stripped):
+        raise InvalidQuery("the text has no words: 'text' must contain a letter or a digit")
     return stripped
 
 

@@ -8,6 +8,8 @@ the domain accepts. Lengths count characters after trimming surrounding whitespa
 
 from __future__ import annotations
 
+import re
+
 __all__ = [
     "DEFAULT_K",
     "MAX_EXCLUDE_IDS",
@@ -19,6 +21,8 @@ __all__ = [
     "MIN_K",
     "MIN_YEAR",
     "NOT_BLANK",
+    "WORD",
+    "has_words",
 ]
 
 #: Fewest and most recommendations one query may ask for, and the default.
@@ -37,5 +41,16 @@ MAX_EXCLUDE_IDS = 1000
 MIN_YEAR = 0
 MAX_YEAR = 9999
 
-#: Texts, ids and labels must hold some character that is not whitespace.
+#: Ids and labels must hold some character that is not whitespace.
 NOT_BLANK = r"\S"
+#: A query text must hold a letter or a digit: Python's Unicode-aware ``\w`` less the
+#: underscore. NUL, zero-width and other control or format characters, and
+#: punctuation alone, are no words.
+WORD = r"[^\W_]"
+
+_WORD = re.compile(WORD)
+
+
+def has_words(text: str) -> bool:
+    """Whether ``text`` holds at least one letter or digit (:data:`WORD`)."""
+    return _WORD.search(text) is not None

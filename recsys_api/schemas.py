@@ -26,6 +26,7 @@ from recsys.query_limits import (
     MIN_K,
     MIN_YEAR,
     NOT_BLANK,
+    WORD,
 )
 
 __all__ = ["RECOMMENDATION_REQUEST", "SCHEMAS"]
@@ -48,9 +49,11 @@ RECOMMENDATION_REQUEST: dict[str, Any] = {
                    "their lengths are checked.",
     "additionalProperties": False,
     "properties": {
-        "text": {"type": "string", "minLength": 1, "maxLength": MAX_TEXT_CHARS, "pattern": NOT_BLANK,
+        "text": {"type": "string", "minLength": 1, "maxLength": MAX_TEXT_CHARS, "pattern": WORD,
                  "description": f"the text to find publications for: 1 to {MAX_TEXT_CHARS} characters "
-                                "after trimming whitespace"},
+                                "after trimming whitespace, with a letter or a digit (NUL, zero-width and "
+                                "other control or format characters do not count; the pattern is Python's "
+                                "Unicode-aware `\\w` without `_`)"},
         "publication_id": {"type": "string", "minLength": 1, "maxLength": MAX_ID_CHARS, "pattern": NOT_BLANK,
                            "description": "find publications similar to this stored one (never returned itself)"},
         "k": {"type": "integer", "minimum": MIN_K, "maximum": MAX_K, "default": DEFAULT_K,

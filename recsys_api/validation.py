@@ -25,7 +25,7 @@ from typing import Any
 
 from jsonschema import Draft4Validator, ValidationError, validators
 
-from recsys.query_limits import NOT_BLANK
+from recsys.query_limits import NOT_BLANK, WORD
 from recsys_api.errors import ApiError
 from recsys_api.schemas import RECOMMENDATION_REQUEST
 
@@ -80,6 +80,8 @@ _KEYWORD_ORDER = ("type", "minLength", "maxLength", "maxItems", "minimum", "maxi
 
 #: What a string field's ``pattern`` means, by pattern.
 _PATTERN_RULES = {
+    WORD: "the {field} has no words: '{field}' must contain a letter or a digit "
+          "(NUL, zero-width and other control or format characters do not count)",
     NOT_BLANK: "'{field}' must not be blank",
 }
 

@@ -118,6 +118,24 @@ def test_each_rule_gives_400_naming_the_field_and_the_rule(harness, body, field,
     assert harness.actors.requests == []  # nothing was sent
 
 
+@pytest.mark.parametrize("text", [
+    "\x00", "\x00\x00 \x00", "\u200b\u200c\u200d\u2060\ufeff", "\u00ad", "\x07\x1b\x7f", "\u202e\u2066",
+    "!!! ... ???", "_", "\u0301\u0308",
+])
+def test_a_text_without_letters_or_digits_is_400_text_has_no_words(harness, text):
+    response = post(harness, {"text": text})
+
+    assert response.status_code == 400
+    assert response.json["field"] == "text"
+    assert "the text has no words: 'text' must contain a letter or a digit" in response.json["description"]
+    assert harness.actors.requests == []
+
+
+@pytest.mark.parametrize("text", ["x", "7", "\u200bword\u200b", "\x00a", "神経", "Ωμέγα", "٣", "¾"])
+def test_a_text_with_a_letter_or_a_digit_anywhere_is_accepted(harness, text):
+    assert post(harness, {"text": text}).status_code == 200
+
+
 @pytest.mark.parametrize(("body", "field", "rule"), [
     ({"k": 0, "text": 42}, "text", "'text' must be a string"),
     ({"text": TEXT, "strict": "no", "k": 0}, "k", "'k' must be"),
