@@ -13,6 +13,7 @@ from typing import Any
 
 from recsys import __version__, protocol
 from recsys.query_limits import MAX_EXCLUDE_IDS, MAX_ID_CHARS, MAX_K, MAX_LABEL_CHARS, MAX_TEXT_CHARS, MIN_K
+from recsys_api import prefer
 from recsys_api.schemas import SCHEMAS
 
 __all__ = ["build_spec"]
@@ -94,8 +95,9 @@ def _recommendations() -> dict[str, Any]:
             "operationId": "recommend",
             "parameters": [{
                 "name": "Prefer", "in": "header", "required": False,
-                "description": "`respond-async`: answer 202 with the task instead of waiting (RFC 7240)",
-                "schema": {"type": "string"},
+                "description": "`respond-async`: answer 202 with the task instead of waiting (RFC 7240); "
+                               "other well-formed preferences are ignored, a malformed header is a 400",
+                "schema": {"type": "string", "pattern": prefer.PATTERN},
             }],
             "requestBody": {
                 "required": True,
@@ -116,7 +118,7 @@ def _recommendations() -> dict[str, Any]:
                         **_json(_ref("TaskAccepted"))},
                 **_errors(400, 404, 411, 413, 415, 500, 503,
                           e400="The body breaks a rule of the schema (the description names the field and the "
-                               "rule), is not UTF-8 or not strict JSON.",
+                               "rule), is not UTF-8 or not strict JSON, or the Prefer header is malformed.",
                           e404="The engine holds no publication with this `publication_id`.",
                           e415="Not `Content-Type: application/json`, or a charset other than utf-8.",
                           e503="No engine has been built yet, or Redis/RabbitMQ is unreachable."),
