@@ -11,6 +11,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from recsys.errors import InvalidQuery, InvalidRecord
+from recsys.query_limits import (
+    DEFAULT_K,
+    MAX_EXCLUDE_IDS,
+    MAX_ID_CHARS,
+    MAX_K,
+    MAX_LABEL_CHARS,
+    MAX_TEXT_CHARS,
+    MAX_YEAR,
+    MIN_K,
+    MIN_YEAR,
+    has_words,
+)
 
 __all__ = [
     "MAX_K",
@@ -20,11 +32,6 @@ __all__ = [
     "Query",
     "Recommendation",
 ]
-
-#: Largest number of recommendations one query may ask for.
-MAX_K = 100
-#: Longest query text, in characters after trimming.
-MAX_TEXT_CHARS = 50_000
 
 
 def _opt_str(record: Mapping[str, Any], key: str) -> str | None:
@@ -113,6 +120,22 @@ class Publication:
         return "\n\n".join(part for part in (self.title, self.abstract, self.text or "") if part)
 
 
+def _query_text(text: str) -> str:
+    stripped = text.strip()
+    if not stripped:
+        raise InvalidQuery("'text' is empty")
+    if len(stripped) > MAX_TEXT_CHARS:
+        raise InvalidQuery(f"'text' is longer than {MAX_TEXT_CHARS} characters")
+    if not has_words(stripped):
+        raise InvalidQuery("the text has no words: 'text' must contain a letter or a digit")
+    return stripped
+
+
+def _check_year(name: str, year: object) -> None:
+    if year is not None and (isinstance(year, bool) or not isinstance(year, int) or not MIN_YEAR <= year <= MAX_YEAR):
+        raise InvalidQuery(f"'{name}' must be a whole number from {MIN_YEAR} to {MAX_YEAR}")
+
+
 @dataclass(frozen=True)
 class Query:
     """What to recommend for: a ``text`` or a stored ``publication_id`` (exactly one).
@@ -126,28 +149,35 @@ class Query:
 
     text: str | None = None
     publication_id: str | None = None
-    k: int = 10
+    k: int = DEFAULT_K
     exclude_ids: frozenset[str] = field(default_factory=frozenset)
     label: str | None = None
     year_min: int | None = None
     year_max: int | None = None
 
     def __post_init__(self) -> None:
+        # The limits are those of the API's request schema (recsys.query_limits).
         if (self.text is None) == (self.publication_id is None):
             raise InvalidQuery("give exactly one of 'text' or 'publication_id'")
         if self.text is not None:
-            stripped = self.text.strip()
-            if not stripped:
-                raise InvalidQuery("'text' is empty")
-            if len(stripped) > MAX_TEXT_CHARS:
-                raise InvalidQuery(f"'text' is longer than {MAX_TEXT_CHARS} characters")
-            object.__setattr__(self, "text", stripped)
-        if self.publication_id is not None and not self.publication_id.strip():
-            raise InvalidQuery("'publication_id' is empty")
-        if isinstance(self.k, bool) or not isinstance(self.k, int) or not 1 <= self.k <= MAX_K:
-            raise InvalidQuery(f"'k' must be a whole number from 1 to {MAX_K}")
+            object.__setattr__(self, "text", _query_text(self.text))
+        if self.publication_id is not None:
+            if not self.publication_id.strip():
+                raise InvalidQuery("'publication_id' is empty")
+            if len(self.publication_id) > MAX_ID_CHARS:
+                raise InvalidQuery(f"'publication_id' is longer than {MAX_ID_CHARS} characters")
+        if isinstance(self.k, bool) or not isinstance(self.k, int) or not MIN_K <= self.k <= MAX_K:
+            raise InvalidQuery(f"'k' must be a whole number from {MIN_K} to {MAX_K}")
         if not isinstance(self.exclude_ids, frozenset):
             object.__setattr__(self, "exclude_ids", frozenset(self.exclude_ids))
+        if len(self.exclude_ids) > MAX_EXCLUDE_IDS:
+            raise InvalidQuery(
+                f"'exclude_ids' holds {len(self.exclude_ids)} ids; at most {MAX_EXCLUDE_IDS} are allowed"
+            )
+        if self.label is not None and not 1 <= len(self.label) <= MAX_LABEL_CHARS:
+            raise InvalidQuery(f"'label' must be 1 to {MAX_LABEL_CHARS} characters")
+        _check_year("year_min", self.year_min)
+        _check_year("year_max", self.year_max)
         if self.year_min is not None and self.year_max is not None and self.year_min > self.year_max:
             raise InvalidQuery("'year_min' is greater than 'year_max'")
 
@@ -176,7 +206,7 @@ class Query:
             return cls(
                 text=data.get("text"),
                 publication_id=data.get("publication_id"),
-                k=data.get("k", 10),
+                k=data.get("k", DEFAULT_K),
                 exclude_ids=frozenset(data.get("exclude_ids") or ()),
                 label=data.get("label"),
                 year_min=data.get("year_min"),

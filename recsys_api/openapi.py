@@ -2,7 +2,7 @@
 
 OpenAPI 3.0 (Swagger UI 4 cannot show 3.1). There is no ``servers`` entry, so "Try it
 out" calls the API that served the page. The request schema of
-``POST /v1/recommendations`` states the same rules as :mod:`recsys_api.validation`;
+``POST /v1/recommendations`` is the very schema :mod:`recsys_api.validation` validates with;
 a test checks that every route of the app is described here and the other way round,
 and a schemathesis run checks the app against it.
 """
@@ -12,9 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 from recsys import __version__, protocol
-from recsys.domain import MAX_K, MAX_TEXT_CHARS
+from recsys.query_limits import MAX_EXCLUDE_IDS, MAX_ID_CHARS, MAX_K, MAX_LABEL_CHARS, MAX_TEXT_CHARS, MIN_K
+from recsys_api import prefer
 from recsys_api.schemas import SCHEMAS
-from recsys_api.validation import MAX_EXCLUDE_IDS, MAX_ID_CHARS, MAX_LABEL_CHARS
 
 __all__ = ["build_spec"]
 
@@ -31,6 +31,7 @@ _ERRORS = {
     403: "No API token is configured on the API (set RECSYS_API_TOKEN).",
     404: "Not found.",
     409: "Conflict with the current state.",
+    411: "A chunked body on a server that cannot read one: send Content-Length.",
     413: "The body is larger than the limit.",
     415: "Wrong Content-Type.",
     500: "A task or the API failed; the description says which.",
@@ -94,8 +95,9 @@ def _recommendations() -> dict[str, Any]:
             "operationId": "recommend",
             "parameters": [{
                 "name": "Prefer", "in": "header", "required": False,
-                "description": "`respond-async`: answer 202 with the task instead of waiting (RFC 7240)",
-                "schema": {"type": "string"},
+                "description": "`respond-async`: answer 202 with the task instead of waiting (RFC 7240); "
+                               "other well-formed preferences are ignored, a malformed header is a 400",
+                "schema": {"type": "string", "pattern": prefer.PATTERN},
             }],
             "requestBody": {
                 "required": True,
@@ -114,8 +116,11 @@ def _recommendations() -> dict[str, Any]:
                 "202": {"description": "Accepted (`Prefer: respond-async`): poll `status_url`",
                         "headers": {**_location(), "Preference-Applied": {"schema": {"type": "string"}}},
                         **_json(_ref("TaskAccepted"))},
-                **_errors(400, 404, 413, 415, 500, 503,
+                **_errors(400, 404, 411, 413, 415, 500, 503,
+                          e400="The body breaks a rule of the schema (the description names the field and the "
+                               "rule), is not UTF-8 or not strict JSON, or the Prefer header is malformed.",
                           e404="The engine holds no publication with this `publication_id`.",
+                          e415="Not `Content-Type: application/json`, or a charset other than utf-8.",
                           e503="No engine has been built yet, or Redis/RabbitMQ is unreachable."),
                 "504": {"description": "No worker answered in time (the task may still finish: poll `status_url`), "
                                        "or the worker itself timed out (`code: timeout`)",
@@ -245,7 +250,7 @@ def build_spec() -> dict[str, Any]:
             "description": (
                 "Recommends scientific publications for a piece of text. Recommendations are computed by "
                 "workers behind a queue; the engine endpoints manage the engine they use.\n\n"
-                f"Limits: `k` 1-{MAX_K}; `text` up to {MAX_TEXT_CHARS} characters after trimming; ids up to "
+                f"Limits: `k` {MIN_K}-{MAX_K}; `text` up to {MAX_TEXT_CHARS} characters after trimming; ids up to "
                 f"{MAX_ID_CHARS} characters; labels up to {MAX_LABEL_CHARS}; up to {MAX_EXCLUDE_IDS} "
                 "`exclude_ids`.\n\nBuilds, uploads and rollbacks need `Authorization: Bearer <RECSYS_API_TOKEN>`."
             ),

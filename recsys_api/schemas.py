@@ -1,13 +1,35 @@
-"""JSON schemas of the API's bodies (OpenAPI 3.0 dialect), used by :mod:`recsys_api.openapi`."""
+"""JSON schemas of the API's bodies (OpenAPI 3.0 dialect), used by :mod:`recsys_api.openapi`.
+
+:data:`RECOMMENDATION_REQUEST` is also the schema :mod:`recsys_api.validation` validates
+``POST /v1/recommendations`` with: the same object, shown in ``/openapi.json`` as
+``#/components/schemas/RecommendationRequest``. Its limits come from
+:mod:`recsys.query_limits`, which :class:`recsys.domain.Query` checks too.
+
+The dialect is OpenAPI 3.0's Schema Object: JSON Schema draft 4 keywords (where
+``"integer"`` excludes ``10.0``) plus ``nullable``. String fields are trimmed of
+surrounding whitespace before the schema applies; ``year_min <= year_max`` is the one
+rule JSON Schema cannot state (its description says it; the validation checks it).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from recsys.domain import MAX_K, MAX_TEXT_CHARS
-from recsys_api.validation import MAX_EXCLUDE_IDS, MAX_ID_CHARS, MAX_LABEL_CHARS, MAX_YEAR
+from recsys.query_limits import (
+    DEFAULT_K,
+    MAX_EXCLUDE_IDS,
+    MAX_ID_CHARS,
+    MAX_K,
+    MAX_LABEL_CHARS,
+    MAX_TEXT_CHARS,
+    MAX_YEAR,
+    MIN_K,
+    MIN_YEAR,
+    NOT_BLANK,
+    WORD,
+)
 
-__all__ = ["SCHEMAS"]
+__all__ = ["RECOMMENDATION_REQUEST", "SCHEMAS"]
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -18,28 +40,28 @@ _STRING = {"type": "string"}
 _NULLABLE_STRING = {"type": "string", "nullable": True}
 _NULLABLE_INT = {"type": "integer", "nullable": True}
 
-#: Not only whitespace (the rule is "1 to N characters after trimming").
-_NOT_BLANK = r"\S"
-
-_YEAR = {"type": "integer", "minimum": 0, "maximum": MAX_YEAR, "nullable": True}
+_YEAR = {"type": "integer", "minimum": MIN_YEAR, "maximum": MAX_YEAR, "nullable": True}
 
 RECOMMENDATION_REQUEST: dict[str, Any] = {
     "type": "object",
     "description": "Exactly one of `text` or `publication_id`; every other field is optional. "
-                   "Unknown fields are refused.",
+                   "Unknown fields are refused. Strings are trimmed of surrounding whitespace before "
+                   "their lengths are checked.",
     "additionalProperties": False,
     "properties": {
-        "text": {"type": "string", "minLength": 1, "maxLength": MAX_TEXT_CHARS, "pattern": _NOT_BLANK,
+        "text": {"type": "string", "minLength": 1, "maxLength": MAX_TEXT_CHARS, "pattern": WORD,
                  "description": f"the text to find publications for: 1 to {MAX_TEXT_CHARS} characters "
-                                "after trimming whitespace"},
-        "publication_id": {"type": "string", "minLength": 1, "maxLength": MAX_ID_CHARS, "pattern": _NOT_BLANK,
+                                "after trimming whitespace, with a letter or a digit (NUL, zero-width and "
+                                "other control or format characters do not count; the pattern is Python's "
+                                "Unicode-aware `\\w` without `_`)"},
+        "publication_id": {"type": "string", "minLength": 1, "maxLength": MAX_ID_CHARS, "pattern": NOT_BLANK,
                            "description": "find publications similar to this stored one (never returned itself)"},
-        "k": {"type": "integer", "minimum": 1, "maximum": MAX_K, "default": 10,
-              "description": "how many recommendations"},
+        "k": {"type": "integer", "minimum": MIN_K, "maximum": MAX_K, "default": DEFAULT_K,
+              "description": "how many recommendations (a whole number: `10.0` is refused)"},
         "exclude_ids": {"type": "array", "maxItems": MAX_EXCLUDE_IDS, "nullable": True,
                         "items": {"type": "string", "minLength": 1, "maxLength": MAX_ID_CHARS},
                         "description": "publication ids never to return"},
-        "label": {"type": "string", "minLength": 1, "maxLength": MAX_LABEL_CHARS, "pattern": _NOT_BLANK,
+        "label": {"type": "string", "minLength": 1, "maxLength": MAX_LABEL_CHARS, "pattern": NOT_BLANK,
                   "nullable": True, "description": "only publications with this label"},
         "year_min": {**_YEAR, "description": "only publications from this year on (inclusive)"},
         "year_max": {**_YEAR, "description": "only publications up to this year (inclusive); >= year_min"},

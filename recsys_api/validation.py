@@ -1,108 +1,68 @@
-"""Request validation: JSON bodies read within a size limit, and the recommendation body.
+"""Request validation: the body of ``POST /v1/recommendations`` (read by :mod:`recsys_api.body`).
 
-Each rule fails with a 4xx :class:`~recsys_api.errors.ApiError` whose description
+``POST /v1/recommendations`` is validated with the JSON schema that ``/openapi.json``
+shows (:data:`recsys_api.schemas.RECOMMENDATION_REQUEST`, the same object) by
+``jsonschema``'s draft 4 validator, extended with OpenAPI 3.0's ``nullable``: draft 4's
+``"integer"`` refuses ``10.0`` and ``true``, where draft 6 and later accept ``10.0``.
+The limits in the schema come from :mod:`recsys.query_limits`, as do those of
+:class:`recsys.domain.Query`.
+
+Each rule fails with a 400 :class:`~recsys_api.errors.ApiError` whose description
 names the field and the rule, and whose ``field`` says which one, e.g.::
 
     400 {"title": "Invalid request", "field": "k",
          "description": "'k' must be a whole number from 1 to 100, got 0"}
 
-The rules of ``POST /v1/recommendations`` (the OpenAPI schema says the same):
-
-* exactly one of ``text`` (1 to 50,000 characters after trimming whitespace) or
-  ``publication_id`` (1 to 256 characters, not blank);
-* ``k``: a whole number from 1 to 100 (default 10);
-* ``exclude_ids``: up to 1,000 publication ids; ``label``: 1 to 256 characters;
-  ``year_min``/``year_max``: whole numbers from 0 to 9999, ``year_min <= year_max``
-  (``null`` means no filter);
-* ``strict``: a boolean (default false): the worker must serve at least the API's
-  current engine generation;
-* any other field is refused.
+When several rules fail, the first in the schema's order of fields is reported.
+:func:`problem` turns jsonschema's errors into these messages.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
 
-import falcon
+from jsonschema import Draft4Validator, ValidationError, validators
 
-from recsys.domain import MAX_K, MAX_TEXT_CHARS
-from recsys_api.errors import ApiError
+from recsys.query_limits import NOT_BLANK, WORD
+from recsys_api.errors import ApiError, http_error
+from recsys_api.schemas import RECOMMENDATION_REQUEST
 
 __all__ = [
-    "MAX_EXCLUDE_IDS",
-    "MAX_ID_CHARS",
-    "MAX_LABEL_CHARS",
     "RECOMMEND_FIELDS",
-    "read_json",
+    "REQUEST_VALIDATOR",
+    "OpenApi30Validator",
+    "problem",
     "validate_recommendation",
 ]
 
-MAX_ID_CHARS = 256
-MAX_LABEL_CHARS = 256
-MAX_EXCLUDE_IDS = 1000
-MAX_YEAR = 9999
-DEFAULT_K = 10
+#: The fields of ``POST /v1/recommendations``, in the schema's order.
+RECOMMEND_FIELDS = tuple(RECOMMENDATION_REQUEST["properties"])
+#: String fields trimmed of surrounding whitespace before the schema applies.
+_TRIMMED = tuple(name for name, rule in RECOMMENDATION_REQUEST["properties"].items() if rule["type"] == "string")
 
-RECOMMEND_FIELDS = ("text", "publication_id", "k", "exclude_ids", "label", "year_min", "year_max", "strict")
+
+def _nullable_type(
+    validator: Any, types: Any, instance: Any, schema: dict[str, Any]
+) -> Iterable[ValidationError]:
+    """Draft 4's ``type``, where OpenAPI 3.0's ``nullable: true`` also allows ``null``."""
+    if instance is None and schema.get("nullable") is True:
+        return
+    yield from Draft4Validator.VALIDATORS["type"](validator, types, instance, schema)
+
+
+#: OpenAPI 3.0's Schema Object: JSON Schema draft 4 (its type checker: ``10.0`` and
+#: ``true`` are not integers) plus ``nullable``.
+OpenApi30Validator = validators.extend(Draft4Validator, {"type": _nullable_type})
+
+#: The validator of ``POST /v1/recommendations``; its ``schema`` is the one in /openapi.json.
+REQUEST_VALIDATOR = OpenApi30Validator(RECOMMENDATION_REQUEST)
 
 
 def _invalid(field: str | None, description: str) -> ApiError:
     extra = {"field": field} if field else None
-    return ApiError(400, "Invalid request", description, extra=extra)
-
-
-def read_json(req: falcon.Request, max_bytes: int) -> Any:
-    """The request's JSON body: 415 unless ``application/json``, 413 past ``max_bytes``
-    (Content-Length checked first, then while reading), 400 when it does not parse."""
-    media_type = (req.content_type or "").split(";", 1)[0].strip().lower()
-    if media_type != falcon.MEDIA_JSON:
-        raise ApiError(
-            415, "Unsupported media type",
-            f"send the body as JSON with 'Content-Type: application/json' (got {req.content_type or 'none'!r})",
-        )
-    length = req.content_length
-    if length is not None and length > max_bytes:
-        raise _too_large(length, max_bytes)
-    data = req.bounded_stream.read(max_bytes + 1)
-    if len(data) > max_bytes:
-        raise _too_large(None, max_bytes)
-    if not data:
-        raise _invalid(None, "the request body is empty: send a JSON object")
-    try:
-        return json.loads(data)
-    except (ValueError, RecursionError) as exc:
-        raise _invalid(None, f"the request body is not valid JSON: {exc}") from None
-
-
-def _too_large(length: int | None, max_bytes: int) -> ApiError:
-    got = f" ({length} bytes)" if length is not None else ""
-    return ApiError(413, "Request body too large", f"the request body{got} is larger than {max_bytes} bytes")
-
-
-def _string(body: dict[str, Any], field: str, max_chars: int) -> str | None:
-    value = body.get(field)
-    if value is None and field not in ("text", "publication_id"):
-        return None
-    if not isinstance(value, str):
-        raise _invalid(field, f"'{field}' must be a string, got {_kind(value)}")
-    stripped = value.strip()
-    if not 1 <= len(stripped) <= max_chars:
-        raise _invalid(
-            field, f"'{field}' must be 1 to {max_chars} characters after trimming whitespace, got {len(stripped)}"
-        )
-    return stripped
-
-
-def _whole(body: dict[str, Any], field: str, low: int, high: int, default: int | None) -> int | None:
-    value = body.get(field)
-    if value is None and (field not in body or default is None):
-        return default
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)  # 10.0 is a whole number in JSON
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise _invalid(field, f"'{field}' must be a whole number from {low} to {high}, got {_shown(value)}")
-    return value
+    return http_error("bad_request", description, extra=extra)
 
 
 def _kind(value: Any) -> str:
@@ -114,58 +74,91 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def _exclude_ids(body: dict[str, Any]) -> list[str] | None:
-    value = body.get("exclude_ids")
-    if value is None:
-        return None
-    if not isinstance(value, list):
-        raise _invalid("exclude_ids", f"'exclude_ids' must be a list of publication ids, got {_kind(value)}")
-    if len(value) > MAX_EXCLUDE_IDS:
-        raise _invalid("exclude_ids", f"'exclude_ids' holds {len(value)} ids; at most {MAX_EXCLUDE_IDS} are allowed")
-    for index, item in enumerate(value):
-        if not isinstance(item, str) or not 1 <= len(item) <= MAX_ID_CHARS:
-            raise _invalid(
-                "exclude_ids", f"'exclude_ids[{index}]' must be a string of 1 to {MAX_ID_CHARS} characters"
+#: Which failure of a field is reported first: its type, then its size, then its form.
+_KEYWORD_ORDER = ("type", "minLength", "maxLength", "maxItems", "minimum", "maximum", "pattern", "items")
+
+
+#: What a string field's ``pattern`` means, by pattern.
+_PATTERN_RULES = {
+    WORD: "the {field} has no words: '{field}' must contain a letter or a digit "
+          "(NUL, zero-width and other control or format characters do not count)",
+    NOT_BLANK: "'{field}' must not be blank",
+}
+
+
+def _order(error: ValidationError) -> tuple[int, int, int, int]:
+    """Sort key: body type, unknown fields, text/publication_id, then the fields in schema order."""
+    path = list(error.absolute_path)
+    if not path:
+        return ({"type": 0, "additionalProperties": 1}.get(str(error.validator), 2), 0, 0, 0)
+    name = str(path[0])
+    field = RECOMMEND_FIELDS.index(name) if name in RECOMMEND_FIELDS else len(RECOMMEND_FIELDS)
+    keyword = str(error.validator)
+    rank = _KEYWORD_ORDER.index(keyword) if keyword in _KEYWORD_ORDER else len(_KEYWORD_ORDER)
+    item = path[1] if len(path) > 1 and isinstance(path[1], int) else -1
+    return (3, field, item, rank)
+
+
+def problem(error: ValidationError) -> tuple[str | None, str]:
+    """The field and the message (field and rule) for one of the request schema's errors."""
+    keyword, value, path = error.validator, error.instance, list(error.absolute_path)
+    if not path:
+        if keyword == "type":
+            return None, f"the request body must be a JSON object, got {_kind(value)}"
+        if keyword == "additionalProperties":
+            unknown = sorted(str(key) for key in value if key not in RECOMMEND_FIELDS)
+            return unknown[0], (
+                f"unknown field(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(RECOMMEND_FIELDS)}"
             )
-    return list(value)
+        names = [branch["required"][0] for branch in RECOMMENDATION_REQUEST["oneOf"]]
+        which = "both" if all(name in value for name in names) else "neither"
+        return names[0], f"give exactly one of {' or '.join(map(repr, names))} (got {which})"
+    field = str(path[0])
+    rule = RECOMMENDATION_REQUEST["properties"][field]
+    kind = rule["type"]
+    if kind == "integer":
+        low, high = rule["minimum"], rule["maximum"]
+        return field, f"'{field}' must be a whole number from {low} to {high}, got {_shown(value)}"
+    if kind == "boolean":
+        return field, f"'{field}' must be true or false, got {_shown(value)}"
+    if kind == "array":
+        items = rule["items"]
+        if len(path) > 1:
+            return field, (
+                f"'{field}[{path[1]}]' must be a string of {items['minLength']} to {items['maxLength']} characters"
+            )
+        if keyword == "maxItems":
+            return field, f"'{field}' holds {len(value)} ids; at most {rule['maxItems']} are allowed"
+        return field, f"'{field}' must be a list of publication ids, got {_kind(value)}"
+    if keyword == "type":
+        return field, f"'{field}' must be a string, got {_kind(value)}"
+    if keyword == "pattern":
+        return field, _PATTERN_RULES[rule["pattern"]].format(field=field)
+    return field, (
+        f"'{field}' must be {rule['minLength']} to {rule['maxLength']} characters after trimming whitespace, "
+        f"got {len(value)}"
+    )
+
+
+def _trimmed(body: dict[str, Any]) -> dict[str, Any]:
+    return {key: value.strip() if key in _TRIMMED and isinstance(value, str) else value for key, value in body.items()}
 
 
 def validate_recommendation(body: Any) -> dict[str, Any]:
-    """The normalized request of ``POST /v1/recommendations`` (text trimmed, ``k`` and
+    """The normalized request of ``POST /v1/recommendations`` (strings trimmed, ``k`` and
     ``strict`` filled in, null filters dropped); raises a 400 ApiError naming the field."""
-    if not isinstance(body, dict):
-        raise _invalid(None, f"the request body must be a JSON object, got {_kind(body)}")
-    unknown = sorted(str(key) for key in body if key not in RECOMMEND_FIELDS)
-    if unknown:
-        raise _invalid(
-            unknown[0], f"unknown field(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(RECOMMEND_FIELDS)}"
-        )
-    has_text, has_id = "text" in body, "publication_id" in body
-    if has_text == has_id:
-        which = "both" if has_text else "neither"
-        raise _invalid("text", f"give exactly one of 'text' or 'publication_id' (got {which})")
-    request: dict[str, Any] = {}
-    if has_text:
-        request["text"] = _string(body, "text", MAX_TEXT_CHARS)
-    else:
-        request["publication_id"] = _string(body, "publication_id", MAX_ID_CHARS)
-    request["k"] = _whole(body, "k", 1, MAX_K, DEFAULT_K)
-    exclude = _exclude_ids(body)
-    if exclude:
-        request["exclude_ids"] = exclude
-    label = _string(body, "label", MAX_LABEL_CHARS)
-    if label is not None:
-        request["label"] = label
-    year_min = _whole(body, "year_min", 0, MAX_YEAR, None)
-    year_max = _whole(body, "year_max", 0, MAX_YEAR, None)
+    if isinstance(body, dict):
+        body = _trimmed(body)
+    first = min(REQUEST_VALIDATOR.iter_errors(body), key=_order, default=None)
+    if first is not None:
+        field, description = problem(first)
+        raise _invalid(field, description)
+    year_min, year_max = body.get("year_min"), body.get("year_max")
     if year_min is not None and year_max is not None and year_min > year_max:
         raise _invalid("year_min", f"'year_min' ({year_min}) must not be greater than 'year_max' ({year_max})")
-    if year_min is not None:
-        request["year_min"] = year_min
-    if year_max is not None:
-        request["year_max"] = year_max
-    strict = body.get("strict", False)
-    if not isinstance(strict, bool):
-        raise _invalid("strict", f"'strict' must be true or false, got {_shown(strict)}")
-    request["strict"] = strict
+    request: dict[str, Any] = {}
+    for name, rule in RECOMMENDATION_REQUEST["properties"].items():
+        value = body.get(name, rule.get("default"))
+        if value is not None and value != []:
+            request[name] = value
     return request

@@ -11,9 +11,10 @@ import falcon
 from recsys import protocol
 from recsys_api.archive_store import ArchiveStore, StoredArchive
 from recsys_api.auth import RequireToken, token_required
+from recsys_api.body import body_stream
 from recsys_api.broadcast import Broadcaster
 from recsys_api.builds import BuildStarter
-from recsys_api.errors import ApiError
+from recsys_api.errors import ApiError, http_error
 from recsys_api.resources._replies import accepted
 
 __all__ = ["Builds", "EngineArchive", "EngineManifest", "Rollback"]
@@ -76,7 +77,10 @@ class EngineArchive:
                 415, "Unsupported media type",
                 f"send the archive's bytes with 'Content-Type: application/zip' (got {req.content_type or 'none'!r})",
             )
-        installed = self.store.install(req.bounded_stream, length=req.content_length)
+        stream = body_stream(req)  # with Content-Length, or chunked (read to its end)
+        if stream is None:
+            raise http_error("invalid_archive", "the request body is empty: send the engine archive (a zip file)")
+        installed = self.store.install(stream, length=req.content_length)
         assert installed is not None  # only_if_empty is False
         self.broadcaster.publish(installed)
         resp.status = falcon.HTTP_201

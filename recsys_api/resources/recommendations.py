@@ -8,21 +8,20 @@ from recsys import protocol
 from recsys.config import Settings
 from recsys.errors import WaitTimeout
 from recsys_api.archive_store import ArchiveStore
+from recsys_api.body import read_json
 from recsys_api.errors import http_error
 from recsys_api.metrics import Metrics
+from recsys_api.prefer import parse_prefer
 from recsys_api.resources._replies import accepted, task_error, task_url
 from recsys_api.tasks import TaskClient
-from recsys_api.validation import read_json, validate_recommendation
+from recsys_api.validation import validate_recommendation
 
 __all__ = ["Recommendations", "prefers_async"]
 
 
 def prefers_async(req: falcon.Request) -> bool:
-    """Whether the ``Prefer`` header asks for ``respond-async`` (RFC 7240)."""
-    prefer = req.get_header("Prefer")
-    if not prefer:
-        return False
-    return any(part.split(";", 1)[0].strip().lower() == "respond-async" for part in prefer.split(","))
+    """Whether the ``Prefer`` header asks for ``respond-async`` (RFC 7240; 400 when it does not parse)."""
+    return "respond-async" in parse_prefer(req.get_header("Prefer"))
 
 
 class Recommendations:
@@ -33,9 +32,9 @@ class Recommendations:
         self.metrics = metrics
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        asynchronous = prefers_async(req)
         request = validate_recommendation(read_json(req, self.settings.max_body_bytes))
         request["min_generation"] = self.store.generation()
-        asynchronous = prefers_async(req)
         # A task answered within the request never shows its id: it is recorded only when
         # the id is handed out (202 here, or 504 below), which saves a Redis round trip.
         message = self.tasks.send(

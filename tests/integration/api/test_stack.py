@@ -6,6 +6,7 @@ worker builds and uploads it; then uploads, rollbacks and their convergence.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from pathlib import Path
@@ -77,6 +78,38 @@ def test_a_recommendation_round_trip(stack):
     assert all(r["evidence"] for r in body["recommendations"])
 
 
+def chunks(data: bytes, size: int = 1000):
+    """The body as an iterator: httpx sends it with Transfer-Encoding: chunked, without Content-Length."""
+    for start in range(0, len(data), size):
+        yield data[start:start + size]
+
+
+def test_a_chunked_body_is_read_like_any_other_and_413_past_the_limit(stack):
+    # Given gunicorn (gthread), which ends wsgi.input where a chunked body ends
+    body = json.dumps({"text": TEXT, "k": 2}).encode()
+
+    # When a valid body comes in chunks, it is answered as with Content-Length
+    response = stack.api.client.post("/v1/recommendations", content=chunks(body),
+                                     headers={"Content-Type": "application/json"})
+    assert response.request.headers["transfer-encoding"] == "chunked"
+    assert "content-length" not in response.request.headers
+    assert response.status_code == 200, response.text
+    assert len(response.json()["recommendations"]) == 2
+
+    # and a 10 MB chunked body is 413, not "empty"
+    big = json.dumps({"text": "x" * 10_000_000}).encode()
+    response = stack.api.client.post("/v1/recommendations", content=chunks(big, 64 * 1024),
+                                     headers={"Content-Type": "application/json"})
+    assert response.status_code == 413, response.text
+    assert "larger than 1048576 bytes" in response.json()["description"]
+
+    # and a chunked body that breaks a rule says which
+    response = stack.api.client.post("/v1/recommendations", content=chunks(b'{"text": "a", "k": 1, "k": 2}', 7),
+                                     headers={"Content-Type": "application/json"})
+    assert response.status_code == 400
+    assert "has the key 'k' twice" in response.json()["description"]
+
+
 def test_async_mode_and_polling(stack):
     response = stack.api.client.post("/v1/recommendations", json={"text": TEXT, "k": 2},
                                      headers={"Prefer": "respond-async"})
@@ -140,6 +173,22 @@ def test_rollback_is_broadcast_and_workers_converge_on_it(stack):
     assert response.status_code == 200, response.text
     assert response.json()["generation"] == first["generation"] + 1
     wait_converged(stack, first["generation"] + 1)
+
+
+def test_a_chunked_upload_installs_like_any_other(stack, tmp_path):
+    before = stack.api.client.get("/v1/engine").json()
+    archive = new_archive(tmp_path)
+
+    # When a client uploads the archive with Transfer-Encoding: chunked (no Content-Length)
+    response = stack.api.client.put("/v1/engine/archive", content=chunks(archive.read_bytes(), 64 * 1024),
+                                    headers={"Content-Type": "application/zip", **AUTH})
+
+    # Then it is installed as the next generation, checked like any other
+    assert response.request.headers["transfer-encoding"] == "chunked"
+    assert response.status_code == 201, response.text
+    assert response.json()["generation"] == before["generation"] + 1
+    assert response.json()["size"] == archive.stat().st_size
+    wait_converged(stack, before["generation"] + 1)
 
 
 def test_metrics_sum_every_gunicorn_process(stack):

@@ -64,7 +64,6 @@ def test_null_filters_mean_no_filter(harness):
     {"text": " " * 10 + "x" * MAX_TEXT_CHARS + " " * 10},
     {"text": TEXT, "k": 1},
     {"text": TEXT, "k": 100},
-    {"text": TEXT, "k": 10.0},
     {"text": TEXT, "year_min": 0, "year_max": 9999},
     {"text": TEXT, "year_min": 2000, "year_max": 2000},
     {"publication_id": "x" * 256},
@@ -89,6 +88,8 @@ def test_bodies_at_the_limits_are_accepted(harness, body):
     ({"text": TEXT, "k": 101}, "k", "got 101"),
     ({"text": TEXT, "k": -1}, "k", "got -1"),
     ({"text": TEXT, "k": 2.5}, "k", "got 2.5"),
+    ({"text": TEXT, "k": 10.0}, "k", "'k' must be a whole number from 1 to 100, got 10.0"),
+    ({"text": TEXT, "year_min": 2000.0}, "year_min", "got 2000.0"),
     ({"text": TEXT, "k": "5"}, "k", 'got "5"'),
     ({"text": TEXT, "k": True}, "k", "got true"),
     ({"text": TEXT, "k": None}, "k", "got null"),
@@ -105,6 +106,7 @@ def test_bodies_at_the_limits_are_accepted(harness, body):
     ({"text": TEXT, "strict": "yes"}, "strict", "'strict' must be true or false"),
     ({"text": TEXT, "strict": 1}, "strict", "'strict' must be true or false"),
     ({"text": TEXT, "limit": 3}, "limit", "unknown field(s) 'limit'; allowed: text, publication_id, k"),
+    ({"text": TEXT, "zeta": 1, "alpha": 2}, "alpha", "unknown field(s) 'alpha', 'zeta'"),
     ({"text": TEXT, "min_generation": 3}, "min_generation", "unknown field(s) 'min_generation'"),
 ])
 def test_each_rule_gives_400_naming_the_field_and_the_rule(harness, body, field, rule):
@@ -115,6 +117,49 @@ def test_each_rule_gives_400_naming_the_field_and_the_rule(harness, body, field,
     assert response.json["field"] == field
     assert rule in response.json["description"]
     assert harness.actors.requests == []  # nothing was sent
+
+
+@pytest.mark.parametrize("text", [
+    "\x00", "\x00\x00 \x00", "\u200b\u200c\u200d\u2060\ufeff", "\u00ad", "\x07\x1b\x7f", "\u202e\u2066",
+    "!!! ... ???", "_", "\u0301\u0308",
+])
+def test_a_text_without_letters_or_digits_is_400_text_has_no_words(harness, text):
+    response = post(harness, {"text": text})
+
+    assert response.status_code == 400
+    assert response.json["field"] == "text"
+    assert "the text has no words: 'text' must contain a letter or a digit" in response.json["description"]
+    assert harness.actors.requests == []
+
+
+@pytest.mark.parametrize("text", ["x", "7", "\u200bword\u200b", "\x00a", "神経", "Ωμέγα", "٣", "¾"])
+def test_a_text_with_a_letter_or_a_digit_anywhere_is_accepted(harness, text):
+    assert post(harness, {"text": text}).status_code == 200
+
+
+@pytest.mark.parametrize(("body", "field", "rule"), [
+    ({"k": 0, "text": 42}, "text", "'text' must be a string"),
+    ({"text": TEXT, "strict": "no", "k": 0}, "k", "'k' must be"),
+    ({"text": TEXT, "exclude_ids": [1, ""], "label": ""}, "exclude_ids", "'exclude_ids[0]'"),
+    ({"text": TEXT, "publication_id": "p", "k": 0}, "text", "exactly one of"),
+    ({"text": TEXT, "other": 1, "k": 0}, "other", "unknown field(s) 'other'"),
+    ({"text": TEXT, "year_min": 2011, "year_max": 2010, "k": 0}, "k", "'k' must be"),
+])
+def test_of_several_faults_the_first_in_the_schemas_order_is_reported(harness, body, field, rule):
+    response = post(harness, body)
+
+    assert response.status_code == 400
+    assert response.json["field"] == field
+    assert rule in response.json["description"]
+
+
+@pytest.mark.parametrize("raw", [b'{"text": "t", "k": 10.0}', b'{"text": "t", "k": 1e1}', b'{"text": "t", "k": true}'])
+def test_k_must_be_a_json_integer_not_a_float_or_a_boolean(harness, raw):
+    response = post(harness, None, headers={"Content-Type": "application/json"}, raw=raw)
+
+    assert response.status_code == 400
+    assert response.json["field"] == "k"
+    assert harness.actors.requests == []
 
 
 @pytest.mark.parametrize(("raw", "rule"), [
