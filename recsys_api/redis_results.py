@@ -1,7 +1,7 @@
 """The result backend the API waits on in a deployment: Dramatiq's RedisBackend.
 
 (The embedded mode injects the workers' in-memory backend,
-:class:`recsys_workers.memory_results.MemoryResultBackend`, into ``create_app``.)
+:class:`recsys_api.memory_results.MemoryResultBackend`, into ``create_app``.)
 
 * :func:`redis_backend` builds a ``RedisBackend`` on the project's one Redis client
   (:func:`recsys.kv.redis_client`: bounded timeouts, a single immediate retry): a

@@ -6,7 +6,7 @@
   through the project's one Redis client (:func:`recsys.kv.redis_client`), which
   fails fast when Redis is down.
 * unset (embedded one-process mode): a :class:`~dramatiq.brokers.stub.StubBroker`
-  with the ``Results`` middleware on a :class:`~recsys_workers.memory_results.MemoryResultBackend`
+  with the ``Results`` middleware on a :class:`~recsys_api.memory_results.MemoryResultBackend`
   (waiters wake as soon as a result is stored; expired results are dropped). The
   one-process server runs a ``dramatiq.Worker`` on this broker; its API waits on
   ``broker.get_results_backend()``.
@@ -29,8 +29,8 @@ from periodiq import PeriodiqMiddleware
 
 from recsys.config import Settings
 from recsys.kv import READ_MARGIN, redis_client
+from recsys_api.memory_results import MemoryResultBackend
 from recsys_workers.fanout import FanoutRabbitmqBroker
-from recsys_workers.memory_results import MemoryResultBackend
 
 __all__ = ["SCHEDULE_SKIP_AFTER", "create_broker", "redis_result_backend"]
 

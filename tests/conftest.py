@@ -7,7 +7,8 @@
 
 When a service is unreachable the tests that need it are skipped with the reason,
 except under CI (``CI=true``), where they fail: CI must not pass by skipping.
-Set ``RECSYS_TEST_AMQP`` / ``RECSYS_TEST_REDIS`` to point at other servers.
+Set ``TEST_AMQP_URL`` / ``TEST_REDIS_URL`` (server URLs without a vhost / database) to
+point at other servers.
 """
 
 from __future__ import annotations

@@ -34,8 +34,8 @@ from recsys.config import Settings
 from recsys.engine import EngineMetadata
 from recsys.errors import InvalidArchive, StoreError
 from recsys.manifest import parse_manifest
-from tests.unit.fixtures_engines import TinyEngine, publications
-from tests.unit.zipcraft import (
+from tests.support.engines import TinyEngine, publications
+from tests.support.zipcraft import (
     CREATED_AT,
     DEFLATED,
     DIRECTORY,

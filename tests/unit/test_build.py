@@ -11,7 +11,7 @@ from recsys.archive import verify
 from recsys.build import build_archive
 from recsys.config import Settings
 from recsys.errors import EngineNotFound, InvalidArchive, SourceError
-from tests.unit.fixtures_engines import BigFileEngine, publications, registry, registry_with_distribution
+from tests.support.engines import BigFileEngine, publications, registry, registry_with_distribution
 
 SETTINGS = Settings()
 

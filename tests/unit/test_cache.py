@@ -15,7 +15,7 @@ from recsys.archive import pack
 from recsys.cache import EngineCache
 from recsys.errors import EngineLoadError
 from recsys.store import EngineStore, Installed
-from tests.unit.fixtures_engines import TinyEngine, publications
+from tests.support.engines import TinyEngine, publications
 
 START = datetime(2026, 11, 1, tzinfo=UTC)
 WAIT = 30  # seconds an event may take before a test gives up (never reached when the code is right)

@@ -3,7 +3,8 @@
 | package        | must not import                          |
 | recsys/        | falcon, dramatiq, periodiq, torch, pika  |  (recsys/cli may import recsys_api and
 | recsys_api/    | torch, engine plugins, recsys_workers    |   recsys_workers, lazily, for `serve`)
-| recsys_workers/| falcon                                   |
+| recsys_workers/| falcon; of recsys_api only broadcast and  |
+|                | memory_results (falcon-free)              |
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ FORBIDDEN = {
                    "recsys_workers"},
     "recsys_workers": {"falcon"},
 }
+#: The API modules the workers may import: the API's half of the messaging contract.
+WORKERS_MAY_IMPORT = {"recsys_api.broadcast", "recsys_api.memory_results"}
 
 
 def imported_modules(path: Path) -> set[tuple[str, int]]:
@@ -63,3 +66,27 @@ def test_importing_the_core_and_the_api_does_not_import_torch():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == ""
+
+
+def test_the_workers_import_only_the_falcon_free_messaging_modules_of_the_api():
+    used = set()
+    for path in sources("recsys_workers"):
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("recsys_api"):
+                used.add(node.module)
+            elif isinstance(node, ast.Import):
+                used |= {alias.name for alias in node.names if alias.name.startswith("recsys_api")}
+    assert used <= WORKERS_MAY_IMPORT, used - WORKERS_MAY_IMPORT
+    code = ("import sys, " + ", ".join(sorted(WORKERS_MAY_IMPORT)) + "\n"
+            "print('falcon' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip() == "False"
+
+
+def test_the_api_unit_tests_import_no_worker_module():
+    offenders = [
+        f"{path.relative_to(ROOT)}:{line} imports {module}"
+        for path in sorted((ROOT / "tests" / "unit" / "api").rglob("*.py"))
+        for module, line in imported_modules(path) if module == "recsys_workers"
+    ]
+    assert not offenders, "\n".join(offenders)

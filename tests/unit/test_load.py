@@ -12,7 +12,7 @@ from recsys.config import Settings
 from recsys.domain import Query
 from recsys.errors import EngineLoadError, EngineNotFound
 from recsys.load import load_engine
-from tests.unit.fixtures_engines import publications, registry, registry_with_distribution
+from tests.support.engines import publications, registry, registry_with_distribution
 
 SETTINGS = Settings()
 

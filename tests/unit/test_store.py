@@ -14,8 +14,8 @@ import recsys.store as store_module
 from recsys.archive import file_sha256, pack
 from recsys.errors import InvalidArchive, LockTimeout, StoreError
 from recsys.store import EngineStore
-from tests.unit.fixtures_engines import TinyEngine, publications
-from tests.unit.store_children import install as install_in_child
+from tests.support.engines import TinyEngine, publications
+from tests.support.store_children import install as install_in_child
 
 START = datetime(2026, 11, 1, 12, 0, 0, tzinfo=UTC)
 

@@ -17,8 +17,8 @@ from recsys.registry import GROUP, Registry
 from recsys.testing import sample_publications
 from recsys_workers.broker import create_broker
 from tests.integration.workers.cluster import Pool, publish_broadcast, serving, write_test_plugins
+from tests.support.fake_api import TOKEN, FakeApi, Stored
 from tests.support.processes import ROOT, recsys_env, wait_until
-from tests.unit.workers.fake_api import TOKEN, FakeApi, Stored
 
 ENGINES = Registry([
     EntryPoint("lexical", "recsys_engine_lexical:LexicalEngine", GROUP),

@@ -28,8 +28,8 @@ from recsys_api import startup
 from recsys_api.app import create_app
 from recsys_api.archive_store import DiskArchiveStore, StoredArchive
 from recsys_api.builds import BuildStarter
+from recsys_api.memory_results import MemoryResultBackend
 from recsys_api.tasks import TaskClient
-from recsys_workers.memory_results import MemoryResultBackend
 
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from recsys import locks
 from recsys.archive import Limits
 from recsys.errors import ArchiveConflict, ArchiveTooLarge, InvalidArchive, LockTimeout, StoreError
 from recsys_api import archive_store
@@ -57,15 +58,25 @@ def test_the_generation_counter_survives_a_restart(folder, tmp_path):
     assert install(reopened, make_archive(tmp_path, minutes=2)).generation == 2
 
 
-def test_an_install_waits_for_another_process_holding_the_lock(folder, tmp_path):
+def test_an_install_waits_for_another_process_holding_the_lock(folder, tmp_path, monkeypatch):
     holder, other = DiskArchiveStore(folder, Limits()), DiskArchiveStore(folder, Limits())
     path = make_archive(tmp_path)
-    done = threading.Event()
+    done, refused = threading.Event(), threading.Event()
+    flock = locks.fcntl.flock
+
+    def watched_flock(fd, operation):
+        try:
+            return flock(fd, operation)
+        except BlockingIOError:
+            refused.set()  # the other store asked for the lock and was told to wait
+            raise
+
+    monkeypatch.setattr(locks.fcntl, "flock", watched_flock)
 
     with holder._locked():
         thread = threading.Thread(target=lambda: (install(other, path), done.set()))
         thread.start()
-        time.sleep(0.3)
+        assert refused.wait(30), "the other store never asked for the lock"
         assert not done.is_set()  # it may not install while the lock is held
     thread.join(10)
     assert done.is_set()

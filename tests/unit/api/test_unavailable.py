@@ -19,8 +19,8 @@ from recsys.kv import MemoryKV
 from recsys_api import services
 from recsys_api.app import create_app
 from recsys_api.broadcast import PikaBroadcaster
+from recsys_api.memory_results import MemoryResultBackend
 from recsys_api.redis_results import redis_backend
-from recsys_workers.memory_results import MemoryResultBackend
 
 from .conftest import AUTH
 from .test_engine import FlakyBroker

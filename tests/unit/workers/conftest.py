@@ -16,7 +16,7 @@ from recsys.kv import MemoryKV
 from recsys.testing import sample_publications, stub_registry
 from recsys_workers.api_client import ApiClient
 from recsys_workers.app import WorkerApp, create_worker_app
-from tests.unit.workers.fake_api import TOKEN, FakeApi
+from tests.support.fake_api import TOKEN, FakeApi
 
 
 def write_corpus(path: Path, count: int | None = None) -> Path:

@@ -17,9 +17,9 @@ from dramatiq.results.backends import RedisBackend
 from periodiq import PeriodiqMiddleware
 
 from recsys.config import Settings
+from recsys_api.memory_results import MemoryResultBackend
 from recsys_workers.broker import create_broker
 from recsys_workers.fanout import FanoutRabbitmqBroker, broadcast_queue_name
-from recsys_workers.memory_results import MemoryResultBackend
 
 UNREACHABLE = "amqp://guest:guest@127.0.0.1:1/%2F"
 ROOT = Path(__file__).resolve().parents[3]

@@ -1,4 +1,8 @@
-"""An in-memory Dramatiq result backend for the embedded one-process mode.
+"""An in-memory Dramatiq result backend for the embedded one-process mode (and tests).
+
+It lives in ``recsys_api`` beside :mod:`recsys_api.broadcast`: both are the API's half
+of the messaging contract, need Dramatiq but no Falcon, and are the only API modules
+the workers import (``recsys_workers.broker`` stores results here in embedded mode).
 
 In embedded mode the API, a Dramatiq worker and the scheduler share one process and
 one :class:`~dramatiq.brokers.stub.StubBroker`. The API sends a message and waits on

@@ -9,7 +9,7 @@ import pytest
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.results import ResultFailure, ResultMissing, Results, ResultTimeout
 
-from recsys_workers.memory_results import MemoryResultBackend
+from recsys_api.memory_results import MemoryResultBackend
 
 
 class Clock:

@@ -23,7 +23,7 @@ from recsys.engine import NULL_PROGRESS, Engine, EngineMetadata, Progress
 from recsys.errors import EngineLoadError, SourceError, UnknownPublication
 from recsys.registry import GROUP, Registry
 
-HERE = "tests.unit.fixtures_engines"
+HERE = "tests.support.engines"
 _WORD = re.compile(r"[a-z]{3,}")
 
 

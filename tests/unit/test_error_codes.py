@@ -20,8 +20,13 @@ import pytest
 from recsys.config import Settings
 from recsys.errors import ERRORS, RecsysError, WaitTimeout
 from recsys_workers.app import WorkerApp
+from tests.support.fake_api import TOKEN, FakeApi
+from tests.unit.api import conftest as api_fixtures
 from tests.unit.workers.conftest import make_app
-from tests.unit.workers.fake_api import TOKEN, FakeApi
+
+# The API unit tests' harness (the app on a StubBroker), as fixtures of this module too.
+make_harness = api_fixtures.make_harness
+harness = api_fixtures.harness
 
 #: The status of every code, pinned: a change here is a change of the API.
 STATUS = {
