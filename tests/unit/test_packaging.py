@@ -248,6 +248,9 @@ def test_pip_install_of_the_core_and_the_lexical_plugin_brings_no_service_librar
                              env=environ, cwd=tmp_path, timeout=120)
     assert engines.returncode == 0, engines.stderr
     assert re.search(r"^lexical\s+loaded\s+recsys-engine-lexical 0\.1\.0$", engines.stdout, re.M), engines.stdout
+    shown = subprocess.run([str(env_dir / "bin" / "recsys"), "settings"], capture_output=True, text=True,
+                           env=environ, cwd=tmp_path, timeout=120)
+    assert shown.returncode == 0 and "RECSYS_ENGINE=annoy" in shown.stdout, shown.stderr
 
 
 def test_the_images_and_the_install_script_install_the_extras_their_commands_need():
