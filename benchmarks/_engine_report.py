@@ -149,7 +149,7 @@ class Report:
                  f"{row['recall']:.3f}", f"{row['ms']:.2f}"] for size, row in self.recall]
         return _table(["publications", "index", "vectors", "trees", "search_k", "recall@10", "ms/search"], rows) + (
             "\n\n1,000 stored vectors per row used as queries (their own item left out); settings derived from the "
-            "size (`RECSYS_ANN_TREES=0`, `RECSYS_ANN_SEARCH_K=0`). *prefix*: an index over the first N sentence "
+            "size (`RECSYS_ANNOY_TREES=0`, `RECSYS_ANNOY_SEARCH_K=0`). *prefix*: an index over the first N sentence "
             "vectors of the largest engine.")
 
     def _quality(self) -> str:

@@ -63,6 +63,8 @@ from recsys_engine_annoy import AnnoyEngine  # noqa: E402
 from recsys_engine_annoy.corpus import publication_sentences  # noqa: E402
 from recsys_engine_annoy.encoders import build_threads, make_encoder, resolve_backend  # noqa: E402
 from recsys_engine_annoy.model import resolve_model  # noqa: E402
+from recsys_engine_annoy.settings import SETTINGS as ANNOY  # noqa: E402
+from recsys_engine_annoy.settings import annoy_settings  # noqa: E402
 
 SAMPLE_SENTENCES = 10_000
 CHANGED_SHARE = 0.01
@@ -109,7 +111,7 @@ def parse_sizes(text: str, total: int) -> list[int]:
 
 
 def concrete_backend(name: str) -> str:
-    return resolve_backend(Settings(embedding_backend=name)) if name == "auto" else name
+    return resolve_backend(Settings().with_plugin(ANNOY, embedding_backend=name)) if name == "auto" else name
 
 
 # -- the encode-rate sample ---------------------------------------------------------
@@ -145,7 +147,7 @@ def measure_sample(bench: Bench, backends: list[str]) -> dict[str, Any]:
         for name in names[turn % len(names):] + names[:turn % len(names)]:
             encoder = encoders[name]
             started = time.perf_counter()
-            vectors = encoder.encode(chunk, batch_size=bench.settings.embedding_batch_size)
+            vectors = encoder.encode(chunk, batch_size=annoy_settings(bench.settings).batch_size)
             seconds[name] += time.perf_counter() - started
             parts[name].append(vectors)
     results: dict[str, Any] = {"sentences": len(sample), "threads": build_threads(), "backends": {},
@@ -172,8 +174,8 @@ def child_build(spec: dict[str, Any]) -> None:
     publications = nested_sample(read_publications(Path(spec["data"])), spec["size"])
     if spec.get("change"):
         publications = changed_corpus(publications, CHANGED_SHARE)
-    settings = Settings(data_dir=Path(spec["data_dir"]), cache_dir=Path(spec["cache_dir"]),
-                        embedding_backend=spec["backend"])
+    settings = Settings(data_dir=Path(spec["data_dir"]), cache_dir=Path(spec["cache_dir"])).with_plugin(
+        ANNOY, embedding_backend=spec["backend"])
     engine = AnnoyEngine(settings)
     out = Path(spec["out"])
     started = time.perf_counter()
@@ -289,8 +291,8 @@ def main() -> None:
             report.add_build(size, backend, build)
             if "rebuild" not in skip and backend == default:
                 report.add_rebuild(size, backend, measure_rebuild(bench, size, backend), build)
-            engine = AnnoyEngine.load(bench.engine_folder(size, backend), bench.settings.replace(
-                embedding_backend=backend))
+            engine = AnnoyEngine.load(bench.engine_folder(size, backend), bench.settings.with_plugin(
+                ANNOY, embedding_backend=backend))
             if "latency" not in skip:
                 report.add_latency(size, backend, measure_latency(engine, corpus))
             if "recall" not in skip and backend == default:

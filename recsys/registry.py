@@ -8,6 +8,11 @@ engine names the installed ones.
 
 ``Registry.discover(load=False)`` lists entry points without importing them: the
 API uses it, so that it never imports torch through a heavy plugin.
+
+Plugins declare their settings under a second group, ``recsys.settings``: each entry
+point names a :class:`~recsys.config.PluginSettings` in a module that imports nothing
+heavy, so :func:`discover_plugin_settings` (which ``Settings.from_env`` calls) never
+loads an engine.
 """
 
 from __future__ import annotations
@@ -17,13 +22,24 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import metadata
+from typing import Any
 
+from recsys.config import PluginSettings
 from recsys.engine import Engine
 from recsys.errors import EngineLoadError, EngineNotFound
 
-__all__ = ["GROUP", "EngineRecord", "Registry", "valid_engine_name"]
+__all__ = [
+    "GROUP",
+    "SETTINGS_GROUP",
+    "EngineRecord",
+    "Registry",
+    "discover_plugin_settings",
+    "valid_engine_name",
+]
 
 GROUP = "recsys.engines"
+#: Entry points naming each plugin's :class:`~recsys.config.PluginSettings`.
+SETTINGS_GROUP = "recsys.settings"
 
 logger = logging.getLogger(__name__)
 
@@ -162,3 +178,30 @@ class Registry:
     def version_of(self, name: str) -> str | None:
         record = self._records.get(name)
         return record.version if record is not None else None
+
+
+def discover_plugin_settings(
+    entry_points: Iterable[metadata.EntryPoint] | None = None,
+) -> tuple[PluginSettings[Any], ...]:
+    """The settings every installed plugin declares (entry points of ``recsys.settings``),
+    by plugin name. One that fails to load, is not a PluginSettings, or whose name is not
+    its entry point's is logged and left out: its variables then count as unknown."""
+    found: dict[str, PluginSettings[Any]] = {}
+    for ep in metadata.entry_points(group=SETTINGS_GROUP) if entry_points is None else entry_points:
+        try:
+            declared = ep.load()
+        except Exception as exc:  # a broken plugin must not stop the others' settings
+            logger.warning("the settings of plugin %r (%s) failed to load: %s: %s",
+                           ep.name, ep.value, type(exc).__name__, exc)
+            continue
+        if not isinstance(declared, PluginSettings):
+            logger.warning("the settings of plugin %r: %s is %r, not a recsys.config.PluginSettings; ignored",
+                           ep.name, ep.value, type(declared).__name__)
+        elif declared.name != ep.name:
+            logger.warning("the settings of plugin %r: %s is named %r; the entry point must be named like it; "
+                           "ignored", ep.name, ep.value, declared.name)
+        elif ep.name in found:
+            logger.warning("the settings of plugin %r are declared twice; keeping the first", ep.name)
+        else:
+            found[ep.name] = declared
+    return tuple(found[name] for name in sorted(found))

@@ -25,7 +25,9 @@ def add_commands(commands: Any) -> None:
     engines.add_argument("--json", action="store_true", help="print JSON")
     engines.set_defaults(handler=cmd_engines)
 
-    settings = commands.add_parser("settings", help="show the effective RECSYS_ settings (secrets hidden)")
+    settings = commands.add_parser(
+        "settings", help="show the effective RECSYS_ settings, the core's then each plugin's (secrets hidden)"
+    )
     settings.add_argument("--json", action="store_true", help="print JSON")
     settings.set_defaults(handler=cmd_settings)
 
@@ -88,13 +90,28 @@ def cmd_engines(args: argparse.Namespace) -> int:
 
 
 def cmd_settings(args: argparse.Namespace) -> int:
-    shown = load_settings().redacted()
+    settings = load_settings()
+    core = settings.redacted()
+    plugins = {plugin.name: (plugin, settings.redacted_plugin(plugin)) for plugin in settings.plugins}
     if args.json:
-        _print_json(shown)
+        _print_json({"core": core, "plugins": {name: shown for name, (_, shown) in plugins.items()}})
         return 0
     for field in FIELDS:
-        print(f"{field.env}={'' if shown[field.env] is None else shown[field.env]}")
+        print(f"{field.env}={_env_value(core[field.env])}")
+    for name, (plugin, shown) in plugins.items():
+        print(f"\n# plugin {name}" + (f": {plugin.title}" if plugin.title else ""))
+        for field in plugin.fields:
+            aliases = f"  # also read as {', '.join(field.aliases)}" if field.aliases else ""
+            print(f"{field.env}={_env_value(shown[field.env])}{aliases}")
     return 0
+
+
+def _env_value(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 def cmd_build(args: argparse.Namespace) -> int:

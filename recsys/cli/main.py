@@ -11,9 +11,10 @@ Exit codes (one per failure class, like dramatiq's CLI)::
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from recsys import __version__
 from recsys.errors import (
@@ -26,7 +27,7 @@ from recsys.errors import (
     SourceError,
 )
 
-__all__ = ["EXIT_CODES", "build_parser", "main"]
+__all__ = ["EXIT_CODES", "SERVE_MODULES", "build_parser", "main", "missing_modules"]
 
 RET_OK = 0
 RET_ERROR = 1
@@ -43,6 +44,12 @@ EXIT_CODES: tuple[tuple[type[RecsysError], int], ...] = (
 )
 
 Handler = Callable[[argparse.Namespace], int]
+
+#: The libraries of the ``recsys[serve]`` extra that ``recsys serve`` imports (through
+#: recsys_api, recsys_workers and cheroot); the core installs none of them.
+SERVE_MODULES = (
+    "falcon", "dramatiq", "pika", "periodiq", "cheroot", "prometheus_client", "swagger_ui_bundle", "jsonschema",
+)
 
 
 def exit_code_for(error: RecsysError) -> int:
@@ -83,7 +90,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def missing_modules(names: Iterable[str]) -> list[str]:
+    """The top-level modules of ``names`` that cannot be imported here (not installed)."""
+    return [name for name in names if importlib.util.find_spec(name) is None]
+
+
 def _serve(args: argparse.Namespace) -> int:
+    missing = missing_modules(SERVE_MODULES)
+    if missing:
+        raise RecsysError(
+            f"'recsys serve' needs the service libraries of the recsys[serve] extra (not installed here: "
+            f"{', '.join(missing)}); install them with: pip install 'recsys[serve]' (in a checkout: scripts/install)"
+        )
     # Imported lazily: the web framework and the queue are only needed for this command.
     from recsys.cli.serve import run
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from recsys.config import FIELDS, Settings
+from recsys.config import Settings
 from recsys.domain import Publication, Query, Recommendation
 from recsys.engine import Engine
 from recsys.errors import RecsysError
@@ -231,18 +231,9 @@ def engine_reference(engine_class: type[Engine]) -> str:
 
 
 def settings_environ(settings: Settings) -> dict[str, str]:
-    """``RECSYS_*`` variables that make :meth:`Settings.from_env` rebuild ``settings``."""
-    environ: dict[str, str] = {}
-    for field in FIELDS:
-        value = getattr(settings, field.attr)
-        if value is None:
-            text = ""
-        elif isinstance(value, bool):
-            text = "true" if value else "false"
-        else:
-            text = str(value)
-        environ[field.env] = text
-    return environ
+    """``RECSYS_*`` variables that make :meth:`Settings.from_env` rebuild ``settings``
+    (the plugins' settings included)."""
+    return settings.environ()
 
 
 def run_in_fresh_process(

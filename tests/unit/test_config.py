@@ -1,36 +1,85 @@
-"""Settings: parsing, validation messages, .env handling, and .env.example kept in step."""
+"""Settings: parsing, validation messages, .env handling, and .env.example and the README
+kept in step with the core's FIELDS and with every plugin's declared settings."""
 
 from __future__ import annotations
 
+import configparser
 import re
+from importlib.metadata import EntryPoint
 from pathlib import Path
 
 import pytest
 
-from recsys.config import FIELDS, Settings, parse_cron, read_env_file
+from recsys.config import FIELDS, PluginSettings, Settings, parse_cron, read_env_file
 from recsys.errors import ConfigError
+from recsys.registry import SETTINGS_GROUP, discover_plugin_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def repository_plugin_settings() -> tuple[PluginSettings, ...]:
+    """The settings the plugins of this repository declare, from their setup.cfg entry points."""
+    entry_points = []
+    for setup_cfg in sorted((ROOT / "plugins").glob("*/setup.cfg")):
+        config = configparser.ConfigParser()
+        config.read(setup_cfg)
+        for line in config.get("options.entry_points", SETTINGS_GROUP, fallback="").splitlines():
+            if line.strip():
+                name, _, value = line.partition("=")
+                entry_points.append(EntryPoint(name.strip(), value.strip(), SETTINGS_GROUP))
+    return discover_plugin_settings(entry_points)
+
+
+PLUGIN_SETTINGS = repository_plugin_settings()
+PLUGIN_FIELDS = [field for plugin in PLUGIN_SETTINGS for field in plugin.fields]
+
+
+def test_the_repository_plugins_declare_settings():
+    assert [p.name for p in PLUGIN_SETTINGS] == ["annoy"]
+
+
 def test_defaults_of_the_table_and_the_dataclass_agree():
     # Given no variable at all, when parsing, then we get exactly the dataclass defaults.
-    assert Settings.from_env({}, env_file=None) == Settings()
+    assert Settings.from_env({}, env_file=None, plugins=()) == Settings()
+    assert Settings.from_env({}, env_file=None, plugins=PLUGIN_SETTINGS) == Settings()
+
+
+@pytest.mark.parametrize("plugin", PLUGIN_SETTINGS, ids=lambda p: p.name)
+def test_defaults_of_a_plugins_fields_and_its_class_agree(plugin):
+    assert plugin.defaults() == plugin.factory()
+
+
+def _env_example_assignments(commented: bool) -> dict[str, str]:
+    lines = (ROOT / ".env.example").read_text().splitlines()
+    pattern = r"^#(RECSYS_[A-Z0-9_]+)=(.*)$" if commented else r"^(RECSYS_[A-Z0-9_]+)=(.*)$"
+    assignments = {}
+    for index, line in enumerate(lines):
+        match = re.match(pattern, line)
+        if match:
+            assert lines[index - 1].startswith("# "), f"{match.group(1)} has no comment line above it"
+            assignments[match.group(1)] = (match.group(2), lines[index - 1][2:])
+    return assignments
 
 
 def test_env_example_lists_every_setting_with_its_default_and_a_comment():
-    lines = (ROOT / ".env.example").read_text().splitlines()
-    assignments = {}
-    for index, line in enumerate(lines):
-        match = re.match(r"^(RECSYS_[A-Z0-9_]+)=(.*)$", line)
-        if match:
-            assert lines[index - 1].startswith("# "), f"{match.group(1)} has no comment line above it"
-            assignments[match.group(1)] = match.group(2)
-    assert assignments == {f.env: f.default for f in FIELDS}
+    assignments = _env_example_assignments(commented=False)
+    assert {k: v for k, (v, _) in assignments.items()} == {f.env: f.default for f in FIELDS}
 
 
-def test_env_example_parses_to_the_defaults():
-    assert Settings.from_env({}, env_file=ROOT / ".env.example") == Settings()
+def test_env_example_lists_every_plugin_setting_commented_out_with_its_default_and_help():
+    # Commented out: a process without the plugin (the API image) must not see them as unknown.
+    assignments = _env_example_assignments(commented=True)
+    assert assignments == {f.env: (f.default, f.help) for f in PLUGIN_FIELDS}
+
+
+def test_env_example_parses_to_the_defaults(tmp_path):
+    assert Settings.from_env({}, env_file=ROOT / ".env.example", plugins=PLUGIN_SETTINGS) == Settings()
+    # and with every plugin line uncommented, to each plugin's defaults
+    uncommented = tmp_path / ".env"
+    uncommented.write_text(re.sub(r"(?m)^#(RECSYS_)", r"\1", (ROOT / ".env.example").read_text()))
+    settings = Settings.from_env({}, env_file=uncommented, plugins=PLUGIN_SETTINGS)
+    for plugin in PLUGIN_SETTINGS:
+        assert settings.plugin(plugin) == plugin.defaults()
 
 
 @pytest.mark.parametrize(
@@ -42,7 +91,8 @@ def test_env_example_parses_to_the_defaults():
         ("RECSYS_RESULTS_URL", "http://x", "redis://"),
         ("RECSYS_API_URL", "127.0.0.1:8000", "http://"),
         ("RECSYS_ENGINE", "Bad Name", "lowercase letters"),
-        ("RECSYS_EMBEDDING_BACKEND", "tpu", "expected one of: auto, torch, onnx, onnx-int8"),
+        ("RECSYS_LOG_LEVEL", "loud", "expected one of: debug, info, warning, error"),
+        ("RECSYS_KEEP_ENGINES", "1", "expected a whole number from 2 to 100"),
         ("RECSYS_REBUILD_CRON", "61 * * * *", "cron field 1"),
         ("RECSYS_REBUILD_CRON", "every day", "five fields"),
         ("RECSYS_SOURCE", "ftp://host/file", "http(s)://"),
@@ -113,8 +163,14 @@ def test_a_malformed_env_file_line_is_an_error(tmp_path):
 
 
 def test_unknown_recsys_variables_are_warned_about(caplog):
-    Settings.from_env({"RECSYS_ENGNIE": "lexical"}, env_file=None)
-    assert "RECSYS_ENGNIE" in caplog.text
+    Settings.from_env({"RECSYS_ENGNIE": "lexical", "RECSYS_WHATEVER": "1"}, env_file=None, plugins=())
+    assert "RECSYS_ENGNIE (did you mean RECSYS_ENGINE?)" in caplog.text
+    assert "RECSYS_WHATEVER" in caplog.text
+
+
+def test_known_variables_are_not_warned_about(caplog):
+    Settings.from_env({"RECSYS_ENGINE": "lexical", "OTHER": "x"}, env_file=None, plugins=())
+    assert caplog.text == ""
 
 
 def test_redacted_hides_passwords_and_tokens():
@@ -134,6 +190,7 @@ def test_valid_cron_expressions(spec):
 
 def test_the_readme_configuration_table_lists_every_setting_with_its_default():
     readme = (ROOT / "README.md").read_text()
-    for field in FIELDS:
+    for field in [*FIELDS, *PLUGIN_FIELDS]:
         default = f"`{field.default}`" if field.default else "(empty)"
-        assert f"| `{field.env}` | {default} |" in readme, f"README's configuration table lacks {field.env}"
+        row = f"| `{field.env}` | {default} | {field.help} |"
+        assert row in readme, f"README's configuration table lacks {field.env} (or has another default or help)"

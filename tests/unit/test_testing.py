@@ -172,7 +172,7 @@ def test_slow_tests_are_marked_on_the_subclass_only():
 def test_settings_round_trip_through_the_environment(tmp_path):
     from recsys.config import Settings
 
-    settings = Settings(data_dir=tmp_path, api_token="secret", cache_dir=None, ann_trees=7)
+    settings = Settings(data_dir=tmp_path, api_token="secret", cache_dir=None, keep_engines=7)
     rebuilt = Settings.from_env(checks.settings_environ(settings), env_file=None)
     assert rebuilt == settings
 

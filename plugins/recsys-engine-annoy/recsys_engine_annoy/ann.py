@@ -7,14 +7,14 @@ recall depends on how many candidates a search inspects (``search_k``) against t
 size of the index, hardly on the number of trees beyond 50; ``search_k = 80 * sqrt(items)``
 holds recall@10 at 0.96-0.97 from 20,000 to 87,000 vectors (0.27 * items at 87,000).
 
-* ``trees`` (``RECSYS_ANN_TREES``, 0: derived): :func:`derive_trees`, one per thousand
+* ``trees`` (``RECSYS_ANNOY_TREES``, 0: derived): :func:`derive_trees`, one per thousand
   items, from 10 up to 50;
-* ``search_k`` (``RECSYS_ANN_SEARCH_K``, 0: derived, -1: Annoy's default):
+* ``search_k`` (``RECSYS_ANNOY_SEARCH_K``, 0: derived, -1: Annoy's default):
   :func:`derive_search_k`, ``max(effort * 80 * sqrt(items), 10 * trees * wanted)``. A
   search's ``effort`` is 1 unless its caller knows better: the ranking searches the
   publication index harder for text queries and the sentence index with Annoy's own rule
   (``effort`` 0) when it only looks for extra candidates (see ranking.py). A fixed
-  ``RECSYS_ANN_SEARCH_K`` is used as set, whatever the effort.
+  ``RECSYS_ANNOY_SEARCH_K`` is used as set, whatever the effort.
 
 Below :data:`EXACT_BELOW` items a search is exact (numpy over the vectors): it is as
 fast as Annoy at that size and never misses. The publication index, whose float32

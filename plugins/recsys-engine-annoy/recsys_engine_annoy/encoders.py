@@ -4,9 +4,9 @@ Every encoder returns float32 vectors of unit length, one row per sentence, in t
 order given. Sentences are sorted by length and encoded in batches of similar length
 (as SentenceTransformer does), so padding costs little.
 
-Backends (``RECSYS_EMBEDDING_BACKEND``):
+Backends (``RECSYS_ANNOY_EMBEDDING_BACKEND``):
 
-* ``torch``: SentenceTransformer itself, on the CPU or a GPU (``RECSYS_DEVICE``);
+* ``torch``: SentenceTransformer itself, on the CPU or a GPU (``RECSYS_ANNOY_DEVICE``);
 * ``onnx``: the same network exported once to ONNX (:mod:`recsys_engine_annoy.export`) and
   run by onnxruntime with the model's own fast tokenizer; its vectors match torch's
   (cosine >= 0.9999, checked at export);
@@ -36,6 +36,7 @@ from numpy.typing import NDArray
 from recsys.config import Settings
 from recsys.errors import ConfigError, EngineLoadError
 from recsys_engine_annoy.model import ModelInfo, force_offline
+from recsys_engine_annoy.settings import annoy_settings
 
 __all__ = [
     "BACKENDS",
@@ -228,17 +229,18 @@ class OnnxEncoder(Encoder):
 
 
 def resolve_device(settings: Settings) -> str:
-    """``cpu`` or ``cuda`` from ``RECSYS_DEVICE`` (``auto``: a GPU when torch sees one)."""
-    if settings.device == "cpu":
+    """``cpu`` or ``cuda`` from ``RECSYS_ANNOY_DEVICE`` (``auto``: a GPU when torch sees one)."""
+    device = annoy_settings(settings).device
+    if device == "cpu":
         return "cpu"
-    if settings.device == "auto" and not _nvidia_gpu_visible():
+    if device == "auto" and not _nvidia_gpu_visible():
         return "cpu"  # no GPU driver: skip importing torch just to ask
     import torch
 
     if torch.cuda.is_available():
         return "cuda"
-    if settings.device == "cuda":
-        raise ConfigError("RECSYS_DEVICE='cuda' but torch sees no CUDA GPU; set it to 'cpu' or 'auto'")
+    if device == "cuda":
+        raise ConfigError("RECSYS_ANNOY_DEVICE='cuda' but torch sees no CUDA GPU; set it to 'cpu' or 'auto'")
     return "cpu"
 
 
@@ -248,15 +250,16 @@ def _nvidia_gpu_visible() -> bool:
 
 
 def resolve_backend(settings: Settings) -> str:
-    """The concrete backend for ``RECSYS_EMBEDDING_BACKEND``.
+    """The concrete backend for ``RECSYS_ANNOY_EMBEDDING_BACKEND``.
 
     ``auto`` is ``torch`` on a GPU, and ``onnx`` on a CPU: measured on the reference
     machine (docs/engine-annoy.md), onnx encodes about 1.7-3x faster than torch with the same
     vectors, while ``onnx-int8`` is faster still but changes them (mean cosine to
     torch about 0.99), so it is never chosen automatically.
     """
-    if settings.embedding_backend != "auto":
-        return settings.embedding_backend
+    backend = annoy_settings(settings).embedding_backend
+    if backend != "auto":
+        return backend
     return "torch" if resolve_device(settings) == "cuda" else "onnx"
 
 

@@ -12,7 +12,7 @@ needs no model. Ranking and evidence: :mod:`recsys_engine_annoy.ranking`.
 
 Compatibility: an engine remembers its model (name and a hash of its files) and its
 embedding backend. Loading it where the model differs is refused (IncompatibleEngine);
-so is loading it where ``RECSYS_EMBEDDING_BACKEND`` names another backend. With
+so is loading it where ``RECSYS_ANNOY_EMBEDDING_BACKEND`` names another backend. With
 ``auto`` the process encodes queries with the engine's own backend.
 """
 
@@ -47,6 +47,7 @@ from recsys_engine_annoy.encoders import (
 from recsys_engine_annoy.files import load_array, save_array
 from recsys_engine_annoy.model import ModelInfo, resolve_model
 from recsys_engine_annoy.ranking import EngineData, QueryVectors, mean_vector, rank
+from recsys_engine_annoy.settings import AnnoySettings, annoy_settings
 from recsys_engine_annoy.vectors import PreviousVectors, publication_means, sentence_vectors
 
 __all__ = ["AnnoyEngine"]
@@ -61,6 +62,8 @@ class AnnoyEngine(Engine):
 
     def __init__(self, settings: Settings | None = None) -> None:
         super().__init__(settings)
+        #: This plugin's settings (RECSYS_ANNOY_*), read once.
+        self.options: AnnoySettings = annoy_settings(self.settings)
         self._data: EngineData | None = None
         self._info: storage.EngineInfo | None = None
         self._model: ModelInfo | None = None
@@ -96,7 +99,7 @@ class AnnoyEngine(Engine):
             def encode(texts: Sequence[str]) -> np.ndarray:
                 count = len(texts)
                 progress("encode", 0, count)
-                return encoder.encode(texts, batch_size=self.settings.embedding_batch_size,
+                return encoder.encode(texts, batch_size=self.options.batch_size,
                                       progress=lambda done: progress("encode", done, count))
 
             if isinstance(encoder, TorchEncoder):
@@ -111,7 +114,7 @@ class AnnoyEngine(Engine):
         encode_done = time.monotonic()
 
         paper_vectors = publication_means(built.vectors, table.starts)
-        trees, search_k = self.settings.ann_trees, self.settings.ann_search_k
+        trees, search_k = self.options.trees, self.options.search_k
         sentence_settings = _index_settings(len(table), trees, search_k, publications=False)
         paper_settings = _index_settings(total, trees, search_k, publications=True)
         progress("index", 0, 2)
@@ -151,14 +154,14 @@ class AnnoyEngine(Engine):
 
     def _build_backend(self, model: ModelInfo) -> str:
         backend = resolve_backend(self.settings)
-        if self.settings.embedding_backend != "auto" or backend == "torch":
+        if self.options.embedding_backend != "auto" or backend == "torch":
             return backend
         from recsys_engine_annoy.export import ensure_export
 
         try:
             ensure_export(model, backend, self.settings.effective_cache_dir)
         except EngineLoadError as exc:
-            logger.warning("RECSYS_EMBEDDING_BACKEND=auto: %s; building with torch instead", exc)
+            logger.warning("RECSYS_ANNOY_EMBEDDING_BACKEND=auto: %s; building with torch instead", exc)
             return "torch"
         return backend
 
@@ -251,7 +254,7 @@ class AnnoyEngine(Engine):
         if query.publication_id is None:
             text = query.text or ""
             sentences = split_sentences(text) or [text]
-            vectors = self.encoder().encode(sentences, batch_size=self.settings.embedding_batch_size)
+            vectors = self.encoder().encode(sentences, batch_size=self.options.batch_size)
             return QueryVectors(sentences=sentences, vectors=vectors, mean=mean_vector(vectors))
         row = data.publications.row_of.get(query.publication_id)
         if row is None:
@@ -313,18 +316,19 @@ def _check_compatible(info: storage.EngineInfo, model: ModelInfo, settings: Sett
         raise IncompatibleEngine(
             f"the engine in {folder} was built with model {info.model!r} (files sha256 {info.model_sha256[:12]}), "
             f"but this process has {model.name!r} (sha256 {model.short_hash[:12]}) from {model.path}: set "
-            "RECSYS_MODEL to the model it was built with on every worker, or rebuild the engine"
+            "RECSYS_ANNOY_MODEL (RECSYS_MODEL) to the model it was built with on every worker, or rebuild the "
+            "engine"
         )
     if info.backend not in BACKENDS:
         raise IncompatibleEngine(
             f"the engine in {folder} was built with embedding backend {info.backend!r}, which this plugin version "
             f"does not have ({', '.join(BACKENDS)}); upgrade the plugin or rebuild the engine"
         )
-    wanted = settings.embedding_backend
+    wanted = annoy_settings(settings).embedding_backend
     if wanted != "auto" and wanted != info.backend:
         raise IncompatibleEngine(
             f"the engine in {folder} was built with embedding backend {info.backend!r}, but "
-            f"RECSYS_EMBEDDING_BACKEND={wanted!r} here: queries must be encoded like the engine's sentences. "
+            f"RECSYS_ANNOY_EMBEDDING_BACKEND={wanted!r} here: queries must be encoded like the engine's sentences. "
             f"Set it to {info.backend!r} or 'auto', or rebuild the engine with {wanted!r}"
         )
 

@@ -146,7 +146,7 @@ def _export_fp32(model: ModelInfo, staging: Path) -> None:
     if tokenizer is None or not getattr(tokenizer, "is_fast", False):
         raise EngineLoadError(
             f"the embedding model {model.name} has no fast tokenizer, which the onnx backends need; "
-            "set RECSYS_EMBEDDING_BACKEND=torch"
+            "set RECSYS_ANNOY_EMBEDDING_BACKEND=torch"
         )
     features = tokenizer(list(PROBE_SENTENCES[:2]), padding=True, truncation=True,
                          max_length=st.max_seq_length, return_tensors="pt")
@@ -155,7 +155,7 @@ def _export_fp32(model: ModelInfo, staging: Path) -> None:
     if "input_ids" not in inputs or "attention_mask" not in inputs or unknown:
         raise EngineLoadError(
             f"the embedding model {model.name} takes inputs {sorted(features)}, which the onnx export does not "
-            "support; set RECSYS_EMBEDDING_BACKEND=torch"
+            "support; set RECSYS_ANNOY_EMBEDDING_BACKEND=torch"
         )
 
     class Pipeline(torch.nn.Module):
@@ -206,7 +206,7 @@ def _export_fp32(model: ModelInfo, staging: Path) -> None:
     if float(cosines.min()) < MIN_COSINE:
         raise EngineLoadError(
             f"the onnx export of {model.name} does not reproduce torch's vectors (least cosine "
-            f"{cosines.min():.6f} < {MIN_COSINE} on the probe sentences); set RECSYS_EMBEDDING_BACKEND=torch"
+            f"{cosines.min():.6f} < {MIN_COSINE} on the probe sentences); set RECSYS_ANNOY_EMBEDDING_BACKEND=torch"
         )
     np.save(staging / "probe-reference.npy", reference, allow_pickle=False)
     _record_cosines(staging, cosines)

