@@ -16,6 +16,8 @@
   (202, 504, builds) are read with ``get_result`` and kept.
   This relies on how Dramatiq's RedisBackend stores a result (a one-element list under
   ``build_message_key``); tests/integration/api/test_results_redis.py fails if that changes.
+* ``ping`` is the check of the API's :class:`~recsys_api.circuit.Circuit`: while Redis
+  is known to be down, a request is refused (503) before its task is sent.
 """
 
 from __future__ import annotations
@@ -38,7 +40,11 @@ def redis_backend(url: str, *, longest_wait: float) -> ResultBackend:
 
 
 class TakingRedisBackend(RedisBackend):  # type: ignore[misc]
-    """Dramatiq's RedisBackend plus :meth:`take_result`."""
+    """Dramatiq's RedisBackend plus :meth:`take_result` and :meth:`ping`."""
+
+    def ping(self) -> None:
+        """One PING; raises what redis-py raises when Redis is unreachable."""
+        self.client.ping()
 
     def take_result(self, message: Any, *, timeout: int) -> Any:
         """Block up to ``timeout`` ms (whole seconds, at least one) for the result of

@@ -38,7 +38,7 @@ PROBE_TIMEOUT = 2.0
 def rabbitmq_broker(url: str) -> dramatiq.Broker:
     from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
-    broker = RabbitmqBroker(url=url, middleware=[])
+    broker = RabbitmqBroker(url=url, middleware=[], confirm_delivery=True)
     broker.parameters = pika_parameters(url)
     logging.getLogger("pika").setLevel(logging.WARNING)
     return broker

@@ -7,7 +7,9 @@ waits on the result backend directly. Every task whose id the API hands out (a 2
 results) before the id leaves the API, so that ``GET /v1/tasks/{id}`` tells an unknown
 or expired id from a pending one.
 
-Broker and backend failures become :class:`~recsys.errors.Unavailable` (503).
+Broker and backend failures become :class:`~recsys.errors.Unavailable` (503). With a
+:class:`~recsys_api.circuit.Circuit` (a deployment's Redis), a task is not sent while
+Redis is known to be down: nobody could read its result.
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ from dramatiq.results import ResultFailure, ResultMissing, ResultTimeout
 from recsys import protocol
 from recsys.cluster import TASK_PREFIX, TaskRecords
 from recsys.errors import Unavailable
+from recsys_api.circuit import Circuit
 
-__all__ = ["TaskClient", "TaskStatus", "WaitTimeout", "broker_errors", "redis_errors"]
+__all__ = ["TaskClient", "TaskStatus", "WaitTimeout", "broker_errors", "redis_errors", "results_circuit"]
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +77,15 @@ class TaskStatus:
         return body
 
 
+def results_circuit(backend: dramatiq.results.ResultBackend, results_url: str | None) -> Circuit | None:
+    """A circuit on ``backend``'s Redis (its ``ping``), or None for a backend without one
+    (the embedded mode's in-memory results)."""
+    ping = getattr(backend, "ping", None)
+    if ping is None:
+        return None
+    return Circuit(ping, redis_errors(), where=_where(results_url, "the result store"))
+
+
 def _where(url: str | None, default: str) -> str:
     """``host:port/vhost`` of a URL, without its credentials, for error messages."""
     parts = urlsplit(url or "")
@@ -95,6 +107,7 @@ class TaskClient:
         result_ttl: int,
         broker_url: str | None = None,
         results_url: str | None = None,
+        circuit: Circuit | None = None,
     ) -> None:
         self.broker = broker
         self.backend = backend
@@ -104,6 +117,7 @@ class TaskClient:
         self._results_where = _where(results_url, "the result store")
         self._broker_errors = broker_errors()
         self._redis_errors = redis_errors()
+        self.circuit = circuit
 
     def message(self, actor: str, queue: str, kwargs: dict[str, Any] | None = None) -> dramatiq.Message[Any]:
         """A new message for ``actor`` on ``queue`` (not sent)."""
@@ -117,7 +131,11 @@ class TaskClient:
         ``record=False`` is for a task whose id is not handed out unless its wait times
         out: the caller records it then (:meth:`record`), before the id leaves the API.
         That saves a Redis round trip on every answered request.
+
+        Raises Unavailable without sending anything while the circuit says Redis is down.
         """
+        if self.circuit is not None:
+            self.circuit.check(f"task {message.actor_name!r}")
         if record:
             self.record(message)
         try:
@@ -133,7 +151,20 @@ class TaskClient:
 
     def record(self, message: dramatiq.Message[Any]) -> None:
         """Remember that this API started the task, as long as its result is kept."""
-        self.records.record(message.message_id, actor=message.actor_name, queue=message.queue_name)
+        try:
+            self.records.record(message.message_id, actor=message.actor_name, queue=message.queue_name)
+        except Unavailable as exc:
+            self._redis_failed(exc)
+            raise
+        self._redis_answered()
+
+    def _redis_answered(self) -> None:
+        if self.circuit is not None:
+            self.circuit.succeeded()
+
+    def _redis_failed(self, exc: BaseException) -> None:
+        if self.circuit is not None:
+            self.circuit.failed(exc)
 
     def _forget(self, task_id: str) -> None:
         try:
@@ -153,20 +184,30 @@ class TaskClient:
         take_result = getattr(self.backend, "take_result", None) if take else None
         try:
             if take_result is not None:
-                return take_result(message, timeout=seconds * 1000)
-            return message.get_result(backend=self.backend, block=True, timeout=seconds * 1000)
+                result = take_result(message, timeout=seconds * 1000)
+            else:
+                result = message.get_result(backend=self.backend, block=True, timeout=seconds * 1000)
         except ResultTimeout:
+            self._redis_answered()
             raise WaitTimeout(message.message_id, seconds) from None
         except ResultFailure as exc:
+            self._redis_answered()
             return _failure_result(message, exc)
         except self._redis_errors as exc:
+            self._redis_failed(exc)
             raise self._results_down(exc) from exc
+        self._redis_answered()
+        return result
 
     def status(self, task_id: str) -> TaskStatus | None:
         """The task's status, or None when this API never started it or it expired."""
         if not task_id or len(task_id) > MAX_TASK_ID:
             return None
-        record = self.records.get(task_id)
+        try:
+            record = self.records.get(task_id)
+        except Unavailable as exc:
+            self._redis_failed(exc)
+            raise
         if record is None:
             return None
         message: dramatiq.Message[Any] = dramatiq.Message(
@@ -180,7 +221,9 @@ class TaskClient:
         except ResultFailure as exc:
             result = _failure_result(message, exc)
         except self._redis_errors as exc:
+            self._redis_failed(exc)
             raise self._results_down(exc) from exc
+        self._redis_answered()
         error = protocol.error_of(result)
         if error is not None:
             return TaskStatus(task_id, "failed", error=error)
