@@ -33,6 +33,9 @@ logger = logging.getLogger(__name__)
 
 #: Longest task id looked up; anything longer cannot be one of ours (uuid4 strings).
 MAX_TASK_ID = 128
+#: Seconds a request waits for its result before it asks whether its publish was lost
+#: (a broker with ``publish_lost``: :class:`recsys_api.publisher.TaskBroker`).
+RECHECK_AFTER = 1
 
 
 def broker_errors() -> tuple[type[BaseException], ...]:
@@ -139,15 +142,21 @@ class TaskClient:
         if record:
             self.record(message)
         try:
-            self.broker.enqueue(message)
-        except self._broker_errors as exc:
+            self._enqueue(message)
+        except Unavailable:
             if record:
                 self._forget(message.message_id)
+            raise
+        return message
+
+    def _enqueue(self, message: dramatiq.Message[Any]) -> None:
+        try:
+            self.broker.enqueue(message)
+        except self._broker_errors as exc:
             raise Unavailable(
                 f"RabbitMQ at {self._broker_where} is unreachable, so task {message.actor_name!r} was not sent "
                 f"({type(exc).__name__}: {exc}); retry in a few seconds"
             ) from exc
-        return message
 
     def record(self, message: dramatiq.Message[Any]) -> None:
         """Remember that this API started the task, as long as its result is kept."""
@@ -180,7 +189,24 @@ class TaskClient:
         results do not pile up. Returns the result; a task that raised instead of
         returning an error result gives ``{"error": {"code": "internal", ...}}``.
         Raises WaitTimeout or Unavailable.
+
+        With a broker that can tell (``publish_lost``), a wait that got nothing within
+        ``RECHECK_AFTER`` seconds asks whether the connection that carried the message has
+        closed since; if so the message may be lost, and it is published again (same id).
         """
+        publish_lost = getattr(self.broker, "publish_lost", None)
+        if publish_lost is None or seconds <= RECHECK_AFTER:
+            return self._wait(message, seconds, take=take, total=seconds)
+        try:
+            return self._wait(message, RECHECK_AFTER, take=take, total=seconds)
+        except WaitTimeout:
+            if publish_lost():
+                logger.info("task %s (%s): its RabbitMQ connection closed after it was sent, so it may be lost: "
+                            "sending it again", message.message_id, message.actor_name)
+                self._enqueue(message)
+        return self._wait(message, seconds - RECHECK_AFTER, take=take, total=seconds)
+
+    def _wait(self, message: dramatiq.Message[Any], seconds: int, *, take: bool, total: int) -> Any:
         take_result = getattr(self.backend, "take_result", None) if take else None
         try:
             if take_result is not None:
@@ -189,7 +215,7 @@ class TaskClient:
                 result = message.get_result(backend=self.backend, block=True, timeout=seconds * 1000)
         except ResultTimeout:
             self._redis_answered()
-            raise WaitTimeout(message.message_id, seconds) from None
+            raise WaitTimeout(message.message_id, total) from None
         except ResultFailure as exc:
             self._redis_answered()
             return _failure_result(message, exc)

@@ -17,7 +17,7 @@ from dramatiq.errors import ConnectionClosed
 from recsys_workers import reconnect
 from recsys_workers.fanout import BroadcastConsumer, FanoutRabbitmqBroker
 from recsys_workers.reconnect import Backoff, ConnectionBoundConsumer, set_restart_delay
-from tests.unit.workers.fake_pika import FakeConnection
+from tests.support.fake_pika import FakeConnection
 
 UNREACHABLE = "amqp://guest:guest@127.0.0.1:1/%2F"
 QUEUE = "faults.requests"

@@ -1,6 +1,8 @@
-"""A fake pika BlockingConnection for consumer tests: deliveries are queued by the test,
-callbacks passed with add_callback_threadsafe run when the test says so, and closing the
-connection makes it refuse callbacks as pika does."""
+"""A fake pika BlockingConnection for the unit tests of consumers and publishers:
+deliveries are queued by the test, callbacks passed with add_callback_threadsafe run when
+the test says so, a dropped connection refuses callbacks as pika does, and a connection
+the peer closed keeps looking open until it reads (as pika's does), silently losing what
+is published meanwhile."""
 
 from __future__ import annotations
 
@@ -25,6 +27,8 @@ class FakeChannel:
         self.acked: list[int] = []
         self.nacked: list[int] = []
         self.deliveries: deque[tuple[Method, Any, bytes]] = deque()
+        self.published: list[bytes] = []
+        self.lost: list[bytes] = []  # published after the peer closed, before pika noticed
         self._tag = 0
 
     def deliver(self, message: Message[Any], *, redelivered: bool = False) -> int:
@@ -45,6 +49,11 @@ class FakeChannel:
     def basic_nack(self, tag: int, requeue: bool = True) -> None:
         self.nacked.append(tag)
 
+    def basic_publish(self, exchange: str, routing_key: str, body: bytes, **_: Any) -> None:
+        if not self.connection.is_open:
+            raise pika.exceptions.StreamLostError("Transport indicated EOF")
+        (self.lost if self.connection.peer_closed else self.published).append(body)
+
     def basic_qos(self, **_: Any) -> None: ...
 
     def exchange_declare(self, **_: Any) -> None: ...
@@ -63,6 +72,7 @@ class FakeConnection:
 
     def __init__(self, parameters: Any = None, **_: Any) -> None:
         self.is_open = True
+        self.peer_closed = False
         self.pending: list[Callable[[], None]] = []
         self.channels: list[FakeChannel] = []
         FakeConnection.made.append(self)
@@ -89,15 +99,22 @@ class FakeConnection:
             callback()
 
     def process_data_events(self, time_limit: float = 0) -> None:
+        if self.peer_closed and self.is_open:  # reading finds the close
+            self.is_open = False
+            raise pika.exceptions.StreamLostError("Transport indicated EOF")
         self.run_callbacks()
 
     def sleep(self, seconds: float) -> None:
         self.run_callbacks()
 
     def drop(self) -> None:
-        """The server closed the connection."""
+        """The server closed the connection, and pika has seen it."""
         self.is_open = False
         self.pending.clear()
+
+    def close_by_peer(self) -> None:
+        """The server closed the connection; pika sees it at its next read."""
+        self.peer_closed = True
 
     def close(self) -> None:
         if not self.is_open:
