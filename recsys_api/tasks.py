@@ -33,9 +33,10 @@ logger = logging.getLogger(__name__)
 
 #: Longest task id looked up; anything longer cannot be one of ours (uuid4 strings).
 MAX_TASK_ID = 128
-#: Seconds a request waits for its result before it asks whether its publish was lost
-#: (a broker with ``publish_lost``: :class:`recsys_api.publisher.TaskBroker`).
-RECHECK_AFTER = 1
+#: Milliseconds a request waits for its result before it asks whether its publish was
+#: lost (a broker with ``publish_lost``: :class:`recsys_api.publisher.TaskBroker`); a whole
+#: second for a backend without ``take_result``, whose waits count whole seconds.
+RECHECK_AFTER_MS = 500
 
 
 def broker_errors() -> tuple[type[BaseException], ...]:
@@ -191,31 +192,35 @@ class TaskClient:
         Raises WaitTimeout or Unavailable.
 
         With a broker that can tell (``publish_lost``), a wait that got nothing within
-        ``RECHECK_AFTER`` seconds asks whether the connection that carried the message has
+        ``RECHECK_AFTER_MS`` asks whether the connection that carried the message has
         closed since; if so the message may be lost, and it is published again (same id).
         """
         publish_lost = getattr(self.broker, "publish_lost", None)
-        if publish_lost is None or seconds <= RECHECK_AFTER:
-            return self._wait(message, seconds, take=take, total=seconds)
+        taking = take and hasattr(self.backend, "take_result")
+        first = RECHECK_AFTER_MS if taking else 1000
+        total = seconds * 1000
+        if publish_lost is None or total <= first:
+            return self._wait(message, total, take=take, seconds=seconds)
         try:
-            return self._wait(message, RECHECK_AFTER, take=take, total=seconds)
+            return self._wait(message, first, take=take, seconds=seconds)
         except WaitTimeout:
             if publish_lost():
                 logger.info("task %s (%s): its RabbitMQ connection closed after it was sent, so it may be lost: "
                             "sending it again", message.message_id, message.actor_name)
                 self._enqueue(message)
-        return self._wait(message, seconds - RECHECK_AFTER, take=take, total=seconds)
+        return self._wait(message, total - first, take=take, seconds=seconds)
 
-    def _wait(self, message: dramatiq.Message[Any], seconds: int, *, take: bool, total: int) -> Any:
+    def _wait(self, message: dramatiq.Message[Any], ms: int, *, take: bool, seconds: int) -> Any:
+        """One blocking wait of ``ms``; a timeout raises WaitTimeout for the whole ``seconds``."""
         take_result = getattr(self.backend, "take_result", None) if take else None
         try:
             if take_result is not None:
-                result = take_result(message, timeout=seconds * 1000)
+                result = take_result(message, timeout=ms)
             else:
-                result = message.get_result(backend=self.backend, block=True, timeout=seconds * 1000)
+                result = message.get_result(backend=self.backend, block=True, timeout=ms)
         except ResultTimeout:
             self._redis_answered()
-            raise WaitTimeout(message.message_id, total) from None
+            raise WaitTimeout(message.message_id, seconds) from None
         except ResultFailure as exc:
             self._redis_answered()
             return _failure_result(message, exc)

@@ -16,7 +16,7 @@ from recsys.cluster import TaskRecords
 from recsys.kv import MemoryKV
 from recsys_api import services
 from recsys_api.publisher import TaskBroker
-from recsys_api.tasks import RECHECK_AFTER, TaskClient
+from recsys_api.tasks import RECHECK_AFTER_MS, TaskClient
 from tests.support.fake_pika import FakeConnection
 
 URL = "amqp://guest:guest@127.0.0.1:1/%2F"
@@ -64,13 +64,13 @@ def test_publish_lost_tells_whether_the_last_publish_connection_closed(broker):
 
 
 class SlowThenAnswers:
-    """A result backend whose first wait times out (the RECHECK_AFTER slice) and whose
+    """A result backend whose first wait times out (the RECHECK_AFTER_MS slice) and whose
     second returns the result; records the timeouts it was given."""
 
     def __init__(self) -> None:
         self.timeouts: list[int] = []
 
-    def get_result(self, message, *, block=False, timeout=None):
+    def take_result(self, message, *, timeout):
         self.timeouts.append(timeout)
         if len(self.timeouts) == 1:
             raise ResultTimeout(message)
@@ -84,8 +84,8 @@ def test_a_request_whose_publish_was_lost_sends_it_again(broker):
     [old] = FakeConnection.made
     # The connection closed right after the publish: the message may never have arrived
     old.close_by_peer()
-    assert tasks.wait(sent, 30) == {"ok": True}
-    assert backend.timeouts == [RECHECK_AFTER * 1000, (30 - RECHECK_AFTER) * 1000]
+    assert tasks.wait(sent, 30, take=True) == {"ok": True}
+    assert backend.timeouts == [RECHECK_AFTER_MS, 30_000 - RECHECK_AFTER_MS]
     [_, new] = FakeConnection.made
     assert published(new) == [sent.message_id]  # the same message, again
 
@@ -94,6 +94,6 @@ def test_a_slow_task_on_a_live_connection_is_not_sent_twice(broker):
     backend = SlowThenAnswers()
     tasks = TaskClient(broker, backend, TaskRecords(MemoryKV(), 60), result_ttl=60)
     sent = tasks.send(message(), record=False)
-    assert tasks.wait(sent, 30) == {"ok": True}
+    assert tasks.wait(sent, 30, take=True) == {"ok": True}
     [connection] = FakeConnection.made
     assert published(connection) == [sent.message_id]
