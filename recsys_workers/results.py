@@ -10,8 +10,10 @@ API reads it unchanged) on :func:`recsys.kv.redis_client`, plus:
 * **No traceback per task while Redis is down.** A result that cannot be stored is
   dropped: the API could not read it either and has answered its client 503. The first
   failure of an outage logs one WARNING, the end of the outage one INFO with how many
-  results were lost and how many tasks were skipped (:class:`Outage`). Without this,
-  Dramatiq's broker logs a CRITICAL traceback for every task.
+  results were lost and how many tasks were skipped (:class:`Outage`; an outage ends at
+  the first success at least :data:`OUTAGE_SETTLE` seconds after it began, so the
+  connections that die one after the other at its start make one outage, not several).
+  Without this, Dramatiq's broker logs a CRITICAL traceback for every task.
 
 :class:`ResultGuard` (a middleware, before every other ``before_process_message`` hook
 but Dramatiq's own) skips a task of an actor that stores its result, before its engine
@@ -42,7 +44,7 @@ from dramatiq import Broker, Middleware
 from dramatiq.middleware import SkipMessage
 from dramatiq.results.backends import RedisBackend
 
-__all__ = ["ANSWERED_SUFFIX", "ANSWERED_TTL", "Outage", "ResultGuard", "WorkerRedisBackend"]
+__all__ = ["ANSWERED_SUFFIX", "ANSWERED_TTL", "OUTAGE_SETTLE", "Outage", "ResultGuard", "WorkerRedisBackend"]
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +53,8 @@ logger = logging.getLogger(__name__)
 ANSWERED_TTL = 120
 #: Suffix of the answered marker's key (after the result's key).
 ANSWERED_SUFFIX = ":answered"
+#: An outage ends at the first success at least this many seconds after it began.
+OUTAGE_SETTLE = 1.0
 #: The logger of Dramatiq's worker threads, which logs "Message %s was skipped." per skip.
 WORKER_THREAD_LOGGER = "dramatiq.worker.WorkerThread"
 
@@ -90,10 +94,11 @@ class Outage:
         )
 
     def ended(self) -> None:
+        """Redis answered: the outage is over, unless it began under OUTAGE_SETTLE s ago."""
         if self.since is None:  # the common case: no lock
             return
         with self._lock:
-            if self.since is None:
+            if self.since is None or self._clock() - self.since < OUTAGE_SETTLE:
                 return
             seconds, self.since = self._clock() - self.since, None
             lost, skipped = self.lost, self.skipped
@@ -109,10 +114,11 @@ class Outage:
 class WorkerRedisBackend(RedisBackend):  # type: ignore[misc]
     """Dramatiq's RedisBackend with answered markers and outage handling (module docstring)."""
 
-    def __init__(self, *, client: Any, where: str, answered_ttl: int = ANSWERED_TTL) -> None:
+    def __init__(self, *, client: Any, where: str, answered_ttl: int = ANSWERED_TTL,
+                 clock: Any = time.monotonic) -> None:
         super().__init__(client=client)
         self.answered_ttl_ms = answered_ttl * 1000
-        self.outage = Outage(where)
+        self.outage = Outage(where, clock=clock)
         self._errors = _redis_errors()
         self._skipped: set[str] = set()
         self._lock = threading.Lock()

@@ -17,7 +17,7 @@ from dramatiq.brokers.stub import StubBroker
 from dramatiq.results import Results
 from dramatiq.results.backends import RedisBackend
 
-from recsys_workers.results import ANSWERED_SUFFIX, ResultGuard, WorkerRedisBackend
+from recsys_workers.results import ANSWERED_SUFFIX, OUTAGE_SETTLE, ResultGuard, WorkerRedisBackend
 
 QUEUE = "faults.requests"
 
@@ -89,10 +89,19 @@ class Finished:
         self.messages.append(message)
 
 
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 class Harness:
     def __init__(self) -> None:
         self.client = FakeRedis()
-        self.backend = WorkerRedisBackend(client=self.client, where="127.0.0.1:6379/0")
+        self.clock = Clock()
+        self.backend = WorkerRedisBackend(client=self.client, where="127.0.0.1:6379/0", clock=self.clock)
         self.broker = StubBroker()
         self.broker.add_middleware(Results(backend=self.backend, result_ttl=600_000))
         self.broker.add_middleware(ResultGuard(self.backend))
@@ -193,6 +202,7 @@ def test_while_redis_is_down_tasks_are_skipped_with_one_warning_and_no_traceback
         assert "Traceback" not in caplog.text and not any(r.exc_info for r in caplog.records)
         # When Redis is back, the next task runs and stores its result; the end is logged
         h.client.down = False
+        h.clock.now += OUTAGE_SETTLE
         back = h.run(h.message(request="after"))
     assert h.runs == ["computed", "after"]
     assert h.key(back) in h.client.data
@@ -205,7 +215,24 @@ def test_a_task_arriving_just_after_redis_is_back_runs(h):
     h.client.down = False  # back before the next task: its PING succeeds
     h.run(h.message(request="runs"))
     assert h.runs == ["lost", "runs"]
+    h.clock.now += OUTAGE_SETTLE
+    h.run(h.message(request="and ends the outage"))
     assert not h.backend.outage.active
+
+
+def test_connections_dying_one_after_the_other_make_one_outage(h, caplog):
+    # Given the first store of an outage failed, and another connection still worked
+    # for a moment (Redis's connections are cut one by one)
+    with caplog.at_level(logging.INFO, logger="recsys_workers.results"):
+        h.client.down = True
+        h.run(h.message(request="a"))
+        h.client.down = False
+        h.run(h.message(request="b"))
+        h.client.down = True
+        h.run(h.message(request="c"))
+    # Then the log has one WARNING and no end: it is one outage
+    lines = [r for r in caplog.records if r.name == "recsys_workers.results"]
+    assert [r.levelname for r in lines] == ["WARNING"], [r.getMessage() for r in lines]
 
 
 def test_redis_is_not_pinged_while_it_works(h):
