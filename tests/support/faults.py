@@ -64,6 +64,7 @@ class FaultFigures:
 
     The *window* is the requests started from ``BEFORE`` seconds before the fault to
     ``AFTER`` seconds after its end (the drop itself; the dependency or the master back).
+    ``during``: the statuses of the requests started and answered while the fault lasted.
     ``recovery_s``: from the fault's end to the answer of the first request started
     then that got a 200. ``settled_s``: from the fault's end to the last answer of the
     requests started before it (how long a request was left waiting after it).
@@ -76,7 +77,7 @@ class FaultFigures:
     recovery_s: float | None
     settled_s: float
     fault_s: float  # how long the fault lasted (0 for a drop)
-    during: dict[str, int] = field(default_factory=dict)  # statuses of requests started during the fault
+    during: dict[str, int] = field(default_factory=dict)  # statuses of requests made within the fault
     max_latency_during_s: float = 0.0
     details: dict[str, Any] = field(default_factory=dict)
 
@@ -246,7 +247,7 @@ def recommend(client: httpx.Client, problems: list[str]) -> httpx.Response:
 def figures(fault: str, samples: list[Sample], start: float, end: float, **details: Any) -> FaultFigures:
     """The figures of a fault that lasted from ``start`` to ``end`` (equal for a drop)."""
     window = [s for s in samples if start - BEFORE <= s.started <= end + AFTER]
-    during = [s for s in samples if start <= s.started < end]
+    during = [s for s in samples if start <= s.started and s.started + s.seconds < end]
     first_ok = [s for s in samples if s.started >= end and s.status == 200]
     recovery = min((s.started + s.seconds for s in first_ok), default=None)
     before = [s for s in samples if s.started < end]
@@ -315,8 +316,8 @@ def redis_outage(stack: FaultStack, seconds: float = 3.0, clients: int = CLIENTS
     marks = stack.worker_log_marks()
 
     def inject() -> tuple[float, float]:
-        start = time.monotonic()
         stack.redis.stop()
+        start = time.monotonic()  # from here on every connection is refused
         time.sleep(seconds)
         stack.redis.start()
         return start, time.monotonic()
@@ -325,6 +326,7 @@ def redis_outage(stack: FaultStack, seconds: float = 3.0, clients: int = CLIENTS
     logs = stack.worker_logs_since(marks)
     ends = [(int(lost), int(skipped)) for lost, skipped in _OUTAGE_END.findall(logs)]
     return _with(result, worker_critical=logs.count("[CRITICAL]"), worker_warnings=logs.count("[WARNING]"),
+                 results_warnings=logs.count("[recsys_workers.results] [WARNING]"),
                  tracebacks=logs.count("Traceback (most recent call last)"),
                  results_lost=sum(lost for lost, _ in ends), tasks_skipped=sum(skipped for _, skipped in ends),
                  worker_log=logs)
