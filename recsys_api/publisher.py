@@ -12,10 +12,10 @@ same guarantee for the API's requests at no cost while nothing fails:
 * before a publish, the thread's connection is polled (no wait): a close that has
   arrived is seen, and the message goes out on a new connection instead;
 * :meth:`TaskBroker.publish_lost`, asked by :meth:`recsys_api.tasks.TaskClient.wait`
-  when no result came within a second, tells whether the connection that carried this
+  when no result came within half a second, tells whether the connection that carried this
   thread's last publish has closed since. A lost publish implies that (TCP does not
   drop what a live connection carries), so the waiting request publishes its message
-  again, and is answered about a second late instead of timing out after
+  again, and is answered about half a second late instead of timing out after
   ``RECSYS_REQUEST_TIMEOUT``. If the first copy did arrive, the task runs twice under
   one id: the second result is stored, unread, until it expires.
 
