@@ -305,7 +305,7 @@ def _match_members(archive: SafeZip, manifest: Manifest) -> None:
 def _check_digest(entry: FileEntry, actual: str) -> None:
     if actual != entry.sha256:
         raise InvalidArchive(
-            f"member {entry.path!r} sha256 mismatch: manifest says {entry.sha256[:12]}…, content is {actual[:12]}…"
+            f"member {entry.path!r} sha256 mismatch: manifest says {entry.sha256}, content is {actual}"
         )
 
 
@@ -329,7 +329,7 @@ def unpack(
     verified = verify(path, limits, engines=engines)
     if sha256 is not None and sha256.lower() != verified.sha256:
         raise InvalidArchive(
-            f"archive {str(path)!r} sha256 mismatch: expected {sha256[:12]}…, file is {verified.sha256[:12]}…"
+            f"archive {str(path)!r} sha256 mismatch: expected {sha256}, file is {verified.sha256}"
         )
     return extract(verified, dest, limits)
 

@@ -191,8 +191,8 @@ class EngineStore:
             verified = verify(archive, self.limits, engines=self.engines)
             if sha256 is not None and sha256.lower() != verified.sha256:
                 raise InvalidArchive(
-                    f"archive {str(archive)!r} sha256 mismatch: expected {sha256[:12]}…, "
-                    f"file is {verified.sha256[:12]}… (a corrupt or partial download?)"
+                    f"archive {str(archive)!r} sha256 mismatch: expected {sha256}, "
+                    f"file is {verified.sha256} (a corrupt or partial download?)"
                 )
             version = verified.manifest.version
             extract(verified, self._versions / version, self.limits)

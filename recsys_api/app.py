@@ -42,7 +42,7 @@ from recsys_api.resources.health import Health, Ready, engine_check
 from recsys_api.resources.recommendations import Recommendations
 from recsys_api.resources.tasks import Task
 from recsys_api.resources.workers import Workers
-from recsys_api.tasks import TaskClient
+from recsys_api.tasks import TaskClient, results_circuit
 
 __all__ = ["configure_logging", "create_app", "get_app", "require_broker"]
 
@@ -75,9 +75,10 @@ def create_app(
     """
     broker.declare_queue(settings.request_queue)
     broker.declare_queue(settings.build_queue)
+    results_url = None if settings.embedded else settings.results_url
     tasks = TaskClient(
         broker, result_backend, TaskRecords(kv, settings.result_ttl), result_ttl=settings.result_ttl,
-        broker_url=settings.broker_url, results_url=None if settings.embedded else settings.results_url,
+        broker_url=settings.broker_url, results_url=results_url, circuit=results_circuit(result_backend, results_url),
     )
     builds = BuildStarter(tasks, BuildLock(kv, settings.build_lock_ttl), settings.build_queue)
     metrics = Metrics(archive_store)

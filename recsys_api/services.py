@@ -3,10 +3,11 @@
 Each client fails fast while its service is down and reconnects by itself when it
 returns: no connection is kept once it has failed.
 
-* RabbitMQ (Dramatiq's ``RabbitmqBroker``, no middleware: the API only enqueues):
-  one connection attempt, 2 s to connect, 2 s per socket operation. Dramatiq opens
-  one connection per thread and drops it after an error. A refused connection fails
-  in milliseconds; a host that drops packets costs each request up to Dramatiq's six
+* RabbitMQ (:class:`recsys_api.publisher.TaskBroker`, Dramatiq's ``RabbitmqBroker``
+  that notices closed connections; no middleware: the API only enqueues): one
+  connection attempt, 2 s to connect, 2 s per socket operation. Dramatiq opens one
+  connection per thread and drops it after an error. A refused connection fails in
+  milliseconds; a host that drops packets costs each request up to Dramatiq's six
   enqueue attempts x 2 s.
 * Redis: every client comes from :func:`recsys.kv.redis_client` (2 s to connect, a
   single immediate retry instead of redis-py's default retries with back-off):
@@ -36,11 +37,13 @@ PROBE_TIMEOUT = 2.0
 
 
 def rabbitmq_broker(url: str) -> dramatiq.Broker:
-    from dramatiq.brokers.rabbitmq import RabbitmqBroker
+    from recsys_api.publisher import QUIET_LOGGERS, TaskBroker
 
-    broker = RabbitmqBroker(url=url, middleware=[])
+    broker = TaskBroker(url=url, middleware=[])
     broker.parameters = pika_parameters(url)
     logging.getLogger("pika").setLevel(logging.WARNING)
+    for name in QUIET_LOGGERS:  # a closed socket: TaskBroker logs it once, at INFO
+        logging.getLogger(name).setLevel(logging.CRITICAL)
     return broker
 
 

@@ -7,7 +7,9 @@ waits on the result backend directly. Every task whose id the API hands out (a 2
 results) before the id leaves the API, so that ``GET /v1/tasks/{id}`` tells an unknown
 or expired id from a pending one.
 
-Broker and backend failures become :class:`~recsys.errors.Unavailable` (503).
+Broker and backend failures become :class:`~recsys.errors.Unavailable` (503). With a
+:class:`~recsys_api.circuit.Circuit` (a deployment's Redis), a task is not sent while
+Redis is known to be down: nobody could read its result.
 """
 
 from __future__ import annotations
@@ -23,13 +25,18 @@ from dramatiq.results import ResultFailure, ResultMissing, ResultTimeout
 from recsys import protocol
 from recsys.cluster import TASK_PREFIX, TaskRecords
 from recsys.errors import InternalError, Unavailable, WaitTimeout
+from recsys_api.circuit import Circuit
 
-__all__ = ["TaskClient", "TaskStatus", "broker_errors", "redis_errors"]
+__all__ = ["TaskClient", "TaskStatus", "broker_errors", "redis_errors", "results_circuit"]
 
 logger = logging.getLogger(__name__)
 
 #: Longest task id looked up; anything longer cannot be one of ours (uuid4 strings).
 MAX_TASK_ID = 128
+#: Milliseconds a request waits for its result before it asks whether its publish was
+#: lost (a broker with ``publish_lost``: :class:`recsys_api.publisher.TaskBroker`); a whole
+#: second for a backend without ``take_result``, whose waits count whole seconds.
+RECHECK_AFTER_MS = 500
 
 
 def broker_errors() -> tuple[type[BaseException], ...]:
@@ -65,6 +72,15 @@ class TaskStatus:
         return body
 
 
+def results_circuit(backend: dramatiq.results.ResultBackend, results_url: str | None) -> Circuit | None:
+    """A circuit on ``backend``'s Redis (its ``ping``), or None for a backend without one
+    (the embedded mode's in-memory results)."""
+    ping = getattr(backend, "ping", None)
+    if ping is None:
+        return None
+    return Circuit(ping, redis_errors(), where=_where(results_url, "the result store"))
+
+
 def _where(url: str | None, default: str) -> str:
     """``host:port/vhost`` of a URL, without its credentials, for error messages."""
     parts = urlsplit(url or "")
@@ -86,6 +102,7 @@ class TaskClient:
         result_ttl: int,
         broker_url: str | None = None,
         results_url: str | None = None,
+        circuit: Circuit | None = None,
     ) -> None:
         self.broker = broker
         self.backend = backend
@@ -95,6 +112,7 @@ class TaskClient:
         self._results_where = _where(results_url, "the result store")
         self._broker_errors = broker_errors()
         self._redis_errors = redis_errors()
+        self.circuit = circuit
 
     def message(self, actor: str, queue: str, kwargs: dict[str, Any] | None = None) -> dramatiq.Message[Any]:
         """A new message for ``actor`` on ``queue`` (not sent)."""
@@ -108,23 +126,46 @@ class TaskClient:
         ``record=False`` is for a task whose id is not handed out unless its wait times
         out: the caller records it then (:meth:`record`), before the id leaves the API.
         That saves a Redis round trip on every answered request.
+
+        Raises Unavailable without sending anything while the circuit says Redis is down.
         """
+        if self.circuit is not None:
+            self.circuit.check(f"task {message.actor_name!r}")
         if record:
             self.record(message)
         try:
-            self.broker.enqueue(message)
-        except self._broker_errors as exc:
+            self._enqueue(message)
+        except Unavailable:
             if record:
                 self._forget(message.message_id)
+            raise
+        return message
+
+    def _enqueue(self, message: dramatiq.Message[Any]) -> None:
+        try:
+            self.broker.enqueue(message)
+        except self._broker_errors as exc:
             raise Unavailable(
                 f"RabbitMQ at {self._broker_where} is unreachable, so task {message.actor_name!r} was not sent "
                 f"({type(exc).__name__}: {exc}); retry in a few seconds"
             ) from exc
-        return message
 
     def record(self, message: dramatiq.Message[Any]) -> None:
         """Remember that this API started the task, as long as its result is kept."""
-        self.records.record(message.message_id, actor=message.actor_name, queue=message.queue_name)
+        try:
+            self.records.record(message.message_id, actor=message.actor_name, queue=message.queue_name)
+        except Unavailable as exc:
+            self._redis_failed(exc)
+            raise
+        self._redis_answered()
+
+    def _redis_answered(self) -> None:
+        if self.circuit is not None:
+            self.circuit.succeeded()
+
+    def _redis_failed(self, exc: BaseException) -> None:
+        if self.circuit is not None:
+            self.circuit.failed(exc)
 
     def _forget(self, task_id: str) -> None:
         try:
@@ -140,24 +181,55 @@ class TaskClient:
         results do not pile up. Returns the result; a task that raised instead of
         returning an error result gives ``{"error": {"code": "internal", ...}}``.
         Raises WaitTimeout or Unavailable.
+
+        With a broker that can tell (``publish_lost``), a wait that got nothing within
+        ``RECHECK_AFTER_MS`` asks whether the connection that carried the message has
+        closed since; if so the message may be lost, and it is published again (same id).
         """
+        publish_lost = getattr(self.broker, "publish_lost", None)
+        taking = take and hasattr(self.backend, "take_result")
+        first = RECHECK_AFTER_MS if taking else 1000
+        total = seconds * 1000
+        if publish_lost is None or total <= first:
+            return self._wait(message, total, take=take, seconds=seconds)
+        try:
+            return self._wait(message, first, take=take, seconds=seconds)
+        except WaitTimeout:
+            if publish_lost():
+                logger.info("task %s (%s): its RabbitMQ connection closed after it was sent, so it may be lost: "
+                            "sending it again", message.message_id, message.actor_name)
+                self._enqueue(message)
+        return self._wait(message, total - first, take=take, seconds=seconds)
+
+    def _wait(self, message: dramatiq.Message[Any], ms: int, *, take: bool, seconds: int) -> Any:
+        """One blocking wait of ``ms``; a timeout raises WaitTimeout for the whole ``seconds``."""
         take_result = getattr(self.backend, "take_result", None) if take else None
         try:
             if take_result is not None:
-                return take_result(message, timeout=seconds * 1000)
-            return message.get_result(backend=self.backend, block=True, timeout=seconds * 1000)
+                result = take_result(message, timeout=ms)
+            else:
+                result = message.get_result(backend=self.backend, block=True, timeout=ms)
         except ResultTimeout:
+            self._redis_answered()
             raise WaitTimeout(message.message_id, seconds) from None
         except ResultFailure as exc:
+            self._redis_answered()
             return _failure_result(message, exc)
         except self._redis_errors as exc:
+            self._redis_failed(exc)
             raise self._results_down(exc) from exc
+        self._redis_answered()
+        return result
 
     def status(self, task_id: str) -> TaskStatus | None:
         """The task's status, or None when this API never started it or it expired."""
         if not task_id or len(task_id) > MAX_TASK_ID:
             return None
-        record = self.records.get(task_id)
+        try:
+            record = self.records.get(task_id)
+        except Unavailable as exc:
+            self._redis_failed(exc)
+            raise
         if record is None:
             return None
         message: dramatiq.Message[Any] = dramatiq.Message(
@@ -171,7 +243,9 @@ class TaskClient:
         except ResultFailure as exc:
             result = _failure_result(message, exc)
         except self._redis_errors as exc:
+            self._redis_failed(exc)
             raise self._results_down(exc) from exc
+        self._redis_answered()
         error = protocol.error_of(result)
         if error is not None:
             return TaskStatus(task_id, "failed", error=error)

@@ -19,6 +19,11 @@ queue would leave three garbage queues behind every worker that ever ran.
 * sending a message to it (``engine_updated.send(...)``) publishes to the fanout
   exchange: every worker process receives a copy.
 
+Every other queue is consumed by :class:`~recsys_workers.reconnect.ConnectionBoundConsumer`,
+and every consumer, the broadcast one included, reconnects after a short delay that
+grows while RabbitMQ stays unreachable (:class:`~recsys_workers.reconnect.Backoff`); see
+:mod:`recsys_workers.reconnect` for what happens to the deliveries of a closed connection.
+
 Publishing and the exchange's declaration (``fanout``, durable, not auto-delete,
 declared by whichever side comes first) are the API's one publisher,
 :func:`recsys_api.broadcast.publish_broadcast` and
@@ -47,6 +52,7 @@ from dramatiq.errors import ConnectionClosed, DecodeError
 from dramatiq.message import Message
 
 from recsys_api.broadcast import declare_exchange, publish_broadcast
+from recsys_workers.reconnect import Backoff, ConnectionBoundConsumer, LostAcks
 
 __all__ = ["BroadcastConsumer", "FanoutRabbitmqBroker", "broadcast_queue_name"]
 
@@ -84,6 +90,11 @@ class FanoutRabbitmqBroker(RabbitmqBroker):
         self.broadcast_url = url
         self.broadcast_parameters = pika.URLParameters(url)
         self.bind_listeners: list[Callable[[], None]] = []
+        self.backoff = Backoff()
+
+    @property
+    def consumer_class(self) -> type[ConnectionBoundConsumer]:
+        return ConnectionBoundConsumer
 
     def declare_queue(self, queue_name: str, *, ensure: bool = False) -> None:
         if queue_name != self.broadcast_queue:
@@ -96,6 +107,16 @@ class FanoutRabbitmqBroker(RabbitmqBroker):
             self.emit_after("declare_queue", queue_name)
 
     def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000) -> Consumer:
+        self.backoff.sleep(queue_name)  # nothing after a connection that worked
+        try:
+            consumer = self._consume(queue_name, prefetch, timeout)
+        except ConnectionClosed:
+            self.backoff.failed(queue_name)
+            raise
+        self.backoff.succeeded(queue_name)
+        return consumer
+
+    def _consume(self, queue_name: str, prefetch: int, timeout: int) -> Consumer:
         if queue_name != self.broadcast_queue:
             return super().consume(queue_name, prefetch, timeout)
         return BroadcastConsumer(
@@ -128,11 +149,12 @@ class FanoutRabbitmqBroker(RabbitmqBroker):
 
 
 class _Delivery(MessageProxy):
-    """A broadcast message and its delivery tag on the consumer's channel."""
+    """A broadcast message, its delivery tag and the consumer whose channel delivered it."""
 
-    def __init__(self, message: Message[Any], tag: int) -> None:
+    def __init__(self, message: Message[Any], tag: int, consumer: BroadcastConsumer) -> None:
         super().__init__(message)
         self.tag = tag
+        self.delivered_by = consumer
 
 
 class BroadcastConsumer(Consumer):
@@ -141,7 +163,9 @@ class BroadcastConsumer(Consumer):
     Messages are handed to Dramatiq with ``queue_name`` = the exchange's name (the
     broadcast actor's queue), whatever the publisher wrote. Acks and nacks come from
     worker threads and are passed to the connection's own thread (pika is not
-    thread-safe). A nacked broadcast is dropped: there is no dead-letter queue.
+    thread-safe); one for a delivery of a closed connection is dropped (logged once:
+    :class:`~recsys_workers.reconnect.LostAcks`), never raised. A nacked broadcast is
+    dropped: there is no dead-letter queue.
     """
 
     def __init__(
@@ -155,8 +179,7 @@ class BroadcastConsumer(Consumer):
     ) -> None:
         self.exchange = exchange
         self.queue = broadcast_queue_name(exchange)
-        self._tags: set[int] = set()
-        self._tags_lock = threading.Lock()
+        self.lost = LostAcks(self.queue)
         self.connection: Any = None
         try:
             self.connection = pika.BlockingConnection(parameters)
@@ -183,21 +206,20 @@ class BroadcastConsumer(Consumer):
             message = Message.decode(body)
         except DecodeError:
             logger.exception("dropping an undecodable broadcast on %s (not a Dramatiq message)", self.queue)
-            self._send(partial(self.channel.basic_nack, method.delivery_tag, requeue=False))
+            try:  # this is the connection's own thread
+                self.channel.basic_nack(method.delivery_tag, requeue=False)
+            except (*_AMQP_ERRORS, OSError) as exc:
+                raise _closed(exc) from None
             return None
         if message.queue_name != self.exchange:
             message = message.copy(queue_name=self.exchange)
-        with self._tags_lock:
-            self._tags.add(method.delivery_tag)
-        return _Delivery(message, method.delivery_tag)
+        return _Delivery(message, method.delivery_tag, self)
 
     def ack(self, message: MessageProxy) -> None:
-        if self._forget(message):
-            self._send(partial(self.channel.basic_ack, message.tag))
+        self._settle(message, "ack", lambda tag: partial(self.channel.basic_ack, tag))
 
     def nack(self, message: MessageProxy) -> None:
-        if self._forget(message):
-            self._send(partial(self.channel.basic_nack, message.tag, requeue=False))
+        self._settle(message, "nack", lambda tag: partial(self.channel.basic_nack, tag, requeue=False))
 
     def close(self) -> None:
         if self.connection is None or not self.connection.is_open:
@@ -212,22 +234,18 @@ class BroadcastConsumer(Consumer):
             logger.debug("broadcast consumer %s: connection lost while flushing acks", self.queue)
         self._close_quietly()
 
-    def _forget(self, message: MessageProxy) -> bool:
-        """True when ``message`` was delivered on this consumer's channel; a tag from a
-        previous connection (since closed, its queue gone) must not be sent."""
-        tag = getattr(message, "tag", None)
-        with self._tags_lock:
-            if tag in self._tags:
-                self._tags.discard(tag)
-                return True
-        logger.debug("broadcast consumer %s: ignoring ack/nack of a delivery from a previous connection", self.queue)
-        return False
-
-    def _send(self, callback: Callable[[], None]) -> None:
+    def _settle(self, message: MessageProxy, action: str, call: Callable[[int], Callable[[], None]]) -> None:
+        """Send an ack or nack to this consumer's channel; drop it (logged once) when the
+        message came from a previous connection, or this one closed: its queue is gone
+        with it, and so is the delivery."""
+        owner = getattr(message, "delivered_by", None)
+        if owner is not self:
+            (owner.lost if isinstance(owner, BroadcastConsumer) else self.lost).note(message, action)
+            return
         try:
-            self.connection.add_callback_threadsafe(callback)
-        except (*_AMQP_ERRORS, OSError) as exc:
-            raise _closed(exc) from None
+            self.connection.add_callback_threadsafe(call(message.tag))
+        except (*_AMQP_ERRORS, OSError):
+            self.lost.note(message, action)
 
     def _close_quietly(self) -> None:
         if self.connection is not None and self.connection.is_open:

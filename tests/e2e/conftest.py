@@ -15,8 +15,8 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.e2e.backend import PublicationsBackend, demo_corpus
-from tests.e2e.proxy import TcpProxy
 from tests.support.processes import KNOWN, STARTED
+from tests.support.proxy import TcpProxy
 
 TAIL_LINES = 60
 

@@ -21,9 +21,9 @@ from typing import Any
 import pytest
 
 from tests.e2e.backend import PublicationsBackend
-from tests.e2e.proxy import TcpProxy, via_proxy
 from tests.e2e.stack import Stack, flush_redis
 from tests.support.processes import wait_until
+from tests.support.proxy import TcpProxy, via_proxy
 
 pytestmark = pytest.mark.e2e
 

@@ -145,10 +145,12 @@ def test_real_clients_on_a_closed_port_fail_with_unavailable(make_harness):
                      )
     client = falcon.testing.TestClient(app)
 
-    # Then requests get 503 naming the service they need
+    # Then requests get 503 naming the service they need: Redis first, since a task whose
+    # result cannot be read is not sent (RabbitMQ alone down: the next test)
     response = client.simulate_post("/v1/recommendations", json=BODY)
     assert response.status_code == 503
-    assert "RabbitMQ at 127.0.0.1:" in response.json["description"]
+    assert "Redis at 127.0.0.1:" in response.json["description"]
+    assert "task 'recommend' was not sent" in response.json["description"]
     response = client.simulate_get("/v1/tasks/abc")
     assert response.status_code == 503
     assert f"Redis at {redis_url} is unreachable" in response.json["description"]

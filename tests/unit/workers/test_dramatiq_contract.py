@@ -195,3 +195,92 @@ def test_periodiq_fails_without_a_periodic_actor(monkeypatch):
         assert periodiq.main(args) == 1
     finally:
         root.setLevel(level)  # periodiq.main sets the root logger's level
+
+
+# -- what recsys_workers.reconnect and recsys_workers.results rely on -----------------------
+
+
+def test_a_consumer_thread_reads_its_restart_delay_when_it_restarts(monkeypatch):
+    """set_restart_delay sets dramatiq.worker.CONSUMER_RESTART_DELAY_SECS after Dramatiq read
+    the environment: the consumer thread must look the constant up at each restart."""
+    from queue import PriorityQueue
+
+    import dramatiq.worker
+    from dramatiq.errors import ConnectionClosed
+
+    class Down(StubBroker):
+        def consume(self, queue_name, prefetch=1, timeout=100):
+            raise ConnectionClosed(RuntimeError("connection refused"))
+
+    thread = dramatiq.worker._ConsumerThread(broker=Down(), queue_name="q", prefetch=1, work_queue=PriorityQueue(),
+                                             worker_timeout=100)
+    slept = []
+
+    def sleep(seconds):
+        slept.append(seconds)
+        thread.running = False
+
+    monkeypatch.setattr(dramatiq.worker, "CONSUMER_RESTART_DELAY_SECS", 0.123)
+    monkeypatch.setattr(dramatiq.worker.time, "sleep", sleep)
+    thread.run()
+    assert slept == [0.123]
+
+
+def _process_skipped(broker, caplog):
+    """Run one message through Dramatiq's worker thread with a middleware that skips it."""
+    from queue import PriorityQueue
+
+    import dramatiq.worker
+    from dramatiq.broker import MessageProxy
+    from dramatiq.middleware import SkipMessage
+
+    class Skipping(Middleware):
+        def before_process_message(self, broker, message):
+            raise SkipMessage("skipped")
+
+    broker.add_middleware(Skipping())
+    actor = dramatiq.actor(lambda: "ran", broker=broker, actor_name="task", store_results=True)
+
+    class Done:
+        def post_process_message(self, message):
+            pass
+
+    work_queue = PriorityQueue()
+    work_queue.put(0)
+    work_queue.get()
+    thread = dramatiq.worker.WorkerThread(broker=broker, consumers={actor.queue_name: Done()},
+                                          work_queue=work_queue, worker_timeout=100)
+    message = MessageProxy(actor.message())
+    with caplog.at_level(logging.WARNING, logger="dramatiq.worker.WorkerThread"):
+        thread.process_message(message)
+    return message
+
+
+def test_a_skipped_message_is_logged_by_the_worker_thread_and_stores_none(caplog):
+    """ResultGuard's log filter matches this line, and its backend refuses this None: a
+    client polling a skipped task would otherwise read None as its answer."""
+    from dramatiq.results import Results
+    from dramatiq.results.backends import StubBackend
+
+    broker = StubBroker()
+    backend = StubBackend()
+    broker.add_middleware(Results(backend=backend))
+    message = _process_skipped(broker, caplog)
+    [record] = [r for r in caplog.records if r.name == "dramatiq.worker.WorkerThread"]
+    assert record.msg == "Message %s was skipped." and record.args[0] is message
+    assert backend.get_result(message) is None  # stored: None
+
+
+def test_only_dramatiqs_own_results_class_counts_as_the_results_middleware():
+    """Why ResultGuard is a middleware beside Results, not a Results subclass: with a
+    subclass, the worker would warn for every task that returns a value."""
+    import dramatiq.worker
+    from dramatiq.results import Results
+    from dramatiq.results.backends import StubBackend
+
+    class Sub(Results):
+        pass
+
+    broker = StubBroker()
+    broker.add_middleware(Sub(backend=StubBackend()))
+    assert not dramatiq.worker.has_results_middleware(broker)

@@ -1,10 +1,15 @@
 """A TCP proxy the test owns, to cut the stack off from RabbitMQ or Redis and give it back.
 
-Every process of the stack reaches the shared server through the proxy's port.
-:meth:`TcpProxy.stop` closes the listening socket and every proxied connection (so
-clients see their connections drop, and new ones are refused) without touching the
-server the other test sessions use; :meth:`TcpProxy.start` listens again on the
-same port.
+Every process of the stack reaches the shared server through the proxy's port, so a
+test can break the connections of the whole stack at once without touching the server
+the other test sessions use:
+
+* :meth:`TcpProxy.drop_connections` closes every proxied connection and goes on
+  accepting new ones (a server that closed its connections, e.g. a RabbitMQ node
+  restarting or a load balancer failing over: clients reconnect at once);
+* :meth:`TcpProxy.stop` closes the listening socket too (clients see their connections
+  drop, and new ones are refused: the server is down); :meth:`TcpProxy.start` listens
+  again on the same port.
 """
 
 from __future__ import annotations
@@ -57,10 +62,16 @@ class TcpProxy:
             except OSError:
                 pass
             listener.close()
+        self.drop_connections()
+
+    def drop_connections(self) -> int:
+        """Close every open proxied connection (both ends); new ones are accepted as
+        before while the proxy runs. Returns how many connections were dropped."""
         with self._lock:
             sockets, self._sockets = self._sockets, set()
         for sock in sockets:
             _close(sock)
+        return len(sockets) // 2
 
     def _accept(self, listener: socket.socket) -> None:
         while True:
