@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeGuard
 
+from recsys import jsontext
 from recsys.errors import InvalidArchive
 from recsys.registry import valid_engine_name
 
@@ -219,26 +220,13 @@ def parse_manifest(raw: bytes, where: str = MANIFEST_NAME) -> Manifest:
     except UnicodeDecodeError as exc:
         raise InvalidArchive(f"{where} is not UTF-8 text: {exc}") from exc
     try:
-        data = json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_no_constant)
+        data = jsontext.loads(text)
     except ValueError as exc:
         raise InvalidArchive(f"{where} is not valid JSON: {exc}") from exc
     return Manifest.from_dict(data)
 
 
 # -- helpers -------------------------------------------------------------------
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise ValueError(f"duplicate key {key!r}")
-        result[key] = value
-    return result
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
 
 
 def _parse_created_at(created_at: str) -> datetime:

@@ -24,6 +24,7 @@ from typing import Any
 
 import falcon
 
+from recsys import jsontext
 from recsys_api.archive_store import Readable
 from recsys_api.errors import ApiError, http_error
 
@@ -113,19 +114,6 @@ def _decode(data: bytes) -> str:
         ) from exc
 
 
-def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    obj: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in obj:
-            raise _bad(f"the request body has the key {key!r} twice in one object: send each key once")
-        obj[key] = value
-    return obj
-
-
-def _constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON value")
-
-
 def _check_strings(document: Any) -> None:
     """Refuse strings (values or keys) holding a lone surrogate, which is no Unicode character."""
     pending = [document]
@@ -153,7 +141,7 @@ def read_json(req: falcon.Request, max_bytes: int) -> Any:
         raise _bad("the request body is empty: send a JSON object")
     text = _decode(data)
     try:
-        document = json.loads(text, object_pairs_hook=_object, parse_constant=_constant)
+        document = jsontext.loads(text)
     except (ValueError, RecursionError) as exc:
         raise _bad(f"the request body is not valid JSON: {exc}") from exc
     _check_strings(document)

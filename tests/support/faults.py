@@ -37,7 +37,7 @@ import httpx
 
 from tests.integration.api.stack import TOKEN, Api, Pool
 from tests.support.load import KeepAliveLoad, Sample
-from tests.support.processes import group_pids, recsys_env, wait_until
+from tests.support.processes import forget_cluster_state, group_pids, recsys_env, wait_until
 from tests.support.proxy import TcpProxy, via_proxy
 
 __all__ = [
@@ -146,7 +146,7 @@ class FaultStack:
 
     def start(self) -> FaultStack:
         self._build_engine()
-        self._forget_cluster_state()
+        forget_cluster_state(self.redis_url)
         self.amqp.start()
         self.redis.start()
         self.api.start()
@@ -182,19 +182,6 @@ class FaultStack:
         self.folder.mkdir(parents=True, exist_ok=True)
         build_archive(sample_publications(), self.archive, engine="lexical", registry=Registry.discover(),
                       settings=Settings())
-
-    def _forget_cluster_state(self) -> None:
-        """The Redis database may be shared with earlier test modules: drop the recsys:*
-        keys (heartbeats, task records, build markers) they left."""
-        import redis
-
-        client = redis.Redis.from_url(self.redis_url)
-        try:
-            keys = list(client.scan_iter(match="recsys:*", count=500))
-            if keys:
-                client.delete(*keys)
-        finally:
-            client.close()
 
     def _answers(self) -> bool:
         for pool in self.pools:

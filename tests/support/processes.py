@@ -190,3 +190,17 @@ class Process:
     def tail(self, lines: int = 40) -> str:
         """The last ``lines`` lines of the log."""
         return "\n".join(self.text().splitlines()[-lines:])
+
+
+def forget_cluster_state(redis_url: str) -> None:
+    """The session's Redis database is shared by the integration modules, one after the
+    other: drop the recsys:* keys (heartbeats, task records, build markers) another left."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        keys = list(client.scan_iter(match="recsys:*", count=500))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()

@@ -153,8 +153,8 @@ def test_manifest_rejects_bad_fields_naming_them(changes, message):
     [
         (b"[1, 2]", "must hold a JSON object, got list"),
         (b"{not json", "is not valid JSON"),
-        (b'{"format": 1, "format": 1}', "duplicate key 'format'"),
-        (b'{"format": NaN}', "NaN is not a JSON number"),
+        (b'{"format": 1, "format": 1}', "has the key 'format' twice"),
+        (b'{"format": NaN}', "NaN is not a JSON value"),
         (b"\xff\xfe", "is not UTF-8 text"),
     ],
 )

@@ -9,10 +9,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 
 from tests.integration.api.stack import TOKEN, Api, Pool
-from tests.support.processes import recsys_env
+from tests.support.processes import forget_cluster_state, recsys_env
 
 
 class Stack:
@@ -38,21 +37,9 @@ class Stack:
         return f"--- api log ---\n{self.api.text()[-4000:]}\n--- workers log ---\n{self.pool.text()[-4000:]}"
 
 
-def _forget_cluster_state(redis_url: str) -> None:
-    """The session's Redis database is shared by the integration modules, one after the
-    other: drop the recsys:* keys (build markers, heartbeats, tasks) another left."""
-    client = redis.Redis.from_url(redis_url)
-    try:
-        keys = list(client.scan_iter(match="recsys:*", count=500))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
-
-
 @pytest.fixture(scope="module")
 def stack(rabbitmq_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    _forget_cluster_state(redis_url)
+    forget_cluster_state(redis_url)
     s = Stack(tmp_path_factory.mktemp("api-stack"), rabbitmq_url, redis_url)
     try:
         s.api.start()
