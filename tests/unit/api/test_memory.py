@@ -102,7 +102,7 @@ def _post(name: str, body: bytes, status: int = 400, headers: dict[str, str] | N
     return Bad(name, status, "POST", body=body, headers=headers if headers is not None else dict(JSON))
 
 
-#: Every kind of input the API refuses (as benchmarks/_storm.py sends them to gunicorn).
+#: Every kind of input the API refuses (as tests/support/storm.py sends them to gunicorn).
 BAD = (
     _post("malformed_json", b'{"text": "neural networks", '),
     _post("not_utf8", b'{"text": "\xff\xfe neural"}'),
