@@ -19,7 +19,8 @@ The hierarchy, with each class's ``code`` and HTTP ``status``::
      ├── InvalidArchive            invalid_archive      400  an engine archive failed verification
      │    └── ArchiveTooLarge      too_large            413  an upload is larger than RECSYS_ARCHIVE_MAX_BYTES
      ├── ArchiveConflict           conflict             409  an upload not newer than the current archive,
-     │                                                       or a rollback with nothing to roll back to
+     │    │                                                  or a rollback with nothing to roll back to
+     │    └── MissingFiles         missing_files        409  a thin archive leaves out files the API does not hold
      ├── StoreError                store                503  an engine or archive store could not be read or written
      │    └── LockTimeout          lock_timeout         503  another process held the store's lock for too long
      ├── SourceError               source               500  the publications source failed or had no valid record
@@ -69,6 +70,7 @@ __all__ = [
     "InvalidRecord",
     "InvalidTarget",
     "LockTimeout",
+    "MissingFiles",
     "NoEngine",
     "RecsysError",
     "SourceError",
@@ -168,6 +170,21 @@ class ArchiveConflict(RecsysError):
     code = "conflict"
     status = 409
     title = "Conflict"
+
+
+class MissingFiles(ArchiveConflict):
+    """Raised when a thin archive leaves out files the receiver does not hold.
+
+    ``missing`` lists them as ``{"path", "sha256", "size"}``; the message names the first few.
+    """
+
+    code = "missing_files"
+    status = 409
+    title = "Missing files"
+
+    def __init__(self, message: str, missing: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.missing = list(missing or [])
 
 
 class StoreError(RecsysError):
@@ -309,6 +326,7 @@ ERRORS: Mapping[str, type[RecsysError]] = {
         InvalidArchive,
         UnknownPublication,
         ArchiveConflict,
+        MissingFiles,
         BuildBusy,
         BuildLockLost,
         UploadRefused,

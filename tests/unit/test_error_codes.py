@@ -34,6 +34,7 @@ STATUS = {
     "invalid_archive": 400,
     "unknown_publication": 404,
     "conflict": 409,
+    "missing_files": 409,
     "build_running": 409,
     "build_lock_lost": 409,
     "upload_refused": 409,
