@@ -41,15 +41,17 @@ import shutil
 import stat
 import time
 import zipfile
-from collections.abc import Collection
+from collections.abc import Callable, Collection
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Protocol
 
 from recsys import __version__
 from recsys.config import Settings
 from recsys.engine import EngineMetadata
-from recsys.errors import InvalidArchive, StoreError
+from recsys.errors import InvalidArchive, MissingFiles, StoreError
 from recsys.fsutil import CHUNK, atomic_output, create_synced, fsync_dir, hash_file, sha256_of, temp_name, write_synced
 from recsys.manifest import (
     FORMAT_VERSION,
@@ -70,6 +72,7 @@ __all__ = [
     "FileEntry",
     "Limits",
     "Manifest",
+    "Readable",
     "VerifiedArchive",
     "extract",
     "file_sha256",
@@ -77,7 +80,9 @@ __all__ = [
     "pack",
     "peek_manifest",
     "read_manifest",
+    "thin_copy",
     "unpack",
+    "write_archive",
     "verify",
 ]
 
@@ -111,12 +116,32 @@ class Limits:
 
 @dataclass(frozen=True)
 class VerifiedArchive:
-    """An archive that passed :func:`verify`: its manifest, size and sha256."""
+    """An archive that passed :func:`verify` (or was written by :func:`pack`): its
+    manifest, size and sha256, the manifest's exact bytes and their sha256 (the
+    engine version's identity, the same in a thin and a full archive of it), and the
+    paths of the files it carries (all of them unless it is thin)."""
 
     path: Path
     manifest: Manifest
     size: int
     sha256: str
+    manifest_bytes: bytes = b""
+    members: frozenset[str] = frozenset()
+
+    @property
+    def manifest_sha256(self) -> str:
+        return hashlib.sha256(self.manifest_bytes).hexdigest()
+
+    @property
+    def thin(self) -> bool:
+        """Whether the archive leaves out some of the files its manifest lists."""
+        return len(self.members) < len(self.manifest.files)
+
+
+class Readable(Protocol):
+    """What :func:`write_archive` reads a file's bytes from (an open binary file, say)."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
 
 
 def file_sha256(path: Path) -> str:
@@ -135,10 +160,12 @@ def pack(
     metadata: EngineMetadata,
     engine_version: str | None = None,
     created_at: datetime | None = None,
+    leave_out: Collection[str] = (),
 ) -> VerifiedArchive:
     """Pack every regular file under ``folder`` (an Engine.save output) into the zip
     ``out`` with a manifest; written to a temporary name then renamed. Returns the
-    archive with its manifest, size and sha256.
+    archive with its manifest, size and sha256. Files whose sha256 is in ``leave_out``
+    are listed in the manifest but not carried (a thin archive, :func:`write_archive`).
 
     Raises InvalidArchive when ``folder`` holds something an archive cannot carry
     (a link, a special file, an unsafe name, its own ``manifest.json``) or when
@@ -168,23 +195,89 @@ def pack(
     except (TypeError, ValueError) as exc:
         raise InvalidArchive(f"cannot pack: the engine's metadata 'extra' is not plain JSON: {exc}") from exc
     parse_manifest(manifest_bytes, "the manifest being packed")  # the same checks as verify
+    packed = write_archive(out, manifest_bytes, manifest, lambda entry: open(folder / entry.path, "rb"),
+                           leave_out=leave_out)
+    logger.info(
+        "packed engine %s version %s: %d files, %.1f MB into %s (%.1f MB%s) in %.1fs",
+        engine, version, len(entries), manifest.total_size / 1e6, out, packed.size / 1e6,
+        f", thin: {len(packed.members)} files carried" if packed.thin else "", time.monotonic() - started,
+    )
+    return packed
+
+
+def write_archive(
+    out: Path,
+    manifest_bytes: bytes,
+    manifest: Manifest,
+    open_file: Callable[[FileEntry], AbstractContextManager[Readable]],
+    *,
+    leave_out: Collection[str] = (),
+) -> VerifiedArchive:
+    """Write the zip ``out`` (atomically) of the engine version ``manifest`` (whose exact
+    bytes are ``manifest_bytes``): the manifest, then each listed file in the manifest's
+    order, read from ``open_file(entry)``, except those whose sha256 is in ``leave_out``
+    (a *thin* archive). The bytes depend only on the inputs (fixed timestamps from
+    ``created_at``, fixed modes and compression), so the same version always gives
+    the same archive: the API's full archive keeps its ETag and Range offsets.
+    """
     out.parent.mkdir(parents=True, exist_ok=True)
+    skipped = set(leave_out)
+    carried = [entry for entry in manifest.files if entry.sha256 not in skipped]
     with atomic_output(out, prefix=out.name) as raw:
         with zipfile.ZipFile(raw, "w", allowZip64=True) as archive:
             date_time = _zip_time(manifest.created)
             info = zipfile.ZipInfo(MANIFEST_NAME, date_time)
             info.compress_type, info.external_attr = zipfile.ZIP_DEFLATED, _FILE_MODE
             archive.writestr(info, manifest_bytes)
-            for entry in entries:
-                _copy_into(archive, folder / entry.path, entry, date_time)
+            for entry in carried:
+                with open_file(entry) as source:
+                    _copy_into(archive, source, entry, date_time)
         raw.flush()
         raw.seek(0)
         sha256, size = sha256_of(raw)
-    logger.info(
-        "packed engine %s version %s: %d files, %.1f MB into %s (%.1f MB) in %.1fs",
-        engine, version, len(entries), manifest.total_size / 1e6, out, size / 1e6, time.monotonic() - started,
-    )
-    return VerifiedArchive(out, manifest, size, sha256)
+    return VerifiedArchive(out, manifest, size, sha256, manifest_bytes, frozenset(e.path for e in carried))
+
+
+def thin_copy(
+    source: VerifiedArchive, out: Path, leave_out: Collection[str], limits: Limits = Limits()
+) -> VerifiedArchive:
+    """A thin archive ``out`` of the version in the verified archive ``source``: the same
+    manifest bytes, without the files whose sha256 is in ``leave_out`` (the receiver
+    holds them). Members are checked again while copied."""
+    with open_zip(source.path, limits) as archive:
+        return write_archive(out, source.manifest_bytes, source.manifest,
+                             lambda entry: _ZipMember(archive, entry), leave_out=leave_out)
+
+
+class _ZipMember:
+    """A member of an open SafeZip as a readable file whose bytes are checked at the end."""
+
+    def __init__(self, archive: SafeZip, entry: FileEntry) -> None:
+        self._chunks = archive.read(entry.path)
+        self._entry = entry
+        self._digest = hashlib.sha256()
+        self._buffer = b""
+
+    def read(self, size: int = -1) -> bytes:
+        while size < 0 or len(self._buffer) < size:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                break
+            self._digest.update(chunk)
+            self._buffer += chunk
+        if size < 0:
+            data, self._buffer = self._buffer, b""
+        else:
+            data, self._buffer = self._buffer[:size], self._buffer[size:]
+        if not data:
+            _check_digest(self._entry, self._digest.hexdigest())
+        return data
+
+    def __enter__(self) -> _ZipMember:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
 
 
 def _file_entry(folder: Path, rel: str) -> FileEntry:
@@ -220,7 +313,7 @@ def _zip_time(moment: datetime) -> tuple[int, int, int, int, int, int]:
 
 
 def _copy_into(
-    archive: zipfile.ZipFile, source: Path, entry: FileEntry, date_time: tuple[int, int, int, int, int, int]
+    archive: zipfile.ZipFile, src: Readable, entry: FileEntry, date_time: tuple[int, int, int, int, int, int]
 ) -> None:
     info = zipfile.ZipInfo(entry.path, date_time)
     info.external_attr = _FILE_MODE
@@ -228,7 +321,7 @@ def _copy_into(
     text = Path(entry.path).suffix.lower() in TEXT_SUFFIXES
     info.compress_type = zipfile.ZIP_DEFLATED if text else zipfile.ZIP_STORED
     copied = 0
-    with open(source, "rb") as src, archive.open(info, "w") as dst:
+    with archive.open(info, "w") as dst:
         while chunk := src.read(CHUNK):
             copied += len(chunk)
             dst.write(chunk)
@@ -239,17 +332,27 @@ def _copy_into(
 # -- verify ----------------------------------------------------------------------------
 
 
-def verify(path: Path, limits: Limits = Limits(), *, engines: Collection[str] | None = None) -> VerifiedArchive:
+def verify(
+    path: Path,
+    limits: Limits = Limits(),
+    *,
+    engines: Collection[str] | None = None,
+    have: Callable[[FileEntry], bool] | None = None,
+) -> VerifiedArchive:
     """Check an archive completely without unpacking it; raise InvalidArchive(reason).
 
     ``engines``: the installed engine names (CLI, workers); None (the API) checks
-    the engine name's form only.
+    the engine name's form only. ``have``: accept a *thin* archive, whose manifest
+    lists files it does not carry, when ``have(entry)`` says the receiver holds each
+    of them (by sha256 and size); MissingFiles (409) names those it does not.
+    Without ``have`` every listed file must be carried.
     """
     started = time.monotonic()
     path = Path(path)
     with open_zip(path, limits) as archive:
-        manifest = _archive_manifest(archive)
-        _match_members(archive, manifest)
+        manifest_bytes = _manifest_bytes(archive)
+        manifest = parse_manifest(manifest_bytes)
+        _match_members(archive, manifest, have=have)
         if engines is not None and manifest.engine not in engines:
             installed = ", ".join(sorted(engines)) or "none"
             raise InvalidArchive(
@@ -258,16 +361,20 @@ def verify(path: Path, limits: Limits = Limits(), *, engines: Collection[str] | 
             )
         archive.fp.seek(0)
         sha256, size = sha256_of(archive.fp)
+        members = frozenset(e.path for e in manifest.files if e.path in archive.members)
         for entry in manifest.files:
+            if entry.path not in members:
+                continue
             digest = hashlib.sha256()
             for chunk in archive.read(entry.path):
                 digest.update(chunk)
             _check_digest(entry, digest.hexdigest())
     logger.info(
-        "verified archive %s: engine %s version %s, %d files, %.1f MB, in %.1fs",
-        path, manifest.engine, manifest.version, len(manifest.files), size / 1e6, time.monotonic() - started,
+        "verified archive %s: engine %s version %s, %d files (%d carried), %.1f MB, in %.1fs",
+        path, manifest.engine, manifest.version, len(manifest.files), len(members), size / 1e6,
+        time.monotonic() - started,
     )
-    return VerifiedArchive(path, manifest, size, sha256)
+    return VerifiedArchive(path, manifest, size, sha256, manifest_bytes, members)
 
 
 def peek_manifest(path: Path, limits: Limits = Limits()) -> Manifest:
@@ -278,16 +385,19 @@ def peek_manifest(path: Path, limits: Limits = Limits()) -> Manifest:
 
 
 def _archive_manifest(archive: SafeZip) -> Manifest:
+    return parse_manifest(_manifest_bytes(archive))
+
+
+def _manifest_bytes(archive: SafeZip) -> bytes:
     info = archive.members.get(MANIFEST_NAME)
     if info is None:
         raise InvalidArchive(f"archive has no {MANIFEST_NAME}: it is not an engine archive made by 'recsys build'")
     if info.file_size > MAX_MANIFEST_BYTES:
         raise InvalidArchive(f"{MANIFEST_NAME} is {info.file_size} bytes, over the limit of {MAX_MANIFEST_BYTES}")
-    raw = b"".join(archive.read(MANIFEST_NAME, cap=MAX_MANIFEST_BYTES))
-    return parse_manifest(raw)
+    return b"".join(archive.read(MANIFEST_NAME, cap=MAX_MANIFEST_BYTES))
 
 
-def _match_members(archive: SafeZip, manifest: Manifest) -> None:
+def _match_members(archive: SafeZip, manifest: Manifest, *, have: Callable[[FileEntry], bool] | None = None) -> None:
     listed = {entry.path: entry for entry in manifest.files}
     for name, info in archive.members.items():
         if name == MANIFEST_NAME:
@@ -297,9 +407,20 @@ def _match_members(archive: SafeZip, manifest: Manifest) -> None:
             raise InvalidArchive(f"member {name!r} is not listed in the manifest")
         if info.file_size != entry.size:
             raise InvalidArchive(f"member {name!r} is {info.file_size} bytes, but the manifest says {entry.size}")
-    for entry in manifest.files:
-        if entry.path not in archive.members:
-            raise InvalidArchive(f"manifest lists {entry.path!r}, but the archive has no such member")
+    absent = [entry for entry in manifest.files if entry.path not in archive.members]
+    if have is None:
+        if absent:
+            raise InvalidArchive(f"manifest lists {absent[0].path!r}, but the archive has no such member")
+        return
+    missing = [entry for entry in absent if not have(entry)]
+    if missing:
+        named = ", ".join(f"{e.path!r} (sha256 {e.sha256[:12]}..., {e.size} bytes)" for e in missing[:3])
+        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+        raise MissingFiles(
+            f"the thin archive leaves out {len(missing)} file(s) this store does not hold: {named}{more}; "
+            "send them too (upload the full archive)",
+            [e.to_dict() for e in missing],
+        )
 
 
 def _check_digest(entry: FileEntry, actual: str) -> None:
@@ -354,7 +475,7 @@ def extract(verified: VerifiedArchive, dest: Path, limits: Limits = Limits()) ->
             _match_members(archive, manifest)
             for entry in manifest.files:
                 _extract_member(archive, entry, tmp)
-        write_synced(tmp / MANIFEST_NAME, manifest.to_json())
+        write_synced(tmp / MANIFEST_NAME, verified.manifest_bytes or manifest.to_json())
         for folder in sorted({p.parent for p in tmp.rglob("*")}, key=lambda p: len(p.parts), reverse=True):
             fsync_dir(folder)
         try:
