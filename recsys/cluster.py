@@ -10,6 +10,8 @@ Keys (all under ``recsys:``):
 ``recsys:build:tick:<scheduled_at>``  a scheduled tick already turned into a build
 ``recsys:task:<task_id>``             a task the API started (actor, queue), kept as long as
                                       its result
+``recsys:rollout:<host>``             the last engine rollout of a worker machine: bytes fetched
+                                      of bytes needed (JSON, :class:`Rollouts`), kept an hour
 ====================================  =========================================================
 """
 
@@ -26,13 +28,16 @@ from typing import Any
 from recsys.errors import BuildLockHeld
 from recsys.kv import KV
 
-__all__ = ["BuildLock", "Heartbeats", "TaskRecords", "WorkerInfo", "utcnow_iso"]
+__all__ = ["BuildLock", "Heartbeats", "RolloutProgress", "Rollouts", "TaskRecords", "WorkerInfo", "utcnow_iso"]
 
 WORKER_PREFIX = "recsys:worker:"
 BUILD_LOCK_KEY = "recsys:build:lock"
 BUILD_QUEUED_KEY = "recsys:build:queued"
 BUILD_TICK_PREFIX = "recsys:build:tick:"
 TASK_PREFIX = "recsys:task:"
+ROLLOUT_PREFIX = "recsys:rollout:"
+#: How long a machine's last rollout report is kept.
+ROLLOUT_TTL = 3600.0
 
 #: How long a queued-build marker lives if no worker ever starts that build.
 BUILD_QUEUED_TTL = 3600.0
@@ -171,3 +176,57 @@ class TaskRecords:
     def get(self, task_id: str) -> dict[str, Any] | None:
         value = self.kv.get(TASK_PREFIX + task_id)
         return None if value is None else dict(json.loads(value))
+
+
+@dataclass
+class RolloutProgress:
+    """One machine's engine rollout, as its downloading process reports it.
+
+    ``state``: ``fetching`` while files arrive, then ``done`` or ``failed`` (with
+    ``error``). ``bytes_needed`` / ``files_needed``: what the machine lacked;
+    ``bytes_reused``: the version's bytes it already held (unchanged segments).
+    """
+
+    generation: int
+    version: str
+    manifest_sha256: str | None = None
+    state: str = "fetching"
+    files_needed: int = 0
+    files_fetched: int = 0
+    bytes_needed: int = 0
+    bytes_fetched: int = 0
+    bytes_reused: int = 0
+    host: str = field(default_factory=socket.gethostname)
+    pid: int = field(default_factory=os.getpid)
+    started_at: str = field(default_factory=utcnow_iso)
+    updated_at: str = ""
+    seconds: float = 0.0
+    error: str | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{ROLLOUT_PREFIX}{self.host}"
+
+
+class Rollouts:
+    """Rollout progress per machine: ``report`` from workers, ``live`` for the API."""
+
+    def __init__(self, kv: KV, ttl: float = ROLLOUT_TTL) -> None:
+        self.kv = kv
+        self.ttl = ttl
+
+    def report(self, progress: RolloutProgress) -> None:
+        progress.updated_at = utcnow_iso()
+        self.kv.set(progress.key, json.dumps(asdict(progress)), ttl=self.ttl)
+
+    def live(self) -> list[dict[str, Any]]:
+        """Each machine's last report, by host."""
+        found = []
+        for value in self.kv.scan(ROLLOUT_PREFIX).values():
+            try:
+                record = json.loads(value)
+            except ValueError:
+                continue
+            if isinstance(record, dict):
+                found.append(record)
+        return sorted(found, key=lambda r: str(r.get("host")))

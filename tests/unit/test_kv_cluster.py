@@ -117,3 +117,18 @@ def test_task_records(kv):
     assert records.get("nope") is None
     records.record("t1", actor="recommend", queue="recsys.requests")
     assert records.get("t1")["actor"] == "recommend"
+
+
+def test_rollout_progress_is_reported_per_machine_and_read_back():
+    from recsys.cluster import RolloutProgress, Rollouts
+    from recsys.kv import MemoryKV
+
+    rollouts = Rollouts(MemoryKV())
+    progress = RolloutProgress(generation=4, version="20261201T100000000000Z", host="w1", bytes_needed=10)
+    rollouts.report(progress)
+    progress.bytes_fetched, progress.state = 10, "done"
+    rollouts.report(progress)
+    rollouts.report(RolloutProgress(generation=4, version="20261201T100000000000Z", host="w0"))
+    live = rollouts.live()
+    assert [r["host"] for r in live] == ["w0", "w1"]
+    assert live[1]["state"] == "done" and live[1]["bytes_fetched"] == 10 and live[1]["updated_at"]
