@@ -10,13 +10,15 @@ Keys (all under ``recsys:``):
 ``recsys:build:tick:<scheduled_at>``  a scheduled tick already turned into a build
 ``recsys:task:<task_id>``             a task the API started (actor, queue), kept as long as
                                       its result
-``recsys:rollout:<host>``             the last engine rollout of a worker machine: bytes fetched
-                                      of bytes needed (JSON, :class:`Rollouts`), kept an hour
+``recsys:rollout:<host>:<store>``     the last engine rollout of a worker machine (a host and
+                                      engine store: ``<store>`` is a hash of its data dir), bytes
+                                      fetched of bytes needed (JSON, :class:`Rollouts`), kept an hour
 ====================================  =========================================================
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
@@ -185,6 +187,8 @@ class RolloutProgress:
     ``state``: ``fetching`` while files arrive, then ``done`` or ``failed`` (with
     ``error``). ``bytes_needed`` / ``files_needed``: what the machine lacked;
     ``bytes_reused``: the version's bytes it already held (unchanged segments).
+    ``data_dir``: the machine's engine store (several pools of one host are several
+    machines, each with its own store).
     """
 
     generation: int
@@ -202,10 +206,12 @@ class RolloutProgress:
     updated_at: str = ""
     seconds: float = 0.0
     error: str | None = None
+    data_dir: str | None = None
 
     @property
     def key(self) -> str:
-        return f"{ROLLOUT_PREFIX}{self.host}"
+        store = hashlib.sha256((self.data_dir or "").encode()).hexdigest()[:12]
+        return f"{ROLLOUT_PREFIX}{self.host}:{store}"
 
 
 class Rollouts:
@@ -220,7 +226,7 @@ class Rollouts:
         self.kv.set(progress.key, json.dumps(asdict(progress)), ttl=self.ttl)
 
     def live(self) -> list[dict[str, Any]]:
-        """Each machine's last report, by host."""
+        """Each machine's last report, by host and data dir."""
         found = []
         for value in self.kv.scan(ROLLOUT_PREFIX).values():
             try:
@@ -229,4 +235,4 @@ class Rollouts:
                 continue
             if isinstance(record, dict):
                 found.append(record)
-        return sorted(found, key=lambda r: str(r.get("host")))
+        return sorted(found, key=lambda r: (str(r.get("host")), str(r.get("data_dir"))))
