@@ -44,6 +44,12 @@ class PublicationsBackend:
             new = {p["id"]: p for p in publications}
             self._publications = [p for p in self._publications if p["id"] not in new] + list(new.values())
 
+    def remove(self, ids: Iterable[str]) -> None:
+        """Remove publications by id; the next build no longer sees them."""
+        with self._lock:
+            gone = set(ids)
+            self._publications = [p for p in self._publications if p["id"] not in gone]
+
     def page(self, number: int) -> dict[str, Any]:
         with self._lock:
             start = (number - 1) * self.page_size
