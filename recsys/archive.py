@@ -410,7 +410,11 @@ def _match_members(archive: SafeZip, manifest: Manifest, *, have: Callable[[File
     absent = [entry for entry in manifest.files if entry.path not in archive.members]
     if have is None:
         if absent:
-            raise InvalidArchive(f"manifest lists {absent[0].path!r}, but the archive has no such member")
+            raise InvalidArchive(
+                f"manifest lists {absent[0].path!r}, but the archive has no such member"
+                + (f" (and {len(absent) - 1} more: a thin archive? only a receiver holding them accepts it)"
+                   if len(absent) > 1 else "")
+            )
         return
     missing = [entry for entry in absent if not have(entry)]
     if missing:

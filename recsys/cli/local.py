@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from recsys.config import FIELDS, Settings
-from recsys.errors import RecsysError
+from recsys.errors import ConfigError, RecsysError
+from recsys.manifest import FileEntry, Manifest
 from recsys.registry import Registry
 
 logger = logging.getLogger("recsys.cli")
@@ -35,11 +36,18 @@ def add_commands(commands: Any) -> None:
     build.add_argument("--source", help="JSON/JSONL(.gz) file or http(s):// URL (default: RECSYS_SOURCE, else demo)")
     build.add_argument("--out", required=True, type=Path, help="archive to write (ARCHIVE.zip)")
     build.add_argument("--engine", help="engine plugin (default: RECSYS_ENGINE)")
+    build.add_argument("--previous", type=Path, metavar="ARCHIVE.zip",
+                       help="the engine in service: an incremental build reuses its unchanged segments and vectors")
+    build.add_argument("--thin", action="store_true",
+                       help="with --previous: leave out of the archive the files the previous one has "
+                            "(a thin archive for PUT /v1/engine/archive to an API that holds the previous version)")
     build.set_defaults(handler=cmd_build)
 
     verify = commands.add_parser("verify", help="check an engine archive; print its manifest")
     verify.add_argument("archive", type=Path)
     verify.add_argument("--json", action="store_true", help="print the manifest as JSON (default: a summary)")
+    verify.add_argument("--thin", action="store_true",
+                        help="accept a thin archive (files listed but not carried are reported, not checked)")
     verify.set_defaults(handler=cmd_verify)
 
     rec = commands.add_parser(
@@ -115,30 +123,63 @@ def _env_value(value: Any) -> str:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
+    from recsys.archive import Limits, thin_copy, unpack
     from recsys.build import build_archive
     from recsys.engine import LogProgress
     from recsys.sources import load_publications, open_source
 
     settings = load_settings()
+    if args.thin and args.previous is None:
+        raise ConfigError("--thin needs --previous ARCHIVE.zip: the version whose files the thin archive leaves out")
     engine = args.engine or settings.engine
     registry = Registry.discover(load=True)
     registry.get(engine)  # fail before fetching anything when the engine is missing
     progress = LogProgress(logger, units=STAGE_UNITS)
-    source = open_source(args.source if args.source is not None else settings.source, settings)
-    started = time.monotonic()
-    logger.info("reading publications from %s", source.description)
-    publications = load_publications(source, progress)
-    logger.info("building engine %r over %d publications", engine, len(publications))
-    built = build_archive(
-        publications, args.out, engine=engine, registry=registry, settings=settings, progress=progress
-    )
+    limits = Limits.from_settings(settings)
+    with tempfile.TemporaryDirectory(prefix=".recsys-build-", dir=Path(args.out).resolve().parent) as tmp:
+        previous = None
+        if args.previous is not None:
+            previous = Path(tmp) / "previous"
+            old = unpack(args.previous, previous, limits, engines=registry.usable())
+            logger.info("previous engine: %s version %s (%d publications)", old.engine, old.version, old.publications)
+            if old.engine != engine:
+                logger.warning("the previous engine is %r, not %r: a full build", old.engine, engine)
+        source = open_source(args.source if args.source is not None else settings.source, settings)
+        started = time.monotonic()
+        logger.info("reading publications from %s", source.description)
+        publications = load_publications(source, progress)
+        logger.info("building engine %r over %d publications", engine, len(publications))
+        full = Path(tmp) / "full.zip" if args.thin else args.out
+        built = build_archive(
+            publications, full, engine=engine, registry=registry, settings=settings, progress=progress,
+            previous=previous,
+        )
+        reused = _reused(built.manifest, previous)
+        if args.thin:
+            built = thin_copy(built, args.out, {entry.sha256 for entry in reused}, limits)
     manifest = built.manifest
     print(
         f"wrote {args.out} ({built.size / 1e6:.1f} MB, sha256 {built.sha256[:12]}…): engine {manifest.engine} "
         f"version {manifest.version}, {manifest.publications} publications, {manifest.sentences} sentences, "
         f"in {time.monotonic() - started:.1f} s"
     )
+    if previous is not None:
+        kept = sum(entry.size for entry in reused)
+        total = manifest.total_size or 1
+        print(f"  unchanged files: {len(reused)} of {len(manifest.files)}, {kept / 1e6:.1f} of {total / 1e6:.1f} MB "
+              f"({100.0 * kept / total:.0f}%); new or changed: {(total - kept) / 1e6:.1f} MB "
+              f"({100.0 * (total - kept) / total:.0f}%){'; left out of the thin archive' if args.thin else ''}")
     return 0
+
+
+def _reused(manifest: Manifest, previous: Path | None) -> list[FileEntry]:
+    """The entries of ``manifest`` whose bytes the previous engine folder already has."""
+    if previous is None:
+        return []
+    from recsys.archive import read_manifest
+
+    old = {entry.sha256 for entry in read_manifest(previous).files}
+    return [entry for entry in manifest.files if entry.sha256 in old]
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -146,18 +187,25 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     settings = load_settings()
     registry = Registry.discover(load=False)
-    verified = verify(args.archive, Limits.from_settings(settings), engines=registry.usable())
+    verified = verify(args.archive, Limits.from_settings(settings), engines=registry.usable(),
+                      have=(lambda entry: True) if args.thin else None)
     manifest = verified.manifest
     if args.json:
-        _print_json(dict(manifest.to_dict(), sha256=verified.sha256, size=verified.size))
+        _print_json(dict(manifest.to_dict(), sha256=verified.sha256, size=verified.size,
+                         manifest_sha256=verified.manifest_sha256, carried=sorted(verified.members)))
         return 0
-    print(f"{args.archive}: OK")
+    print(f"{args.archive}: OK" + (" (thin)" if verified.thin else ""))
     print(f"  engine      {manifest.engine} {manifest.engine_version or ''}".rstrip())
     print(f"  version     {manifest.version} (created {manifest.created_at})")
+    print(f"  identity    manifest sha256 {verified.manifest_sha256}")
     print(f"  contents    {manifest.publications} publications, {manifest.sentences} sentences")
     if manifest.model:
         print(f"  model       {manifest.model} (dimension {manifest.dimension})")
     print(f"  files       {len(manifest.files)} files, {manifest.total_size / 1e6:.1f} MB unpacked")
+    if verified.thin:
+        carried = sum(e.size for e in manifest.files if e.path in verified.members)
+        print(f"  carried     {len(verified.members)} files, {carried / 1e6:.1f} MB (the others are left out: "
+              "the receiver must hold them)")
     print(f"  archive     {verified.size / 1e6:.1f} MB, sha256 {verified.sha256}")
     return 0
 
