@@ -50,6 +50,10 @@ def add_commands(commands: Any) -> None:
                         help="accept a thin archive (files listed but not carried are reported, not checked)")
     verify.set_defaults(handler=cmd_verify)
 
+    from recsys.cli.evaluate import add_command as add_evaluate
+
+    add_evaluate(commands)
+
     rec = commands.add_parser(
         "recommend",
         help="recommend from an archive, locally",
