@@ -115,8 +115,12 @@ class FakeApi:
         self.serve_instead: bytes | None = None
         #: GET /v1/engine/files/{sha}: serve these bytes instead for that sha (a corruption).
         self.corrupt: dict[str, bytes] = {}
-        #: GET /v1/engine/files/{sha}: break the next download of sha off after this many bytes.
+        #: GET /v1/engine/files/{sha}: break the next download of sha off after this many bytes
+        #: (every download of it while ``cut_forever``).
         self.cut: dict[str, int] = {}
+        self.cut_forever = False
+        #: GET /v1/engine/files/{sha}: answer this status for that sha (e.g. 503).
+        self.fail_files: dict[str, int] = {}
         #: Answer 200 with the whole file to Range requests (a server without ranges).
         self.ignore_range = False
         #: When set, every files request answers this status (e.g. 405, 503).
@@ -213,6 +217,8 @@ class FakeApi:
                 self.file_requests[sha] += 1
         if data is None:
             return _error(404, "Not Found", f"no file {sha} in any kept version", code="unknown_file")
+        if sha in self.fail_files:
+            return _error(self.fail_files[sha], "Scripted failure", f"answering {self.fail_files[sha]} as told")
         data = self.corrupt.get(sha, data)
         etag = f'"{sha}"'
         base = {"Content-Type": "application/octet-stream", "ETag": etag, "Accept-Ranges": "bytes",
@@ -236,7 +242,7 @@ class FakeApi:
         if method == "HEAD":
             return status, base, b""
         with self._lock:
-            limit = self.cut.pop(sha, None)
+            limit = self.cut.get(sha) if self.cut_forever else self.cut.pop(sha, None)
             served = part if limit is None else part[:limit]
             self.file_bytes += len(served)
         return status, base, (part if limit is None else Cut(served))
