@@ -305,6 +305,8 @@ class Rollout:
         download fails; the engine in service stays."""
         followed = None
         problem: RecsysError | None = None
+        if self.cache.loaded is None:
+            self._serve_what_is_here()  # a booting process serves while another one downloads
         try:
             data = self.api.current()
             if data is not None:
@@ -351,6 +353,15 @@ class Rollout:
         return loaded
 
     # -- internals -------------------------------------------------------------------
+
+    def _serve_what_is_here(self) -> None:
+        """Load the machine's current engine, if it has one, before following the API
+        (which may wait for another process's download); a failure is logged only."""
+        try:
+            if self.store.current() is not None:
+                self.refresh()
+        except RecsysError as exc:
+            logger.warning("cannot load this machine's current engine before catching up: %s", exc)
 
     def _fetch_and_install(self, target: Target) -> Installed:
         """Install ``target`` (the lock is held): only its missing files when the API

@@ -87,7 +87,16 @@ class Cut:
     data: bytes
 
 
-Answer = tuple[int, dict[str, str], "bytes | Cut"]
+@dataclass
+class Stall:
+    """A body that stops after ``data[:at]`` until ``gate`` opens, then sends the rest."""
+
+    data: bytes
+    at: int
+    gate: threading.Event
+
+
+Answer = tuple[int, dict[str, str], "bytes | Cut | Stall"]
 
 
 class FakeApi:
@@ -119,6 +128,8 @@ class FakeApi:
         #: (every download of it while ``cut_forever``).
         self.cut: dict[str, int] = {}
         self.cut_forever = False
+        #: GET /v1/engine/files/{sha}: send this many bytes of sha, then wait for the event.
+        self.stall: dict[str, tuple[int, threading.Event]] = {}
         #: GET /v1/engine/files/{sha}: answer this status for that sha (e.g. 503).
         self.fail_files: dict[str, int] = {}
         #: Answer 200 with the whole file to Range requests (a server without ranges).
@@ -245,6 +256,9 @@ class FakeApi:
             limit = self.cut.get(sha) if self.cut_forever else self.cut.pop(sha, None)
             served = part if limit is None else part[:limit]
             self.file_bytes += len(served)
+            stall = self.stall.get(sha)
+        if stall is not None:
+            return status, base, Stall(part, stall[0], stall[1])
         return status, base, (part if limit is None else Cut(served))
 
     def _publications(self) -> Answer:
@@ -316,6 +330,8 @@ class FakeApi:
             status, headers, content = self.handle(request.method, request.url.path, request.headers, body)
             if isinstance(content, Cut):
                 return httpx.Response(status, headers=headers, content=_breaking(content.data))
+            if isinstance(content, Stall):
+                return httpx.Response(status, headers=headers, content=_stalling(content))
             return httpx.Response(status, headers=headers, content=content)
 
         return httpx.MockTransport(handler)
@@ -346,6 +362,14 @@ class FakeApi:
                     self.wfile.flush()
                     self.close_connection = True  # the client sees the body end early
                     return
+                if isinstance(content, Stall):
+                    try:
+                        for chunk in _stalling(content):
+                            self.wfile.write(chunk)
+                            self.wfile.flush()
+                    except OSError:  # the client went away (killed) while we waited
+                        self.close_connection = True
+                    return
                 self.wfile.write(content)
 
             do_GET = do_PUT = do_HEAD = _answer
@@ -363,6 +387,12 @@ class FakeApi:
             server.shutdown()
             server.server_close()
             thread.join(5)
+
+
+def _stalling(stall: Stall) -> Iterator[bytes]:
+    yield stall.data[: stall.at]
+    stall.gate.wait(120)
+    yield stall.data[stall.at :]
 
 
 def _breaking(data: bytes) -> Iterator[bytes]:
