@@ -42,7 +42,8 @@ keeps its open files). ``generation`` is the API's number of the change that mad
 this version current (0: unknown, e.g. a local install).
 
 **First-wave stores** (``versions/`` of plain files, no ``blobs/``) keep working: at
-open (when no other process holds the lock) and before each install, every file of a
+open (when no other process holds the lock), before each install and before a rollout
+computes what it lacks (:meth:`EngineStore.adopt`), every file of a
 kept version that is not yet its blob is adopted: hashed and hard-linked into the
 blobs (:meth:`~recsys.blobs.BlobStore.add_file`; a file whose bytes do not match its
 manifest is left alone and logged), so the next rollout downloads only what changed.
@@ -313,6 +314,12 @@ class EngineStore:
                 ingested.files_reused, ingested.bytes_reused / 1e6, time.monotonic() - started,
             )
             return self._activate_locked(verified.manifest.version, generation, verified.sha256, current)
+
+    def adopt(self) -> None:
+        """Adopt the files of the versions on disk into the blobs (see the module
+        docstring; done at open when the lock is free, and before each install)."""
+        with self.lock(), self._writing():
+            self._adopt()
 
     def add_manifest(self, raw: bytes) -> str:
         """Keep the manifest bytes ``raw`` as a blob (the caller holds the lock); returns its sha256."""

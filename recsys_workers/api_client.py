@@ -272,7 +272,9 @@ class ApiClient:
                                      status=response.status_code, message=_describe(response))
                 if response.status_code != 200:
                     response.read()
-                    raise Unavailable(f"GET {self.base_url}{url} answered {response.status_code}: {_describe(response)}")
+                    raise Unavailable(
+                        f"GET {self.base_url}{url} answered {response.status_code}: {_describe(response)}"
+                    )
                 chunks, size = [], 0
                 for chunk in response.iter_bytes(CHUNK):
                     size += len(chunk)

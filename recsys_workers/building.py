@@ -209,7 +209,7 @@ def _api_holds(services: WorkerServices, archive: VerifiedArchive) -> set[str]:
         return set()
     if current is None or "manifest_sha256" not in current or not isinstance(current.get("files"), list):
         return set()  # no engine yet, or a first-wave API: it takes full archives only
-    held = {f.get("sha256") for f in current["files"] if isinstance(f, dict) and valid_sha256(f.get("sha256"))}
+    held = {str(f["sha256"]) for f in current["files"] if isinstance(f, dict) and valid_sha256(f.get("sha256"))}
     return held & {entry.sha256 for entry in archive.manifest.files}
 
 

@@ -393,6 +393,7 @@ class Rollout:
                 f"the manifest {target.manifest_sha256} names version {manifest.version}, but "
                 f"{target.describe()} was announced"
             )
+        self.store.adopt()  # a first-wave store's files count as here (normally done at open)
         missing = self.store.missing(manifest)
         missing_shas = {entry.sha256 for entry in missing}
         record = RolloutProgress(
@@ -442,8 +443,14 @@ class Rollout:
                 record.bytes_needed = length
 
         try:
-            download = self.api.download(self.store.temp_path("download"), max_bytes=self.max_bytes,
-                                         on_bytes=progress.add, on_length=announced)
+            try:
+                download = self.api.download(self.store.temp_path("download"), max_bytes=self.max_bytes,
+                                             on_bytes=progress.add, on_length=announced)
+            except OSError as exc:
+                raise StoreError(
+                    f"cannot write the archive of {target.describe()} into {str(self.store.root)!r}: {exc} "
+                    "(disk full?); the engine in service stays"
+                ) from exc
             try:
                 generation, expected_sha = self._expected(target, download.generation, download.announced_sha256)
                 if target.size is not None and generation == target.generation and download.size != target.size:

@@ -6,6 +6,7 @@ with its full archive; progress is reported into Redis."""
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import random
 import threading
@@ -13,10 +14,11 @@ import threading
 import pytest
 
 import recsys.blobs
-from recsys.archive import file_sha256
+from recsys.archive import file_sha256, unpack
 from recsys.cluster import RolloutProgress, Rollouts
 from recsys.errors import InvalidArchive, InvalidTarget, StoreError, Unavailable
 from recsys.kv import MemoryKV
+from recsys.locks import FileLock
 from recsys_workers.actors.broadcast import handle_engine_updated
 from recsys_workers.rollout import Followed, Progress, Target
 from tests.unit.workers.conftest import make_app
@@ -67,7 +69,7 @@ def disk_full(monkeypatch):
 
 
 def test_a_rollout_downloads_only_the_files_the_machine_lacks(app, fake_api, segmented, recorded, caplog):
-    rollout, store = app.services.rollout, app.services.store
+    rollout = app.services.rollout
     first = fake_api.publish(segmented({"seg/0.bin": SHARED, "seg/1.bin": OLD}))
     rollout.follow(target(first))
     assert set(fake_api.fetched(first).values()) == {1}
@@ -257,7 +259,8 @@ def test_a_target_without_archive_checks_is_enough(app, fake_api, segmented):
 def test_processes_of_one_machine_download_each_blob_once(settings, fake_api, segmented):
     apps = [make_app(settings, fake_api) for _ in range(2)]
     try:
-        for count, segments in ((5, {"seg/0.bin": SHARED, "big.bin": BIG}), (6, {"seg/0.bin": SHARED, "seg/1.bin": NEW})):
+        versions = ((5, {"seg/0.bin": SHARED, "big.bin": BIG}), (6, {"seg/0.bin": SHARED, "seg/1.bin": NEW}))
+        for count, segments in versions:
             stored = fake_api.publish(segmented(segments, count=count))
             start = threading.Barrier(2)
 
@@ -314,3 +317,29 @@ def test_the_builders_machine_reports_its_install_without_a_download(app, fake_a
     (report,) = Rollouts(app.services.kv).live()
     assert (report["state"], report["generation"], report["files_needed"], report["bytes_reused"]) == (
         "done", 4, 0, installed.manifest.total_size)
+
+
+def test_a_first_wave_machine_downloads_only_what_changed(app, fake_api, segmented):
+    # Given a machine whose store the first wave wrote (plain files, no blobs), opened
+    # while another process held its lock (so not adopted at open)
+    first = fake_api.publish(segmented({"seg/0.bin": SHARED}))
+    root = app.settings.data_dir / "engines"
+    unpack(served_archive(fake_api, first, app.settings.data_dir), root / "versions" / first.version)
+    (root / "CURRENT").write_text(json.dumps({"version": first.version, "generation": 1, "sha256": first.sha256,
+                                              "installed_at": "2026-11-01T12:00:00.000000Z"}))
+    with FileLock(root / ".lock").hold():
+        store = app.services.store
+    assert store.current().version == first.version and not list(store.blobs.names())
+    # When the API moves to a version that shares a segment
+    second = fake_api.publish(segmented({"seg/0.bin": SHARED, "seg/1.bin": NEW}, count=5))
+    app.services.rollout.follow(target(second))
+    # Then the machine fetched only the new files
+    assert sorted(fake_api.fetched(second)) == ["seg/1.bin", "stub.json"]
+    assert store.current().version == second.version
+
+
+def served_archive(fake_api, stored, folder):
+    path = folder / f"{stored.version}.zip"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(stored.data)
+    return path
