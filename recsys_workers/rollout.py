@@ -424,8 +424,8 @@ class Rollout:
         progress.done()
         reused_files = len(manifest.files) - sum(1 for e in manifest.files if e.sha256 in missing_shas)
         logger.info(
-            "rollout of %s: downloaded %d of %d files (%.1f MB received%s), reused %d files (%.1f MB) already on "
-            "this machine, in %.1f s",
+            "downloaded and installed %s: %d of %d files downloaded (%.1f MB received%s), %d files (%.1f MB) "
+            "reused from this machine, in %.1f s",
             target.describe(), len(missing), len(manifest.files), received / 1e6,
             f", {resumed / 1e6:.1f} MB resumed from an earlier attempt" if resumed else "",
             reused_files, record.bytes_reused / 1e6, progress.seconds,
@@ -474,7 +474,7 @@ class Rollout:
         record.files_needed = record.files_fetched = len(installed.manifest.files)
         progress.done()
         logger.info(
-            "rollout of generation %d (version %s): downloaded the full archive, %.1f MB in %.1f s",
+            "downloaded and installed generation %d (version %s): the full archive, %.1f MB in %.1f s",
             installed.generation, installed.version, download.size / 1e6, progress.seconds,
         )
         return installed

@@ -91,7 +91,7 @@ def test_a_rollout_downloads_only_the_files_the_machine_lacks(app, fake_api, seg
         "files_needed": 2, "files_fetched": 2, "bytes_needed": len(NEW) + stub, "bytes_fetched": len(NEW) + stub,
         "bytes_reused": len(SHARED) + len(OLD), "error": None}
     assert [r["state"] for r in recorded.seen][-2:] == ["fetching", "done"]
-    assert "downloaded 2 of 4 files (0.1 MB received), reused 2 files (0.2 MB) already on this machine" in caplog.text
+    assert "2 of 4 files downloaded (0.1 MB received), 2 files (0.2 MB) reused from this machine" in caplog.text
 
 
 def test_a_download_that_breaks_off_resumes_where_it_stopped(app, fake_api, segmented):
