@@ -7,9 +7,12 @@
 3. Build with ``RECSYS_ENGINE`` through :func:`recsys.build.build_archive` (the same
    path as ``recsys build``), reusing this machine's current engine folder when it
    is the same engine; the archive is packed and verified.
-4. Upload it with ``PUT /v1/engine/archive`` (streamed, retried on transient errors).
-   The API makes it current and broadcasts it. This machine installs its own copy
-   at once (no download: :meth:`Rollout.install_built
+4. Upload it with ``PUT /v1/engine/archive`` (streamed, retried on transient errors),
+   thin: the files of the API's current version (``GET /v1/engine``) are left out
+   (:func:`recsys.archive.thin_copy`); when the API answers ``missing_files`` (it no
+   longer holds one of them), or is a first-wave API (no ``manifest_sha256``), the full
+   archive goes. The API makes it current and broadcasts it. This machine installs
+   its own full copy at once (no download: :meth:`Rollout.install_built
    <recsys_workers.rollout.Rollout.install_built>`).
 5. Whatever happens: delete the temporary files, stop renewing, release the lock.
 
@@ -37,10 +40,12 @@ from typing import Any
 
 from dramatiq.results import ResultBackend, ResultMissing
 
+from recsys.archive import Limits, VerifiedArchive, thin_copy
+from recsys.blobs import valid_sha256
 from recsys.build import build_archive
 from recsys.cluster import BuildLock, TaskRecords
 from recsys.engine import LogProgress
-from recsys.errors import BuildLockHeld, BuildLockLost, ConfigError, RecsysError
+from recsys.errors import BuildLockHeld, BuildLockLost, ConfigError, MissingFiles, RecsysError
 from recsys.sources import load_publications, open_source
 from recsys_workers.services import WorkerServices
 
@@ -170,9 +175,7 @@ def _build_holding(services: WorkerServices, lock: BuildLock, token: str, messag
         )
         if renewer.lost:
             raise BuildLockLost("the build lock was lost while building: not uploading (another build may be running)")
-        logger.info("build %s: uploading %s (%.1f MB) to %s", message_id, archive.manifest.version,
-                    archive.size / 1e6, settings.api_url)
-        answer = services.api.upload(archive.path)
+        answer, uploaded = _upload(services, archive, workdir, message_id)
         generation = answer.get("generation")
         _install_here(services, archive.path, generation, archive.sha256)
         seconds = time.monotonic() - started
@@ -183,6 +186,7 @@ def _build_holding(services: WorkerServices, lock: BuildLock, token: str, messag
             "publications": archive.manifest.publications,
             "sentences": archive.manifest.sentences,
             "archive": {"size": archive.size, "sha256": archive.sha256},
+            "uploaded": uploaded,
             "seconds": round(seconds, 1),
         }
     finally:
@@ -193,6 +197,50 @@ def _build_holding(services: WorkerServices, lock: BuildLock, token: str, messag
             lock.release(token)
         except RecsysError as exc:
             logger.warning("could not release the build lock (it expires in %.0f s): %s", lock.ttl, exc)
+
+
+def _api_holds(services: WorkerServices, archive: VerifiedArchive) -> set[str]:
+    """The sha256s of the archive's files that the API's current version has too (what
+    a thin upload leaves out); none when the API cannot take thin archives."""
+    try:
+        current = services.api.current()
+    except RecsysError as exc:
+        logger.warning("cannot ask the API which files it holds (%s); uploading the full archive", exc)
+        return set()
+    if current is None or "manifest_sha256" not in current or not isinstance(current.get("files"), list):
+        return set()  # no engine yet, or a first-wave API: it takes full archives only
+    held = {str(f["sha256"]) for f in current["files"] if isinstance(f, dict) and valid_sha256(f.get("sha256"))}
+    return held & {entry.sha256 for entry in archive.manifest.files}
+
+
+def _upload(
+    services: WorkerServices, archive: VerifiedArchive, workdir: Path, message_id: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Upload ``archive``, thin when the API holds some of its files; returns the API's
+    answer and what was sent (``{"bytes", "files", "thin"}``)."""
+    api_url = services.settings.api_url
+    files = len(archive.manifest.files)
+    leave_out = _api_holds(services, archive)
+    if leave_out:
+        thin = thin_copy(archive, workdir / "thin.zip", leave_out, Limits.from_settings(services.settings))
+        try:
+            logger.info(
+                "build %s: uploading %s thin to %s: %d of %d files, %.1f MB (the full archive is %.1f MB; the API "
+                "holds the other files)",
+                message_id, archive.manifest.version, api_url, len(thin.members), files, thin.size / 1e6,
+                archive.size / 1e6,
+            )
+            answer = services.api.upload(thin.path)
+            return answer, {"bytes": thin.size, "files": len(thin.members), "thin": True}
+        except MissingFiles as exc:
+            logger.warning("build %s: the API lacks %d of the files the thin archive left out (%s); uploading "
+                           "the full archive", message_id, len(exc.missing) or len(leave_out), exc)
+        finally:
+            thin.path.unlink(missing_ok=True)
+    logger.info("build %s: uploading %s (%.1f MB) to %s", message_id, archive.manifest.version,
+                archive.size / 1e6, api_url)
+    answer = services.api.upload(archive.path)
+    return answer, {"bytes": archive.size, "files": files, "thin": False}
 
 
 def _install_here(services: WorkerServices, path: Path, generation: Any, sha256: str) -> None:

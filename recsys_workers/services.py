@@ -10,14 +10,16 @@ Built at once (none of them connects before its first command):
 
 * ``settings``: the ``RECSYS_`` settings;
 * ``kv``: Redis (``RECSYS_RESULTS_URL``), or in memory in embedded mode;
-* ``heartbeats``: worker heartbeats; ``build_lock``: the cluster-wide build lock.
+* ``heartbeats``: worker heartbeats; ``build_lock``: the cluster-wide build lock;
+  ``rollouts``: this machine's rollout progress (``recsys:rollout:<host>``).
 
 Made on first use:
 
 * ``registry``: the installed engine plugins (imports them);
 * ``api``: the API client (engine endpoints);
-* ``store``: this machine's engines on disk (``<data_dir>/engines``; opening it
-  creates the folder and cleans up after crashed installs);
+* ``store``: this machine's engines on disk (``<data_dir>/engines``, keeping
+  ``RECSYS_KEEP_ENGINES`` versions; opening it creates the folder, cleans up after
+  crashed installs and adopts a first-wave store's files into its blobs);
 * ``cache``: the engine this process serves;
 * ``rollout``: following the API's engine (:class:`recsys_workers.rollout.Rollout`).
 
@@ -35,7 +37,7 @@ from typing import Generic, TypeVar, cast
 
 from recsys.archive import Limits
 from recsys.cache import EngineCache, Loaded
-from recsys.cluster import BuildLock, Heartbeats
+from recsys.cluster import BuildLock, Heartbeats, Rollouts
 from recsys.config import Settings
 from recsys.engine import Engine
 from recsys.kv import KV, MemoryKV, RedisKV
@@ -103,6 +105,7 @@ class WorkerServices:
         self.kv: KV = kv if kv is not None else _open_kv(settings)
         self.heartbeats = Heartbeats(self.kv, settings.heartbeat_interval)
         self.build_lock = BuildLock(self.kv, settings.build_lock_ttl)
+        self.rollouts = Rollouts(self.kv)
         self.catch_up_requested = threading.Event()
         self.heartbeat_requested = threading.Event()
         self._owns_kv = kv is None
@@ -190,6 +193,7 @@ class WorkerServices:
             max_bytes=self.settings.archive_max_bytes,
             on_swap=self.request_heartbeat,
             on_behind=self.request_catch_up,
+            rollouts=self.rollouts,
         )
 
 

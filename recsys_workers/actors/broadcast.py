@@ -1,4 +1,4 @@
-"""``engine_updated(generation, version, created_at, sha256)``: the rollout broadcast.
+"""``engine_updated(generation, version, created_at, sha256, manifest_sha256)``: the rollout broadcast.
 
 Every worker process receives each broadcast once, on its own exclusive queue bound
 to the fanout exchange (:mod:`recsys_workers.fanout`). The actor never retries and
@@ -6,11 +6,13 @@ stores no result. It runs before the requests and builds a process has already
 fetched (Dramatiq runs lower ``priority`` numbers first), so a full queue of
 requests does not delay a rollout.
 
-A generation not above the machine's is ignored. Otherwise one process per machine
-downloads, checks and installs the archive (:meth:`Rollout.follow
-<recsys_workers.rollout.Rollout.follow>`; the others wait for the machine's download
-lock and find it installed), and every process then loads it (:meth:`Rollout.refresh
-<recsys_workers.rollout.Rollout.refresh>`). A failed download or check leaves the
+The API sends ``generation, version, created_at, manifest_sha256`` (the version's
+identity); a first-wave API sent ``sha256`` (its archive's) instead, which makes the
+machine download the full archive. A generation not above the machine's is ignored.
+Otherwise one process per machine downloads the files it lacks, checks and installs
+them (:meth:`Rollout.follow <recsys_workers.rollout.Rollout.follow>`; the others wait
+for the machine's download lock and find it installed), and every process then loads
+it (:meth:`Rollout.refresh <recsys_workers.rollout.Rollout.refresh>`). A failed download or check leaves the
 engine in service, and says why in the log (:func:`recsys_workers.errors.attempt`);
 the catch-up thread tries again later.
 """
@@ -43,7 +45,7 @@ _DONE = {
     Followed.IGNORED: "nothing to do, this machine already has generation {have}",
     Followed.ALREADY: "installed meanwhile by another process of this machine",
     Followed.ACTIVATED: "switched to the version already on disk",
-    Followed.INSTALLED: "downloaded, checked and installed",
+    Followed.INSTALLED: "downloaded what was missing, checked and installed",
 }
 
 
@@ -55,11 +57,17 @@ def _serving(services: WorkerServices) -> str:
 
 
 def handle_engine_updated(
-    services: WorkerServices, generation: Any, version: Any, created_at: Any, sha256: Any
+    services: WorkerServices,
+    generation: Any,
+    version: Any,
+    created_at: Any = None,
+    sha256: Any = None,
+    manifest_sha256: Any = None,
 ) -> None:
     """Follow one broadcast; every failure is logged, none is raised."""
     try:
-        target = Target(generation=generation, version=version, sha256=sha256, created_at=created_at)
+        target = Target(generation=generation, version=version, sha256=sha256, created_at=created_at,
+                        manifest_sha256=manifest_sha256)
     except InvalidTarget as exc:
         logger.error("engine_updated: ignoring a broadcast that cannot be followed: %s", exc)
         return
@@ -80,8 +88,10 @@ def handle_engine_updated(
 
 
 def declare_engine_updated(broker: Broker, services: WorkerServices) -> dramatiq.Actor[Any, Any]:
-    def engine_updated(generation: Any, version: Any, created_at: Any = None, sha256: Any = None) -> None:
-        handle_engine_updated(services, generation, version, created_at, sha256)
+    def engine_updated(
+        generation: Any, version: Any, created_at: Any = None, sha256: Any = None, manifest_sha256: Any = None
+    ) -> None:
+        handle_engine_updated(services, generation, version, created_at, sha256, manifest_sha256)
 
     return dramatiq.actor(
         broker=broker,

@@ -4,7 +4,7 @@ Runs on ``RECSYS_BUILD_QUEUE`` so a long build never blocks requests or broadcas
 never retried; stopped after ``RECSYS_BUILD_TIME_LIMIT``. The work is
 :func:`recsys_workers.building.run_build`. The result is ``{"engine": {"name",
 "version", "generation"}, "publications", "sentences", "archive": {"size",
-"sha256"}, "seconds"}``, or ``{"error": {"code", "message"}}`` with code
+"sha256"}, "uploaded": {"bytes", "files", "thin"}, "seconds"}``, or ``{"error": {"code", "message"}}`` with code
 ``build_running`` (another build holds the cluster-wide lock: the message names it),
 the RecsysError's code (``source``, ``engine_not_found``, ``upload_refused``,
 ``unavailable``, ``config``...), ``timeout``, or ``internal`` (logged with its

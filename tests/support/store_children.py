@@ -18,14 +18,14 @@ def install(root: str, archive: str, marker: str, barrier: Any, results: Any) ->
         import recsys.store as store_module
         from recsys.store import EngineStore
 
-        real_extract = store_module.extract
+        real_extract = store_module.EngineStore._assemble
 
         def counting_extract(*args: Any, **kwargs: Any) -> Any:
             with open(marker, "a") as out:
                 out.write(f"{os.getpid()}\n")
             return real_extract(*args, **kwargs)
 
-        store_module.extract = counting_extract  # type: ignore[assignment]
+        store_module.EngineStore._assemble = counting_extract  # type: ignore[method-assign]
         store = EngineStore(Path(root), engines={"tiny"})
         barrier.wait(timeout=120)
         installed = store.install(Path(archive), generation=1)

@@ -1,18 +1,24 @@
-"""Engine store: install, activate, prune, lock, crash cleanup, concurrency."""
+"""Engine store: install, activate, prune, lock, crash cleanup, concurrency; blobs, versions
+assembled by hard links, garbage collection, adoption of a first-wave store."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import multiprocessing
+import shutil
 import threading
+import zipfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 import recsys.store as store_module
-from recsys.archive import file_sha256, pack
-from recsys.errors import InvalidArchive, LockTimeout, StoreError
+from recsys.archive import Limits, Manifest, file_sha256, pack, unpack, verify
+from recsys.engine import EngineMetadata
+from recsys.errors import InvalidArchive, LockTimeout, MissingFiles, StoreError
 from recsys.store import EngineStore
 from tests.support.engines import TinyEngine, publications
 from tests.support.store_children import install as install_in_child
@@ -47,16 +53,16 @@ def store(tmp_path) -> EngineStore:
 
 
 @pytest.fixture
-def extracts(monkeypatch) -> list[Path]:
-    """Every unpack the store performs, by destination."""
-    calls: list[Path] = []
-    real = store_module.extract
+def extracts(monkeypatch) -> list[str]:
+    """Every version the store assembles (from an archive or from blobs), by version."""
+    calls: list[str] = []
+    real = store_module.EngineStore._assemble
 
-    def counting(verified, dest, *args, **kwargs):
-        calls.append(dest)
-        return real(verified, dest, *args, **kwargs)
+    def counting(self, manifest_sha256, manifest):
+        calls.append(manifest.version)
+        return real(self, manifest_sha256, manifest)
 
-    monkeypatch.setattr(store_module, "extract", counting)
+    monkeypatch.setattr(store_module.EngineStore, "_assemble", counting)
     return calls
 
 
@@ -383,3 +389,211 @@ def test_concurrent_installers_in_several_processes_unpack_once(tmp_path, archiv
     assert [child.exitcode for child in children] == [0] * processes
     assert EngineStore(root).current().version == version(2)
     assert temp_leftovers(root) == [] and EngineStore(root).versions() == [version(2)]
+
+
+# -- content-addressed: blobs, versions assembled by hard links ------------------------------
+
+
+def pack_files(where: Path, files: dict[str, bytes], day: int, *, leave_out: tuple[str, ...] = ()) -> Path:
+    """An archive of engine 'tiny' with exactly ``files`` (path -> bytes), made on ``day``."""
+    folder = where / f"files{day}"
+    for rel, data in files.items():
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        (folder / rel).write_bytes(data)
+    out = where / f"files{day}{'-thin' if leave_out else ''}.zip"
+    pack(folder, out, engine="tiny", metadata=EngineMetadata(1, 1), created_at=START + timedelta(days=day),
+         leave_out={sha(files[rel]) for rel in leave_out})
+    shutil.rmtree(folder)
+    return out
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def inode(path: Path) -> tuple[int, int]:
+    info = path.stat()
+    return info.st_dev, info.st_ino
+
+
+SHARED, OLD, NEW = b"unchanged segment " * 100, b"old segment " * 50, b"new segment " * 70
+
+
+def test_an_installed_version_is_hard_links_to_checked_blobs_and_the_exact_manifest(store, archives):
+    installed = store.install(archives[0], generation=1)
+
+    manifest_bytes = (installed.path / "manifest.json").read_bytes()
+    assert installed.manifest_sha256 == sha(manifest_bytes) == verify(archives[0]).manifest_sha256
+    assert manifest_bytes == verify(archives[0]).manifest_bytes  # the exact bytes, not re-serialised
+    for entry in installed.manifest.files:
+        assert inode(installed.path / entry.path) == inode(store.blobs.path(entry.sha256))
+    assert inode(installed.path / "manifest.json") == inode(store.blobs.path(installed.manifest_sha256))
+    assert set(store.blobs.names()) == {e.sha256 for e in installed.manifest.files} | {installed.manifest_sha256}
+    assert json.loads((store.root / "CURRENT").read_text())["manifest_sha256"] == installed.manifest_sha256
+
+
+def test_versions_that_share_files_share_their_bytes(store, tmp_path):
+    first = store.install(pack_files(tmp_path, {"a.bin": SHARED, "b.bin": OLD}, 0), generation=1)
+    second = store.install(pack_files(tmp_path, {"a.bin": SHARED, "b.bin": NEW}, 1), generation=2)
+
+    assert inode(first.path / "a.bin") == inode(second.path / "a.bin")
+    assert inode(first.path / "b.bin") != inode(second.path / "b.bin")
+    assert store.missing(second.manifest) == []
+
+
+def test_a_thin_archive_installs_when_the_files_it_leaves_out_are_here(store, tmp_path):
+    store.install(pack_files(tmp_path, {"a.bin": SHARED, "b.bin": OLD}, 0), generation=1)
+
+    thin = pack_files(tmp_path, {"a.bin": SHARED, "b.bin": NEW}, 1, leave_out=("a.bin",))
+    installed = store.install(thin, generation=2)
+
+    assert (installed.path / "a.bin").read_bytes() == SHARED and (installed.path / "b.bin").read_bytes() == NEW
+
+
+def test_a_thin_archive_lacking_files_is_refused_naming_them(store, tmp_path):
+    thin = pack_files(tmp_path, {"a.bin": SHARED, "b.bin": NEW}, 1, leave_out=("a.bin",))
+    with pytest.raises(MissingFiles) as caught:
+        store.install(thin, generation=1)
+    assert [m["path"] for m in caught.value.missing] == ["a.bin"]
+    assert store.current() is None and store.versions() == [] and temp_leftovers(store.root) == []
+
+
+def add_blobs(store: EngineStore, archive: Path) -> tuple[str, Manifest]:
+    """What a rollout does: the manifest blob, then every file it lacks, from the archive."""
+    verified = verify(archive)
+    with zipfile.ZipFile(archive) as opened:
+        for entry in store.missing(verified.manifest):
+            store.blobs.add_chunks(entry.sha256, entry.size, [opened.read(entry.path)])
+    return store.add_manifest(verified.manifest_bytes), verified.manifest
+
+
+def test_a_version_is_assembled_from_blobs_once_they_are_all_here(store, tmp_path, extracts):
+    store.install(pack_files(tmp_path, {"a.bin": SHARED, "b.bin": OLD}, 0), generation=1)
+    archive = pack_files(tmp_path, {"a.bin": SHARED, "b.bin": NEW, "c/d.json": b"{}"}, 1)
+    manifest = verify(archive).manifest
+    assert [e.path for e in store.missing(manifest)] == ["b.bin", "c/d.json"]
+
+    manifest_sha256, _ = add_blobs(store, archive)
+    installed = store.install_version(manifest_sha256, generation=2)
+
+    assert (installed.version, installed.generation, installed.manifest_sha256) == (version(1), 2, manifest_sha256)
+    assert (installed.path / "c" / "d.json").read_bytes() == b"{}"
+    assert store.current() == installed and extracts == [version(0), version(1)]
+
+
+def test_a_partial_set_of_files_never_becomes_a_version(store, tmp_path):
+    before = store.install(pack_files(tmp_path, {"a.bin": SHARED, "b.bin": OLD}, 0), generation=1)
+    archive = pack_files(tmp_path, {"a.bin": SHARED, "b.bin": NEW}, 1)
+    manifest_sha256 = store.add_manifest(verify(archive).manifest_bytes)  # but not b.bin's blob
+
+    with pytest.raises(StoreError, match=r"1 of its 2 files are not on this machine: 'b.bin'"):
+        store.install_version(manifest_sha256, generation=2)
+
+    assert store.current() == before and store.versions() == [version(0)]
+    assert temp_leftovers(store.root) == []
+
+
+def test_duplicate_files_are_one_blob_and_one_download(store, tmp_path):
+    manifest = verify(pack_files(tmp_path, {"a.bin": SHARED, "copy.bin": SHARED}, 0)).manifest
+    assert [e.path for e in store.missing(manifest)] == ["a.bin"]
+
+
+def test_pruned_versions_free_the_blobs_no_kept_version_uses(tmp_path):
+    store = EngineStore(tmp_path / "engines", keep=2, engines={"tiny"})
+    third = b"third segment " * 10
+    store.install(pack_files(tmp_path, {"a.bin": SHARED, "b.bin": OLD}, 0), generation=1)
+    store.install(pack_files(tmp_path, {"a.bin": SHARED, "b.bin": NEW}, 1), generation=2)
+    stale = store.blobs.partial(sha(b"an abandoned download"), 100)
+    stale.write(b"an aband")
+    stale.close()
+
+    last = store.install(pack_files(tmp_path, {"a.bin": SHARED, "b.bin": third}, 2), generation=3)
+
+    assert store.versions() == [version(1), version(2)]
+    kept = set(store.blobs.names())
+    assert sha(OLD) not in kept and {sha(SHARED), sha(NEW), sha(third), last.manifest_sha256} <= kept
+    assert len(kept) == 5  # 3 files, 2 manifests
+    assert store.blobs.partial_bytes(sha(b"an abandoned download")) == 0
+
+
+def test_a_rollback_needs_no_blob_and_keeps_the_current_ones(store, tmp_path):
+    store.install(pack_files(tmp_path, {"a.bin": SHARED, "b.bin": OLD}, 0), generation=1)
+    store.install(pack_files(tmp_path, {"a.bin": SHARED, "b.bin": NEW}, 1), generation=2)
+    rolled_back = store.activate(version(0), generation=3)
+    assert (rolled_back.path / "b.bin").read_bytes() == OLD and store.blobs.has(sha(NEW))
+
+
+@pytest.mark.parametrize(
+    ("limits", "engines", "message"),
+    [
+        (Limits(), {"lexical"}, "of engine 'tiny', which is not installed here"),
+        (Limits(max_entries=2), {"tiny"}, "lists 2 files, over the limit of 2"),
+        (Limits(max_file_bytes=1000), {"tiny"}, "'a.bin' of version .* is 1800 bytes, over the limit of 1000"),
+        (Limits(max_bytes=2000), {"tiny"}, "is 2400 bytes, over the limit of 2000"),
+    ],
+)
+def test_a_manifest_to_download_is_checked_against_the_engines_and_limits(tmp_path, limits, engines, message):
+    store = EngineStore(tmp_path / "engines", limits=limits, engines=engines)
+    raw = verify(pack_files(tmp_path, {"a.bin": SHARED, "b.bin": OLD}, 0)).manifest_bytes
+    with pytest.raises(InvalidArchive, match=message):
+        store.accept_manifest(raw)
+
+
+# -- first-wave stores ---------------------------------------------------------------------
+
+
+def first_wave_store(root: Path, archives: list[Path]) -> None:
+    """A store as the first wave left it: versions of plain files, no blobs/."""
+    for generation, archive in enumerate(archives, start=1):
+        verified = verify(archive)
+        unpack(archive, root / "versions" / verified.manifest.version)
+        record = {"version": verified.manifest.version, "generation": generation, "sha256": verified.sha256,
+                  "installed_at": "2026-11-01T12:00:00.000000Z"}
+        (root / "CURRENT").write_text(json.dumps(record))
+    (root / "history").write_text("[]")
+
+
+def test_a_first_wave_store_is_adopted_into_blobs_at_open(tmp_path, caplog):
+    root = tmp_path / "engines"
+    first_wave_store(root, [pack_files(tmp_path, {"a.bin": SHARED, "b.bin": OLD}, 0),
+                            pack_files(tmp_path, {"a.bin": SHARED, "b.bin": NEW}, 1)])
+    assert not (root / "blobs").exists()
+
+    with caplog.at_level(logging.INFO, logger="recsys.store"):
+        store = EngineStore(root, engines={"tiny"})
+
+    current = store.current()
+    assert (current.version, current.generation) == (version(1), 2)
+    assert current.manifest_sha256 == sha((current.path / "manifest.json").read_bytes())
+    old = root / "versions" / version(0)
+    for folder in (old, current.path):
+        for path in ("a.bin", "b.bin", "manifest.json"):
+            assert inode(folder / path) == inode(store.blobs.path(sha((folder / path).read_bytes())))
+    assert inode(old / "a.bin") == inode(current.path / "a.bin")  # the two copies became one
+    assert "adopted 3 files" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="recsys.store"):
+        EngineStore(root, engines={"tiny"})
+    assert "adopted" not in caplog.text  # nothing left to do
+
+
+def test_after_adoption_an_install_adds_only_the_changed_files(tmp_path, caplog):
+    root = tmp_path / "engines"
+    first_wave_store(root, [pack_files(tmp_path, {"a.bin": SHARED, "b.bin": OLD}, 0)])
+    store = EngineStore(root, engines={"tiny"})
+    with caplog.at_level(logging.INFO, logger="recsys.store"):
+        store.install(pack_files(tmp_path, {"a.bin": SHARED, "b.bin": NEW}, 1), generation=2)
+    assert "1 files (0.0 MB) added to the blobs, 1 (0.0 MB) already there" in caplog.text
+
+
+def test_a_first_wave_file_that_does_not_match_its_manifest_is_not_adopted(tmp_path, caplog):
+    root = tmp_path / "engines"
+    first_wave_store(root, [pack_files(tmp_path, {"a.bin": SHARED, "b.bin": OLD}, 0)])
+    (root / "versions" / version(0) / "b.bin").write_bytes(b"bit rot")
+
+    with caplog.at_level(logging.WARNING, logger="recsys.store"):
+        store = EngineStore(root, engines={"tiny"})
+
+    assert store.blobs.has(sha(SHARED)) and not store.blobs.has(sha(OLD)) and not store.blobs.has(sha(b"bit rot"))
+    assert "does not match its manifest entry" in caplog.text
+    assert store.current().version == version(0)

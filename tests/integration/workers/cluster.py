@@ -80,9 +80,11 @@ def beats_of(redis_url: str, pool: Pool) -> list[dict[str, Any]]:
 
 def serving(redis_url: str, pool: Pool, generation: int) -> list[dict[str, Any]] | None:
     """The pool's heartbeats when each of its processes serves ``generation``, else None.
-    A killed process's heartbeat lingers until it expires, so only the newest
-    ``processes`` heartbeats of the pool count."""
-    beats = sorted(beats_of(redis_url, pool), key=lambda b: b.get("started_at", ""))[-pool.processes:]
+    A killed process's heartbeat lingers until it expires, so only the heartbeats of the
+    pool's live processes count (the newest ``processes`` of them)."""
+    live = pool.pids()
+    beats = sorted((b for b in beats_of(redis_url, pool) if b.get("pid") in live),
+                   key=lambda b: b.get("started_at", ""))[-pool.processes:]
     if len(beats) == pool.processes and all(b.get("generation") == generation for b in beats):
         return beats
     return None
@@ -115,11 +117,11 @@ def broadcast_queues(amqp_url: str) -> list[str]:
     return sorted(q["name"] for q in list_queues(amqp_url) if q["name"].startswith(EXCHANGE))
 
 
-def publish_broadcast(amqp_url: str, *, generation: int, version: str, created_at: str, sha256: str) -> None:
-    """Publish ``engine_updated`` to the fanout exchange with the API's publisher."""
+def publish_broadcast(amqp_url: str, **kwargs: Any) -> None:
+    """Publish ``engine_updated`` with ``kwargs`` (generation, version, created_at,
+    manifest_sha256 as the API sends them; sha256 as a first-wave API did) to the fanout
+    exchange with the API's publisher."""
     message = dramatiq.Message(
-        queue_name=EXCHANGE, actor_name=protocol.ENGINE_UPDATED_ACTOR, args=(),
-        kwargs={"generation": generation, "version": version, "created_at": created_at, "sha256": sha256},
-        options={},
+        queue_name=EXCHANGE, actor_name=protocol.ENGINE_UPDATED_ACTOR, args=(), kwargs=kwargs, options={},
     )
     broadcast.publish_broadcast(amqp_url, EXCHANGE, message)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from recsys.archive import pack
 from recsys.build import build_archive
 from recsys.config import Settings
 from recsys.registry import GROUP, Registry
@@ -52,17 +53,28 @@ class Cluster:
         self._archives = 0
         self.others: list = []
 
-    def archive(self, engine: str = "lexical") -> Path:
-        """Build a new archive (a new version) in the test process."""
+    def archive(self, engine: str = "lexical", *, count: int | None = None, padding: bytes | None = None) -> Path:
+        """Build a new archive (a new version) in the test process over the first ``count``
+        sample publications; ``padding``: an extra file ``padding.bin`` the engine ignores."""
         self._archives += 1
         out = self.folder / "archives" / f"{self._archives}-{engine}.zip"
-        return build_archive(sample_publications(), out, engine=engine, registry=ENGINES, settings=Settings()).path
+        publications = sample_publications()[:count]
+        if padding is None:
+            return build_archive(publications, out, engine=engine, registry=ENGINES, settings=Settings()).path
+        work = self.folder / "archives" / f"{self._archives}-work"
+        work.mkdir(parents=True)
+        with ENGINES.get(engine)(Settings()) as instance:
+            instance.fit(publications)
+            metadata = instance.save(work)
+        (work / "padding.bin").write_bytes(padding)
+        return pack(work, out, engine=engine, metadata=metadata).path
 
     def broadcast(self, stored: Stored, **changes) -> None:
+        """Broadcast as the API does (generation, version, created_at, manifest_sha256)."""
         kwargs = {"generation": stored.generation, "version": stored.version, "created_at": stored.created_at,
-                  "sha256": stored.sha256}
+                  "manifest_sha256": stored.manifest_sha256}
         kwargs.update(changes)
-        publish_broadcast(self.rabbitmq_url, **kwargs)
+        publish_broadcast(self.rabbitmq_url, **{k: v for k, v in kwargs.items() if v is not None})
 
     def running(self) -> list[Pool]:
         return [pool for pool in self.pools.values() if pool.running]

@@ -5,10 +5,15 @@ serving the API's current engine) and leaves the pools running."""
 
 from __future__ import annotations
 
+import hashlib
+import random
 import re
+import threading
 
 import pytest
 
+from recsys.cluster import Rollouts
+from recsys.kv import RedisKV
 from tests.integration.workers.cluster import (
     EXCHANGE,
     broadcast_queues,
@@ -17,6 +22,8 @@ from tests.integration.workers.cluster import (
     serving,
 )
 from tests.support.processes import wait_until
+
+MB = 1 << 20
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -27,17 +34,32 @@ def pids(beats):
     return sorted(b["pid"] for b in beats)
 
 
+def rollout_report(cluster) -> dict:
+    """The last rollout report of this host (both pools run here: one key)."""
+    kv = RedisKV(cluster.redis_url)
+    try:
+        (report,) = Rollouts(kv).live()
+        return report
+    finally:
+        kv.close()
+
+
 def test_one_broadcast_is_handled_once_by_every_process_and_downloaded_once_per_machine(cluster):
     cluster.converge()
-    downloads = cluster.api.downloads
-    # When the API makes a new archive current and broadcasts it
-    stored = cluster.api.publish(cluster.archive())
+    cluster.api.file_requests.clear()
+    pulls = cluster.api.pulls
+    # When the API makes a new version current (another corpus: changed files) and broadcasts it
+    stored = cluster.api.publish(cluster.archive(count=15))
     cluster.broadcast(stored)
     # Then every process of both machines serves it
     beats = cluster.wait_serving(stored.generation)
     assert {b["version"] for pool in beats.values() for b in pool} == {stored.version}
-    # Each machine downloaded it once
-    assert cluster.api.downloads - downloads == 2
+    # Each machine fetched it once: its manifest and each file it lacked once per machine,
+    # whichever of its two processes did, and no full archive
+    assert cluster.api.pulls - pulls == 2
+    assert cluster.api.file_requests[stored.manifest_sha256] == 2
+    assert set(cluster.api.file_requests.values()) == {2}, cluster.api.file_requests
+    assert rollout_report(cluster)["state"] == "done"
     # And each of the 4 processes handled the broadcast exactly once
     pattern = rf"engine_updated generation {stored.generation} \(version {re.escape(stored.version)}\)"
     for name, pool_beats in beats.items():
@@ -54,7 +76,7 @@ def test_one_broadcast_is_handled_once_by_every_process_and_downloaded_once_per_
 
 def test_a_broadcast_of_an_older_generation_changes_nothing(cluster):
     current = cluster.converge()
-    downloads = cluster.api.downloads
+    pulls = cluster.api.pulls
     older = cluster.api.archives[next(iter(cluster.api.archives))]
     assert older.generation < current.generation
     cluster.broadcast(older)
@@ -63,17 +85,18 @@ def test_a_broadcast_of_an_older_generation_changes_nothing(cluster):
         wait_until(lambda p=pool: sum(p.handled(pattern).values()) >= p.processes,
                    what=f"pool {pool.name} to ignore the old broadcast")
         assert serving(cluster.redis_url, pool, current.generation)
-    assert cluster.api.downloads == downloads
+    assert cluster.api.pulls == pulls
 
 
 def test_a_broadcast_failing_its_checksum_leaves_the_old_engine_serving_and_says_why(cluster):
     current = cluster.converge()
-    # Given an API whose new archive arrives corrupted (other bytes behind its headers)
-    bad = cluster.api.publish(cluster.archive())
-    cluster.api.serve_instead = current.data
+    # Given an API whose new files arrive corrupted (other bytes under their names)
+    bad = cluster.api.publish(cluster.archive(count=12))
+    for sha in bad.files.values():
+        cluster.api.corrupt[sha] = bytes(len(cluster.api.blobs[sha]))
     try:
         cluster.broadcast(bad)
-        pattern = rf"engine_updated generation {bad.generation} .*NOT installed.*sha256"
+        pattern = rf"engine_updated generation {bad.generation} .*NOT installed.*do not match its name"
         for pool in cluster.running():
             wait_until(lambda p=pool: sum(p.handled(pattern).values()) >= p.processes,
                        what=f"pool {pool.name} to refuse the corrupt archive")
@@ -83,8 +106,8 @@ def test_a_broadcast_failing_its_checksum_leaves_the_old_engine_serving_and_says
         message = cluster.send("recommend", "recsys.requests", QUERY)
         assert cluster.result(message)["engine"]["version"] == current.version
     finally:
-        cluster.api.serve_instead = None
-    cluster.converge()  # the intact archive installs fine afterwards
+        cluster.api.corrupt.clear()
+    cluster.converge()  # the intact files install fine afterwards
 
 
 def test_a_killed_pool_leaves_no_queue_behind_and_catches_up_when_restarted(cluster):
@@ -149,4 +172,54 @@ def test_a_recommend_on_a_killed_pool_is_answered_by_another_pool(cluster, tmp_p
     assert result["engine"]["version"] == gated.version
     assert result["recommendations"]
     pool_a.restart()
+    cluster.converge()
+
+
+def test_a_pool_killed_during_a_download_serves_on_then_resumes_it(cluster):
+    current = cluster.converge()
+    pool_a, pool_b = cluster.pools["a"], cluster.pools["b"]
+    # Given a new version with a 3 MiB file whose download stalls after 2 MiB
+    padding = random.Random(7).randbytes(3 * MB)
+    big = hashlib.sha256(padding).hexdigest()
+    gate = threading.Event()
+    cluster.api.stall[big] = (2 * MB + 100, gate)
+    cluster.api.ranges.clear()
+    partial = pool_a.data_dir / "engines" / "blobs" / ".partial" / big
+    try:
+        newer = cluster.api.publish(cluster.archive(padding=padding))
+        cluster.broadcast(newer)
+        wait_until(lambda: partial.exists() and partial.stat().st_size >= 2 * MB,
+                   what="pool a to have 2 MiB of the file on disk")
+        # Then while it downloads every process serves the engine in service
+        for pool in (pool_a, pool_b):
+            assert serving(cluster.redis_url, pool, current.generation)
+        report = rollout_report(cluster)
+        assert (report["state"], report["generation"]) == ("fetching", newer.generation)
+        assert report["bytes_needed"] >= 3 * MB
+        # When pool a is killed in the middle of it
+        pool_a.kill9()
+    finally:
+        del cluster.api.stall[big]
+        gate.set()
+    cluster.wait_serving(newer.generation, [pool_b])
+    # Then the restarted pool catches up by asking only for the rest of the file
+    pool_a.restart()
+    cluster.wait_serving(newer.generation, [pool_a])
+    assert (big, 2 * MB) in cluster.api.ranges
+    assert not partial.exists()
+    cluster.converge()
+
+
+def test_a_first_wave_api_is_followed_with_full_archives(cluster):
+    cluster.converge()
+    downloads = cluster.api.downloads
+    cluster.api.first_wave = True
+    try:
+        stored = cluster.api.publish(cluster.archive(count=17))
+        # A first-wave API broadcasts the archive's sha256, no manifest_sha256
+        cluster.broadcast(stored, manifest_sha256=None, sha256=stored.sha256)
+        cluster.wait_serving(stored.generation)
+        assert cluster.api.downloads - downloads == 2  # once per machine
+    finally:
+        cluster.api.first_wave = False
     cluster.converge()

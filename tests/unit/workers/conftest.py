@@ -10,10 +10,11 @@ from pathlib import Path
 import dramatiq
 import pytest
 
+from recsys.archive import pack
 from recsys.build import build_archive
 from recsys.config import Settings
 from recsys.kv import MemoryKV
-from recsys.testing import sample_publications, stub_registry
+from recsys.testing import StubEngine, sample_publications, stub_registry
 from recsys_workers.api_client import ApiClient
 from recsys_workers.app import WorkerApp, create_worker_app
 from tests.support.fake_api import TOKEN, FakeApi
@@ -31,6 +32,29 @@ def make_archive(folder: Path, count: int | None = None) -> Path:
     out = folder / f"engine-{len(list(folder.iterdir()))}.zip"
     pubs = sample_publications()[:count]
     return build_archive(pubs, out, engine="stub", registry=stub_registry(), settings=Settings()).path
+
+
+def make_segmented(folder: Path, segments: dict[str, bytes], count: int | None = None) -> Path:
+    """A stub-engine archive (a new version each call) whose folder also holds
+    ``segments`` (path -> bytes): files that later versions may share."""
+    folder.mkdir(parents=True, exist_ok=True)
+    number = len(list(folder.iterdir()))
+    work = folder / f"work-{number}"
+    work.mkdir()
+    engine = StubEngine()
+    engine.fit(sample_publications()[:count])
+    metadata = engine.save(work)
+    for rel, data in segments.items():
+        (work / rel).parent.mkdir(parents=True, exist_ok=True)
+        (work / rel).write_bytes(data)
+    return pack(work, folder / f"segmented-{number}.zip", engine="stub", metadata=metadata).path
+
+
+@pytest.fixture
+def segmented(tmp_path: Path):
+    """Call with ``{path: bytes}`` to get a new stub archive carrying those extra files."""
+    folder = tmp_path / "segmented"
+    return lambda segments, count=None: make_segmented(folder, segments, count)
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
 """engine_updated and the Rollout: the generation rule, one download per machine,
-checks before install, rollbacks, catch-up."""
+checks before install, rollbacks, catch-up; broadcasts of this API (manifest_sha256)
+and of a first-wave one (sha256: the full archive)."""
 
 from __future__ import annotations
 
@@ -20,17 +21,24 @@ from tests.unit.workers.conftest import make_app
 
 
 def broadcast(app, stored, **changes):
+    """What the API sends (generation, version, created_at, manifest_sha256)."""
     kwargs = {"generation": stored.generation, "version": stored.version, "created_at": stored.created_at,
-              "sha256": stored.sha256}
+              "manifest_sha256": stored.manifest_sha256}
     kwargs.update(changes)
     handle_engine_updated(app.services, **kwargs)
+
+
+def first_wave_broadcast(app, stored):
+    """What a first-wave API sent (its archive's sha256, no manifest_sha256)."""
+    handle_engine_updated(app.services, stored.generation, stored.version, stored.created_at, stored.sha256)
 
 
 def test_a_newer_generation_is_downloaded_installed_and_loaded(app, fake_api, archives):
     stored = fake_api.publish(archives())
     broadcast(app, stored)
-    assert fake_api.downloads == 1
+    assert fake_api.pulls == 1 and fake_api.downloads == 0  # files, not the archive
     assert app.services.store.generation == 1
+    assert app.services.store.current().manifest_sha256 == stored.manifest_sha256
     loaded = app.services.loaded()
     assert (loaded.version, loaded.generation) == (stored.version, 1)
     assert not list(app.services.store.root.glob(".tmp-*")), "the download is deleted"
@@ -43,7 +51,7 @@ def test_an_equal_or_older_generation_is_ignored(app, fake_api, archives, caplog
     with caplog.at_level(logging.INFO, logger="recsys_workers"):
         broadcast(app, second)
         broadcast(app, first)
-    assert fake_api.downloads == 1
+    assert fake_api.pulls == 1
     assert app.services.loaded().generation == 2
     assert sum("nothing to do" in r.getMessage() for r in caplog.records) == 2
 
@@ -54,7 +62,7 @@ def test_a_rollback_is_a_new_generation_of_a_version_on_disk_and_needs_no_downlo
     broadcast(app, fake_api.publish(archives()))
     rolled_back = fake_api.rollback(first.version)
     broadcast(app, rolled_back)
-    assert fake_api.downloads == 2
+    assert fake_api.pulls == 2
     assert app.services.store.current().version == first.version
     assert (app.services.loaded().version, app.services.loaded().generation) == (first.version, 3)
 
@@ -62,10 +70,29 @@ def test_a_rollback_is_a_new_generation_of_a_version_on_disk_and_needs_no_downlo
 def test_a_checksum_failure_keeps_the_old_engine_and_says_why(app, fake_api, archives, caplog):
     first = fake_api.publish(archives())
     broadcast(app, first)
+    second = fake_api.publish(archives(5))
+    (changed,) = set(second.files.values()) - set(first.files.values())
+    fake_api.corrupt[changed] = bytes(len(fake_api.blobs[changed]))  # other bytes under that name
+    with caplog.at_level(logging.ERROR, logger="recsys_workers"):
+        broadcast(app, second)
+    assert app.services.store.current().version == first.version
+    assert app.services.loaded().version == first.version
+    message = " ".join(r.getMessage() for r in caplog.records)
+    assert "NOT installed" in message and "do not match its name" in message
+    assert "keeps serving generation 1" in message
+    store = app.services.store
+    assert not store.blobs.has(changed) and store.blobs.partial_bytes(changed) == 0  # refused and deleted
+    assert not store.has(second.version) and not list(store.root.glob(".tmp-*"))
+
+
+def test_a_first_wave_checksum_failure_keeps_the_old_engine_and_says_why(app, fake_api, archives, caplog):
+    fake_api.first_wave = True
+    first = fake_api.publish(archives())
+    first_wave_broadcast(app, first)
     second = fake_api.publish(archives())
     fake_api.serve_instead = first.data  # a wrong file behind generation 2's headers
     with caplog.at_level(logging.ERROR, logger="recsys_workers"):
-        broadcast(app, second)
+        first_wave_broadcast(app, second)
     assert app.services.store.current().version == first.version
     assert app.services.loaded().version == first.version
     message = " ".join(r.getMessage() for r in caplog.records)
@@ -73,7 +100,8 @@ def test_a_checksum_failure_keeps_the_old_engine_and_says_why(app, fake_api, arc
     assert not list(app.services.store.root.glob(".tmp-*"))
 
 
-def test_a_truncated_download_is_refused(app, fake_api, archives):
+def test_a_truncated_first_wave_download_is_refused(app, fake_api, archives):
+    fake_api.first_wave = True
     stored = fake_api.publish(archives())
     fake_api.serve_instead = stored.data[:-10]
     with pytest.raises(InvalidArchive, match="sha256"):
@@ -81,7 +109,8 @@ def test_a_truncated_download_is_refused(app, fake_api, archives):
     assert app.services.store.current() is None
 
 
-def test_when_the_api_is_already_newer_its_headers_check_the_download(app, fake_api, archives):
+def test_when_a_first_wave_api_is_already_newer_its_headers_check_the_download(app, fake_api, archives):
+    fake_api.first_wave = True
     first = fake_api.publish(archives())
     second = fake_api.publish(archives())
     followed, installed = app.services.rollout.follow(Target(first.generation, first.version, first.sha256))
@@ -89,11 +118,31 @@ def test_when_the_api_is_already_newer_its_headers_check_the_download(app, fake_
     assert (installed.version, installed.generation) == (second.version, 2)
 
 
+def test_when_the_api_is_already_newer_the_announced_version_is_installed(app, fake_api, archives):
+    first = fake_api.publish(archives())
+    fake_api.publish(archives())
+    followed, installed = app.services.rollout.follow(
+        Target(first.generation, first.version, manifest_sha256=first.manifest_sha256))
+    assert followed is Followed.INSTALLED
+    assert (installed.version, installed.generation) == (first.version, 1)  # content-addressed: exactly it
+
+
+def test_a_first_wave_broadcast_downloads_the_full_archive_and_fills_the_blobs(app, fake_api, archives):
+    fake_api.first_wave = True
+    stored = fake_api.publish(archives())
+    first_wave_broadcast(app, stored)
+    assert fake_api.downloads == 1 and not fake_api.file_requests
+    assert app.services.loaded().version == stored.version
+    store = app.services.store
+    assert set(store.blobs.names()) == {*stored.files.values(), stored.manifest_sha256}
+
+
 def test_a_malformed_broadcast_is_logged_and_dropped(app, fake_api, caplog):
     with caplog.at_level(logging.ERROR, logger="recsys_workers"):
         handle_engine_updated(app.services, "two", "v", None, "abc")
-    assert "cannot be followed" in caplog.text
-    assert fake_api.downloads == 0
+        handle_engine_updated(app.services, 2, "20260101T000000000000Z", None, None, "not-a-sha")
+    assert caplog.text.count("cannot be followed") == 2
+    assert fake_api.pulls == 0
 
 
 @pytest.mark.parametrize(
@@ -103,6 +152,7 @@ def test_a_malformed_broadcast_is_logged_and_dropped(app, fake_api, caplog):
         {"generation": True, "version": "20260101T000000000000Z"},
         {"generation": 1, "version": "../etc"},
         {"generation": 1, "version": "20260101T000000000000Z", "sha256": "XYZ"},
+        {"generation": 1, "version": "20260101T000000000000Z", "manifest_sha256": "A" * 64},
         {"generation": 1, "version": "20260101T000000000000Z", "size": -1},
     ],
 )
@@ -127,8 +177,9 @@ def test_processes_of_one_machine_download_once(settings, fake_api, archives):
         thread.start()
     for thread in threads:
         thread.join(30)
-    # Then the machine downloaded once and both serve the new engine
-    assert fake_api.downloads == 1
+    # Then the machine downloaded once (each file once) and both serve the new engine
+    assert fake_api.pulls == 1
+    assert set(fake_api.fetched(stored).values()) == {1}
     assert [app.services.loaded().generation for app in apps] == [1, 1]
     for app in apps:
         app.close()
@@ -147,7 +198,7 @@ def test_catch_up_follows_the_api_and_loads_the_engine(app, fake_api, archives):
     assert app.services.rollout.catch_up() is Followed.INSTALLED
     assert app.services.loaded().version == stored.version
     assert app.services.rollout.catch_up() is Followed.IGNORED
-    assert fake_api.downloads == 1
+    assert fake_api.pulls == 1
 
 
 def test_catch_up_with_the_api_down_still_loads_the_machines_engine(settings, fake_api, archives):

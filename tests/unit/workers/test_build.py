@@ -1,15 +1,17 @@
-"""build_index: one build at a time, upload, cleanup, failures leave the engine alone,
-redelivered copies never build twice at once."""
+"""build_index: one build at a time, upload (thin when the API holds files already),
+cleanup, failures leave the engine alone, redelivered copies never build twice at once."""
 
 from __future__ import annotations
 
 import logging
+import shutil
 import threading
 import time
 
+from recsys.archive import verify
 from recsys.cluster import BuildLock
 from recsys_workers.building import run_build
-from tests.unit.workers.conftest import run
+from tests.unit.workers.conftest import make_segmented, run
 
 
 def leftovers(app):
@@ -140,3 +142,74 @@ def test_a_redelivered_copy_builds_when_the_original_died(app, fake_api):
     result = run_build(app.services, message, app.results)
     assert result["engine"]["generation"] == 1
     assert fake_api.uploads == 1
+
+
+# -- thin uploads --------------------------------------------------------------------------
+
+SHARED, OLD, NEW = b"unchanged segment " * 5000, b"old segment " * 300, b"new segment " * 400
+
+
+def builds_making(monkeypatch, folder, *segments):
+    """Make each build produce a stub archive with the next ``segments`` (path -> bytes)."""
+    queue = list(segments)
+
+    def build(publications, out, **kwargs):
+        shutil.copyfile(make_segmented(folder, queue.pop(0)), out)
+        return verify(out)
+
+    monkeypatch.setattr("recsys_workers.building.build_archive", build)
+
+
+def test_a_rebuild_uploads_a_thin_archive_and_installs_the_full_one_here(app, worker, fake_api, monkeypatch,
+                                                                         tmp_path, caplog):
+    builds_making(monkeypatch, tmp_path / "made", {"seg/0.bin": SHARED, "seg/1.bin": OLD},
+                  {"seg/0.bin": SHARED, "seg/1.bin": NEW})
+    first = run(app, app.actors.build_index)
+    assert first["uploaded"]["thin"] is False and first["uploaded"]["files"] == 3  # the API had nothing
+
+    with caplog.at_level(logging.INFO, logger="recsys_workers"):
+        second = run(app, app.actors.build_index)
+
+    # Only the changed segment went (stub.json and seg/0.bin are the API's already)
+    assert second["uploaded"]["thin"] is True and second["uploaded"]["files"] == 1
+    assert second["uploaded"]["bytes"] < second["archive"]["size"]
+    assert fake_api.uploaded[-1] == {"version": second["engine"]["version"], "thin": True, "files": 1,
+                                     "bytes": second["uploaded"]["bytes"]}
+    assert "thin" in caplog.text and "1 of 3 files" in caplog.text
+    # The API serves it whole; this machine installed its own full archive: nothing downloaded
+    assert verify_bytes(tmp_path, fake_api.current.data).thin is False
+    installed = app.services.store.current()
+    assert installed.version == second["engine"]["version"] == fake_api.current.version
+    assert (installed.path / "seg" / "1.bin").read_bytes() == NEW
+    assert fake_api.downloads == 0 and not fake_api.file_requests
+    assert leftovers(app) == []
+
+
+def test_a_thin_archive_the_api_cannot_complete_is_sent_full(app, worker, fake_api, monkeypatch, tmp_path, caplog):
+    builds_making(monkeypatch, tmp_path / "made", {"seg/0.bin": SHARED}, {"seg/0.bin": SHARED, "seg/1.bin": NEW})
+    run(app, app.actors.build_index)
+    del fake_api.blobs[fake_api.current.files["seg/0.bin"]]  # the API lost a file it lists
+
+    with caplog.at_level(logging.WARNING, logger="recsys_workers"):
+        result = run(app, app.actors.build_index)
+
+    assert "error" not in result, result
+    assert result["uploaded"] == {"bytes": result["archive"]["size"], "files": 3, "thin": False}
+    assert [u["thin"] for u in fake_api.uploaded] == [False, False] and fake_api.uploads == 2
+    assert "the API lacks 1 of the files the thin archive left out" in caplog.text
+    assert leftovers(app) == []
+
+
+def test_a_first_wave_api_gets_full_archives(app, worker, fake_api, monkeypatch, tmp_path):
+    fake_api.first_wave = True
+    builds_making(monkeypatch, tmp_path / "made", {"seg/0.bin": SHARED}, {"seg/0.bin": SHARED, "seg/1.bin": NEW})
+    run(app, app.actors.build_index)
+    result = run(app, app.actors.build_index)
+    assert result["uploaded"]["thin"] is False
+    assert [u["thin"] for u in fake_api.uploaded] == [False, False]
+
+
+def verify_bytes(folder, data):
+    path = folder / "served.zip"
+    path.write_bytes(data)
+    return verify(path)

@@ -36,10 +36,10 @@ def test_an_engine_task_pulls_the_apis_engine_when_the_machine_has_none(app, wor
     result = run(app, app.actors.recommend, QUERY)
     assert result["engine"] == {"name": "stub", "version": stored.version, "generation": 1}
     assert 1 <= len(result["recommendations"]) <= 3
-    assert fake_api.downloads == 1
+    assert fake_api.pulls == 1
     # A second task uses what is installed and loaded: no other download
     run(app, app.actors.recommend, QUERY)
-    assert fake_api.downloads == 1
+    assert fake_api.pulls == 1
 
 
 def test_with_no_engine_anywhere_the_task_answers_no_engine_at_once(app, worker):
@@ -58,7 +58,7 @@ def test_an_engine_task_serves_the_machines_engine_and_asks_for_a_catch_up(app, 
     # Then it is answered by generation 1 now, and a catch-up is requested
     assert result["engine"]["generation"] == 1
     assert app.services.catch_up_requested.is_set()
-    assert fake_api.downloads == 1
+    assert fake_api.pulls == 1
 
 
 def test_a_strict_task_pulls_the_generation_it_needs_first(app, worker, fake_api, archives):
@@ -67,7 +67,7 @@ def test_a_strict_task_pulls_the_generation_it_needs_first(app, worker, fake_api
     second = fake_api.publish(archives())
     result = run(app, app.actors.recommend, dict(QUERY, min_generation=2, strict=True))
     assert result["engine"] == {"name": "stub", "version": second.version, "generation": 2}
-    assert fake_api.downloads == 2
+    assert fake_api.pulls == 2
 
 
 def test_a_strict_task_fails_clearly_when_the_api_lacks_the_generation(app, worker, fake_api, archives):

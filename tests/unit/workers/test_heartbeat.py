@@ -53,7 +53,7 @@ def test_a_booted_worker_beats_catches_up_and_forgets_itself_on_shutdown(setting
         assert beat[0]["version"] == stored.version
         assert beat[0]["queues"] == sorted([settings.request_queue, settings.build_queue,
                                             settings.broadcast_exchange])
-        assert fake_api.downloads == 1
+        assert fake_api.pulls == 1
     finally:
         worker.stop()
         app.close()

@@ -32,15 +32,15 @@ def test_an_archive_built_here_is_installed_only_when_its_generation_is_newer(ap
 def test_an_older_target_of_a_version_on_disk_is_not_switched_to(app, fake_api, archives):
     rollout = app.services.rollout
     first = fake_api.publish(archives())
-    rollout.follow(Target(first.generation, first.version, first.sha256))
+    rollout.follow(Target(first.generation, first.version, manifest_sha256=first.manifest_sha256))
     second = fake_api.publish(archives())
-    rollout.follow(Target(second.generation, second.version, second.sha256))
+    rollout.follow(Target(second.generation, second.version, manifest_sha256=second.manifest_sha256))
     assert app.services.store.has(first.version)
 
-    followed, current = rollout.follow(Target(first.generation, first.version, first.sha256))
+    followed, current = rollout.follow(Target(first.generation, first.version, manifest_sha256=first.manifest_sha256))
 
     assert followed is Followed.IGNORED and current.version == second.version
-    assert fake_api.downloads == 2
+    assert fake_api.pulls == 2
 
 
 def test_a_strict_task_is_not_served_by_an_older_generation(app, fake_api, archives):

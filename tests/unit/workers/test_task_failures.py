@@ -72,9 +72,10 @@ def test_anything_else_is_internal_naming_it_and_logged_with_its_traceback(caplo
 
 def test_recommend_answers_engine_load_when_the_engine_it_downloads_fails_its_checks(app, worker, fake_api,
                                                                                      archives):
-    # Given a machine with no engine, and an API that serves a damaged archive
+    # Given a machine with no engine, and an API that serves a damaged file
     stored = fake_api.publish(archives())
-    fake_api.serve_instead = stored.data[:-10]
+    for sha in stored.files.values():
+        fake_api.corrupt[sha] = fake_api.blobs[sha][:-10]
     # When a recommendation needs it
     result = run(app, app.actors.recommend, {"text": "Dark matter halos.", "k": 3})
     # Then the worker's failure is engine_load (503), not the client's invalid_archive (400)
