@@ -187,7 +187,7 @@ class RolloutProgress:
     ``state``: ``fetching`` while files arrive, then ``done`` or ``failed`` (with
     ``error``). ``bytes_needed`` / ``files_needed``: what the machine lacked;
     ``bytes_reused``: the version's bytes it already held (unchanged segments).
-    ``data_dir``: the machine's engine store (several pools of one host are several
+    ``data_dir``: the machine's engine store folder (several pools of one host are several
     machines, each with its own store).
     """
 

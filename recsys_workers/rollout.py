@@ -280,7 +280,7 @@ class Rollout:
                 return current
             installed = self.store.install(archive, generation=generation, sha256=sha256)
             record = RolloutProgress(generation, installed.version, installed.manifest_sha256,
-                                     bytes_reused=installed.manifest.total_size)
+                                     bytes_reused=installed.manifest.total_size, data_dir=str(self.store.root))
             Progress(self.rollouts, record).done()  # built here: nothing fetched
             return installed
 
@@ -401,6 +401,7 @@ class Rollout:
             files_needed=len(missing),
             bytes_needed=sum(entry.size for entry in missing),
             bytes_reused=sum(entry.size for entry in manifest.files if entry.sha256 not in missing_shas),
+            data_dir=str(self.store.root),
         )
         progress = Progress(self.rollouts, record)
         progress.start()
@@ -434,7 +435,7 @@ class Rollout:
 
     def _download_and_install(self, target: Target) -> Installed:
         record = RolloutProgress(target.generation, target.version, target.manifest_sha256,
-                                 bytes_needed=target.size or 0)
+                                 bytes_needed=target.size or 0, data_dir=str(self.store.root))
         progress = Progress(self.rollouts, record)
         progress.start()
 
