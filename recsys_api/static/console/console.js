@@ -22,7 +22,7 @@
       else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
       else node.setAttribute(key, value === true ? "" : String(value));
     }
-    for (const child of children.flat()) {
+    for (const child of children.flat(Infinity)) {
       if (child === null || child === undefined || child === false) continue;
       node.append(child instanceof Node ? child : document.createTextNode(String(child)));
     }
@@ -30,7 +30,7 @@
   }
 
   function replace(target, ...children) {
-    target.replaceChildren(...children.flat().filter((c) => c !== null && c !== undefined));
+    target.replaceChildren(...children.flat(Infinity).filter((c) => c !== null && c !== undefined));
   }
 
   // -- formatting -------------------------------------------------------------------
@@ -127,7 +127,9 @@
       el("tbody", {}, machine.workers.map((w) => el("tr", {
         class: `worker${w.stale ? " stale" : ""}${w.lagging ? " lagging" : ""}`, "data-pid": w.pid,
       },
-      el("td", {text: w.pid}), el("td", {text: (w.queues || []).join(", ") || "all"}),
+      el("td", {text: w.pid}),
+      el("td", {title: (w.queues || []).join(", ") || "every queue",
+                text: (w.queues || []).map((q) => q.split(".").pop()).join(", ") || "all"}),
       el("td", {text: w.generation === null ? "none" : w.generation}), el("td", {text: w.version || "–"}),
       el("td", {text: w.age_s === null ? "–" : `${duration(w.age_s)} ago`}),
       el("td", {}, w.stale ? el("span", {class: "badge warn", text: "stale"}) : null,
@@ -174,7 +176,7 @@
     el("td", {text: duration(b.seconds)}),
     el("td", {text: b.engine ? `${b.engine.name} gen ${b.engine.generation} (${b.engine.version})` : "–"}),
     el("td", {text: count(b.publications)}),
-    el("td", {class: "mono", text: b.task_id}))));
+    el("td", {class: "mono", title: b.task_id, text: String(b.task_id || "").slice(0, 8)}))));
   }
 
   function renderQueues(queues) {
