@@ -27,8 +27,8 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import httpx
 
-from recsys.config import Settings
 from recsys.cluster import utcnow_iso
+from recsys.config import Settings
 
 __all__ = ["CACHE_SECONDS", "QueueCount", "QueueStats"]
 

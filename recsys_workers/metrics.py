@@ -180,7 +180,7 @@ def use_multiprocess_files(folder: Path) -> None:
     from prometheus_client import values
 
     if not getattr(values.ValueClass, "_multiprocess", False):
-        values.ValueClass = values.MultiProcessValue()
+        values.ValueClass = values.MultiProcessValue()  # type: ignore[no-untyped-call]
 
 
 def _alive(pid: int) -> bool:
