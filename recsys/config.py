@@ -268,6 +268,9 @@ FIELDS: tuple[Field, ...] = (
     # -- services
     Field("broker_url", optional(url_of("amqp", "amqps")), "",
           "RabbitMQ URL amqp://user:pass@host:5672/vhost; empty: embedded one-process mode", secret=True),
+    Field("broker_management_url", optional(url_of("http", "https")), "",
+          "RabbitMQ management API http://user:pass@host:15672 for the console's queue counts (credentials "
+          "default to the broker URL's); empty: ready counts over AMQP", secret=True),
     Field("results_url", url_of("redis", "rediss", "unix"), "redis://127.0.0.1:6379/0",
           "Redis URL for task results, locks and worker heartbeats", secret=True),
     Field("api_url", url_of("http", "https"), "http://127.0.0.1:8000",
@@ -315,6 +318,10 @@ FIELDS: tuple[Field, ...] = (
     Field("source_timeout", float_range(0.1, 3600, " of seconds"), "30",
           "timeout of one request to the publications backend"),
     Field("source_retries", int_range(0, 100), "5", "retries of a timed-out or 5xx page of the publications backend"),
+    # -- monitoring
+    Field("worker_metrics_port", int_range(0, 65535), "9191",
+          "port of a worker pool's Prometheus metrics (one per pool on a host); 0: none"),
+    Field("worker_metrics_host", parse_text, "0.0.0.0", "address a worker pool's metrics server binds"),
     # -- process
     Field("log_level", one_of("debug", "info", "warning", "error"), "info", "log level of every recsys process"),
 )
@@ -444,6 +451,7 @@ class Settings:
     ``settings.replace(...)`` or ``settings.with_plugin(...)`` directly."""
 
     broker_url: str | None = None
+    broker_management_url: str | None = dataclasses.field(default=None, repr=False)
     results_url: str = "redis://127.0.0.1:6379/0"
     api_url: str = "http://127.0.0.1:8000"
     api_token: str | None = dataclasses.field(default=None, repr=False)
@@ -470,6 +478,8 @@ class Settings:
     archive_max_ratio: int = 200
     source_timeout: float = 30.0
     source_retries: int = 5
+    worker_metrics_port: int = 9191
+    worker_metrics_host: str = "0.0.0.0"
     log_level: str = "info"
     #: Every other ``RECSYS_`` variable as read (plugin settings): see :meth:`plugin`.
     extra_environ: tuple[tuple[str, str], ...] = dataclasses.field(default=(), repr=False)

@@ -7,6 +7,7 @@ Routes (see docs/api.md and ``GET /openapi.json``)::
     GET  /v1/engine                     GET, PUT /v1/engine/archive
     POST /v1/engine/rollback            POST /v1/engine/builds
     GET  /v1/workers                    GET  /v1/engines
+    GET  /console (+ /console/assets/*) GET  /v1/console/state
 
 The app never imports torch or an engine plugin: engines are listed from their
 entry points without loading them.
@@ -26,6 +27,7 @@ from recsys.cluster import BuildLock, Heartbeats, TaskRecords
 from recsys.config import Settings
 from recsys.errors import ConfigError
 from recsys.kv import KV
+from recsys.progress import ProgressStore
 from recsys.registry import EngineRecord, Registry
 from recsys_api import errors
 from recsys_api.archive_store import ArchiveStore
@@ -34,7 +36,9 @@ from recsys_api.broadcast import Broadcaster, PikaBroadcaster
 from recsys_api.builds import BuildStarter
 from recsys_api.metrics import Metrics, MetricsMiddleware
 from recsys_api.openapi import build_spec
+from recsys_api.queues import QueueStats
 from recsys_api.redis_results import redis_backend
+from recsys_api.resources.console import ConsoleState, add_console_routes
 from recsys_api.resources.docs import MetricsPage, add_docs_routes
 from recsys_api.resources.engine import Builds, EngineArchive, EngineManifest, Rollback
 from recsys_api.resources.engines import Engines
@@ -97,13 +101,17 @@ def create_app(
     app.add_route("/metrics", MetricsPage(metrics))
     add_docs_routes(app, build_spec())
     app.add_route("/v1/recommendations", Recommendations(settings, tasks, archive_store, metrics))
-    app.add_route("/v1/tasks/{task_id}", Task(tasks, settings.result_ttl))
+    progress = ProgressStore(kv, settings.result_ttl)
+    app.add_route("/v1/tasks/{task_id}", Task(tasks, settings.result_ttl, progress))
     app.add_route("/v1/engine", EngineManifest(archive_store))
     app.add_route("/v1/engine/archive", EngineArchive(archive_store, broadcaster, require_token))
     app.add_route("/v1/engine/rollback", Rollback(archive_store, broadcaster, require_token))
     app.add_route("/v1/engine/builds", Builds(builds, require_token))
     app.add_route("/v1/workers", Workers(archive_store, Heartbeats(kv, settings.heartbeat_interval),
                                          settings.request_queue))
+    add_console_routes(app, ConsoleState(archive_store, Heartbeats(kv, settings.heartbeat_interval),
+                                         BuildLock(kv, settings.build_lock_ttl), progress,
+                                         QueueStats(settings, broker=broker), settings.request_queue))
     app.add_route("/v1/engines", Engines(registry_records, settings.engine))
     return app
 

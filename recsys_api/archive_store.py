@@ -216,6 +216,11 @@ class DiskArchiveStore:
         current = self._state().current
         return None if current is None else current.generation
 
+    def previous(self) -> StoredArchive | None:
+        """The archive a rollback would make current, or None."""
+        previous = self._state().previous
+        return previous[0] if previous else None
+
     def open_current(self) -> tuple[StoredArchive, BinaryIO] | None:
         missing = ""
         for _ in range(3):  # a concurrent rollback may delete the file between reading and opening

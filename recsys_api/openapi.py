@@ -14,6 +14,7 @@ from typing import Any
 from recsys import __version__, protocol
 from recsys.query_limits import MAX_EXCLUDE_IDS, MAX_ID_CHARS, MAX_K, MAX_LABEL_CHARS, MAX_TEXT_CHARS, MIN_K
 from recsys_api import prefer
+from recsys_api.openapi_console import CONSOLE_SCHEMAS, console_paths
 from recsys_api.schemas import SCHEMAS
 
 __all__ = ["build_spec"]
@@ -237,6 +238,7 @@ def _paths() -> dict[str, Any]:
             "tags": ["engine"], "summary": "Engine plugins installed beside the API", "operationId": "engines",
             "responses": {"200": _ok("Engine plugins", _ref("Engines"))},
         }},
+        **console_paths(_errors),
     }
 
 
@@ -265,6 +267,6 @@ def build_spec() -> dict[str, Any]:
         "components": {
             "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer",
                                                "description": "the API token, RECSYS_API_TOKEN"}},
-            "schemas": SCHEMAS,
+            "schemas": {**SCHEMAS, **CONSOLE_SCHEMAS},
         },
     }

@@ -145,6 +145,7 @@ SCHEMAS: dict[str, Any] = {
             "status": {"type": "string", "enum": ["pending", "succeeded", "failed"]},
             "result": {"description": "the task's result (status succeeded), e.g. a RecommendationResult"},
             "error": _ref("TaskError"),
+            "progress": _ref("Progress"),
         },
     },
     "EngineManifest": {

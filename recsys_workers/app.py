@@ -27,7 +27,9 @@ from recsys.registry import Registry
 from recsys_workers.actors import Actors, declare_actors
 from recsys_workers.api_client import ApiClient
 from recsys_workers.broker import create_broker
+from recsys_workers.metrics import WorkerMetricsMiddleware
 from recsys_workers.middleware import CatchUpMiddleware, EngineMiddleware, HeartbeatMiddleware
+from recsys_workers.progress import BuildRecorder
 from recsys_workers.services import WorkerServices
 
 __all__ = ["WorkerApp", "create_worker_app"]
@@ -79,6 +81,8 @@ def create_worker_app(
     broker = create_broker(settings, result_backend=result_backend)
     services = WorkerServices(settings, kv=kv, registry=registry, api=api)
     broker.add_middleware(EngineMiddleware(services))
+    broker.add_middleware(BuildRecorder(services))
+    broker.add_middleware(WorkerMetricsMiddleware(services))
     if background:
         broker.add_middleware(HeartbeatMiddleware(services))
         broker.add_middleware(CatchUpMiddleware(services))

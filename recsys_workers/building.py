@@ -47,6 +47,7 @@ from recsys.cluster import BuildLock, TaskRecords
 from recsys.engine import LogProgress
 from recsys.errors import BuildLockHeld, BuildLockLost, ConfigError, MissingFiles, RecsysError
 from recsys.sources import load_publications, open_source
+from recsys_workers.progress import build_progress
 from recsys_workers.services import WorkerServices
 
 __all__ = ["LockRenewer", "run_build"]
@@ -159,7 +160,7 @@ def _build_holding(services: WorkerServices, lock: BuildLock, token: str, messag
             raise ConfigError("RECSYS_API_TOKEN is empty: this worker could build but not upload; set the API's token")
         _clean_builds_folder(builds)
         workdir = Path(tempfile.mkdtemp(prefix=f"build-{message_id[:8]}-", dir=builds))
-        progress = LogProgress(logger, units=UNITS)
+        progress = build_progress(services, message_id, LogProgress(logger, units=UNITS))
         source = open_source(settings.source, settings)
         logger.info("build %s: fetching publications from %s", message_id, source.description)
         publications = load_publications(source, progress=progress)

@@ -32,8 +32,9 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
-from typing import Generic, TypeVar, cast
+from typing import TYPE_CHECKING, Generic, TypeVar, cast
 
 from recsys.archive import Limits
 from recsys.cache import EngineCache, Loaded
@@ -46,6 +47,9 @@ from recsys.registry import Registry
 from recsys.store import EngineStore, Installed
 from recsys_workers.api_client import ApiClient
 from recsys_workers.rollout import Rollout
+
+if TYPE_CHECKING:
+    from recsys_workers.metrics import WorkerMetrics
 
 __all__ = ["Lazy", "WorkerServices"]
 
@@ -115,6 +119,8 @@ class WorkerServices:
         self._store: Lazy[EngineStore] = Lazy(self._open_store)
         self._cache: Lazy[EngineCache] = Lazy(lambda: EngineCache(self.store, self._load))
         self._rollout: Lazy[Rollout] = Lazy(self._open_rollout)
+        #: This process's metrics, when its pool serves them (:mod:`recsys_workers.metrics`).
+        self.metrics: WorkerMetrics | None = None
 
     @property
     def registry(self) -> Registry:
@@ -183,7 +189,11 @@ class WorkerServices:
         )
 
     def _load(self, installed: Installed) -> Engine:
-        return load_engine(installed.path, registry=self.registry, settings=self.settings)
+        started = time.monotonic()
+        engine = load_engine(installed.path, registry=self.registry, settings=self.settings)
+        if self.metrics is not None:
+            self.metrics.engine_loaded(installed.manifest.engine, time.monotonic() - started)
+        return engine
 
     def _open_rollout(self) -> Rollout:
         return Rollout(

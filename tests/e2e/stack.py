@@ -110,10 +110,14 @@ class Stack:
                         GUNICORN_CMD_ARGS=f"--bind {bind} --workers {api_workers}"),
             compose.ROOT, logs / "api.log",
         )
+        #: Each pool's worker metrics port (pools of one host need one each).
+        self.metrics_ports = {name: free_port() for name in pools}
         self.pools = {
             name: Process(
                 f"pool-{name}", compose.command("worker", *worker_args),
-                process_env(common, RECSYS_DATA_DIR=str(folder / f"machine-{name}")),
+                process_env(common, RECSYS_DATA_DIR=str(folder / f"machine-{name}"),
+                            RECSYS_WORKER_METRICS_PORT=str(self.metrics_ports[name]),
+                            RECSYS_WORKER_METRICS_HOST="127.0.0.1"),
                 compose.ROOT, logs / f"pool-{name}.log",
             )
             for name in pools

@@ -67,12 +67,13 @@ def wait_until(probe: Callable[[], T], *, what: str, timeout: float = 60.0, inte
 def recsys_env(*, pythonpath: str | None = str(ROOT), drop: Sequence[str] = (), **settings: str) -> dict[str, str]:
     """The environment of a recsys process: this one's, without RECSYS_ variables,
     GUNICORN_CMD_ARGS and variables starting with one of ``drop``; offline Hugging
-    Face, unbuffered output, PYTHONPATH set to ``pythonpath`` (None: left as it is);
-    then ``settings``."""
+    Face, unbuffered output, PYTHONPATH set to ``pythonpath`` (None: left as it is), no
+    worker metrics server (many pools share this host: a test that wants one gives it a
+    port); then ``settings``."""
     prefixes = ("RECSYS_", *drop)
     env = {key: value for key, value in os.environ.items()
            if not key.startswith(prefixes) and key != "GUNICORN_CMD_ARGS"}
-    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONUNBUFFERED="1")
+    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONUNBUFFERED="1", RECSYS_WORKER_METRICS_PORT="0")
     if pythonpath is not None:
         env["PYTHONPATH"] = pythonpath
     env.update(settings)

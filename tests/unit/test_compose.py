@@ -29,6 +29,8 @@ DEPLOY = ROOT / "deploy"
 COMPOSE = DEPLOY / "compose.yml"
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 SERVICES = {"rabbitmq", "redis", "api", "worker", "scheduler"}
+#: Started only with `--profile monitoring`.
+MONITORING = {"prometheus", "grafana"}
 RECSYS_SERVICES = ("api", "worker", "scheduler")
 KNOWN_SETTINGS = {field.env for field in FIELDS}
 SHELLS = {"sh", "bash", "/bin/sh", "/bin/bash", "/usr/bin/env"}
@@ -121,7 +123,11 @@ def test_no_obsolete_or_unsupported_top_level_keys(compose: dict[str, Any]) -> N
 
 
 def test_every_component_is_a_service(compose: dict[str, Any]) -> None:
-    assert set(compose["services"]) == SERVICES
+    assert set(compose["services"]) == SERVICES | MONITORING
+    for name in SERVICES:
+        assert "profiles" not in service(compose, name), f"{name} must start with a plain `up`"
+    for name in MONITORING:
+        assert service(compose, name)["profiles"] == ["monitoring"], name
 
 
 @pytest.mark.parametrize("name", sorted(SERVICES))
@@ -237,12 +243,12 @@ def test_named_volumes_hold_the_archives_and_the_engine_stores(compose: dict[str
     assert {api_volume, worker_volume} <= declared
     assert api_volume != worker_volume, "the API's archive store and the workers' engine store are separate disks"
     assert _mounts(compose, "rabbitmq")["/var/lib/rabbitmq"] in declared
-    used = {source for name in SERVICES for source in _mounts(compose, name).values()}
+    used = {source for name in SERVICES | MONITORING for source in _mounts(compose, name).values()}
     assert declared <= used, f"declared but unused volumes: {declared - used}"
 
 
 def test_bind_mounted_files_exist(compose: dict[str, Any]) -> None:
-    for name in SERVICES:
+    for name in SERVICES | MONITORING:
         for source in _mounts(compose, name).values():
             if source.startswith((".", "/")):
                 assert (DEPLOY / source).is_file(), f"{name} mounts {source}, which does not exist"
