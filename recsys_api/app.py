@@ -5,6 +5,7 @@ Routes (see docs/api.md and ``GET /openapi.json``)::
     GET  /health  /ready  /metrics  /openapi.json  /docs (+ /docs/assets/*, /docs/ui/*)
     POST /v1/recommendations            GET  /v1/tasks/{task_id}
     GET  /v1/engine                     GET, PUT /v1/engine/archive
+    GET, HEAD /v1/engine/files/{sha256}
     POST /v1/engine/rollback            POST /v1/engine/builds
     GET  /v1/workers                    GET  /v1/engines
 
@@ -22,7 +23,7 @@ import dramatiq
 import falcon
 from dramatiq.results import ResultBackend
 
-from recsys.cluster import BuildLock, Heartbeats, TaskRecords
+from recsys.cluster import BuildLock, Heartbeats, Rollouts, TaskRecords
 from recsys.config import Settings
 from recsys.errors import ConfigError
 from recsys.kv import KV
@@ -36,7 +37,7 @@ from recsys_api.metrics import Metrics, MetricsMiddleware
 from recsys_api.openapi import build_spec
 from recsys_api.redis_results import redis_backend
 from recsys_api.resources.docs import MetricsPage, add_docs_routes
-from recsys_api.resources.engine import Builds, EngineArchive, EngineManifest, Rollback
+from recsys_api.resources.engine import Builds, EngineArchive, EngineFile, EngineManifest, Rollback
 from recsys_api.resources.engines import Engines
 from recsys_api.resources.health import Health, Ready, engine_check
 from recsys_api.resources.recommendations import Recommendations
@@ -99,10 +100,11 @@ def create_app(
     app.add_route("/v1/recommendations", Recommendations(settings, tasks, archive_store, metrics))
     app.add_route("/v1/tasks/{task_id}", Task(tasks, settings.result_ttl))
     app.add_route("/v1/engine", EngineManifest(archive_store))
-    app.add_route("/v1/engine/archive", EngineArchive(archive_store, broadcaster, require_token))
+    app.add_route("/v1/engine/files/{sha256}", EngineFile(archive_store, metrics))
+    app.add_route("/v1/engine/archive", EngineArchive(archive_store, broadcaster, require_token, metrics))
     app.add_route("/v1/engine/rollback", Rollback(archive_store, broadcaster, require_token))
     app.add_route("/v1/engine/builds", Builds(builds, require_token))
-    app.add_route("/v1/workers", Workers(archive_store, Heartbeats(kv, settings.heartbeat_interval),
+    app.add_route("/v1/workers", Workers(archive_store, Heartbeats(kv, settings.heartbeat_interval), Rollouts(kv),
                                          settings.request_queue))
     app.add_route("/v1/engines", Engines(registry_records, settings.engine))
     return app
