@@ -264,7 +264,7 @@ class DiskArchiveStore:
             busy="another API process is assembling the engine's full archive; retry later",
         )
         self._cache_lock = threading.Lock()
-        #: manifest_sha256 -> (sha256, size) of full archives known to be assembled (they never change).
+        #: manifest_sha256 -> (sha256, size) of assembled full archives (the same bytes whenever assembled).
         self._full_info: dict[str, tuple[str, int]] = {}
         self._drop_stale()
         self._migrate()
@@ -393,11 +393,12 @@ class DiskArchiveStore:
         return version if info is None else replace(version, sha256=info[0], size=info[1])
 
     def _read_full_info(self, manifest_sha256: str) -> tuple[str, int] | None:
+        if not self._full_zip(manifest_sha256).exists():
+            self._full_info.pop(manifest_sha256, None)
+            return None
         known = self._full_info.get(manifest_sha256)
         if known is not None:
             return known
-        if not self._full_zip(manifest_sha256).exists():
-            return None
         try:
             data = json.loads(self._full_sidecar(manifest_sha256).read_text(encoding="utf-8"))
             info = (str(data["sha256"]), int(data["size"]))

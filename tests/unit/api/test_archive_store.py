@@ -683,3 +683,16 @@ def test_a_start_archive_kept_in_the_store_folder_is_not_taken_for_a_first_wave_
     DiskArchiveStore(folder, Limits())
 
     assert mine.exists()
+
+
+def test_a_full_archive_deleted_by_hand_is_assembled_again_with_the_same_bytes(folder, made):
+    store = DiskArchiveStore(folder, Limits())
+    install(store, pack_files(made, {"a.bin": A}).path)
+    described, first = full_archive(store)
+
+    for path in store.full.glob("*.zip"):
+        path.unlink()
+    assert store.current().sha256 is None
+
+    again, second = full_archive(store)
+    assert second == first and again.sha256 == described.sha256
