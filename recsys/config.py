@@ -286,8 +286,9 @@ FIELDS: tuple[Field, ...] = (
     Field("source", _source, "",
           "publications source: http(s):// URL of the backend, or a JSON/JSONL(.gz) file; empty: demo corpus"),
     Field("rebuild_cron", _cron, "", "cron expression for scheduled rebuilds, e.g. '0 3 * * *'; empty: none"),
-    Field("keep_engines", int_range(2, 100), "2",
-          "engine versions kept on each disk (the current one, the previous for rollback, ...)"),
+    Field("keep_engines", int_range(2, 100), "3",
+          "engine versions kept on each disk (the current one and previous ones for rollback); files no kept "
+          "version uses are deleted"),
     Field("cache_dir", optional(parse_path), "",
           "cache of what engine plugins derive (exported models, sentence vectors); empty: <data_dir>/cache"),
     # -- queues and timing
@@ -460,7 +461,7 @@ class Settings:
     start_engine: Path | None = None
     source: str | None = None
     rebuild_cron: str = ""
-    keep_engines: int = 2
+    keep_engines: int = 3
     cache_dir: Path | None = None
     request_queue: str = "recsys.requests"
     build_queue: str = "recsys.builds"

@@ -21,6 +21,7 @@ The hierarchy, with each class's ``code`` and HTTP ``status``::
      ├── ArchiveConflict           conflict             409  an upload not newer than the current archive,
      │    │                                                  or a rollback with nothing to roll back to
      │    └── MissingFiles         missing_files        409  a thin archive leaves out files the API does not hold
+     ├── UnknownFile               unknown_file         404  a file asked for is no file of a kept engine version
      ├── StoreError                store                503  an engine or archive store could not be read or written
      │    └── LockTimeout          lock_timeout         503  another process held the store's lock for too long
      ├── SourceError               source               500  the publications source failed or had no valid record
@@ -78,6 +79,7 @@ __all__ = [
     "TaskInterrupted",
     "TaskTimeout",
     "Unavailable",
+    "UnknownFile",
     "UnknownPublication",
     "UploadRefused",
     "WaitTimeout",
@@ -185,6 +187,14 @@ class MissingFiles(ArchiveConflict):
     def __init__(self, message: str, missing: list[dict[str, Any]] | None = None) -> None:
         super().__init__(message)
         self.missing = list(missing or [])
+
+
+class UnknownFile(RecsysError):
+    """Raised when a file the API is asked for is no file (or manifest) of a kept engine version."""
+
+    code = "unknown_file"
+    status = 404
+    title = "Unknown file"
 
 
 class StoreError(RecsysError):
@@ -325,6 +335,7 @@ ERRORS: Mapping[str, type[RecsysError]] = {
         InvalidQuery,
         InvalidArchive,
         UnknownPublication,
+        UnknownFile,
         ArchiveConflict,
         MissingFiles,
         BuildBusy,

@@ -19,17 +19,26 @@ does not know is a 500 that keeps the code).
 
 Engine endpoints of the API that workers use:
 
-* ``GET /v1/engine`` → 200 with the current archive's manifest (``Manifest.to_dict()``)
-  plus ``"generation"`` (int), ``"sha256"`` (of the whole archive file), ``"size"``
-  (bytes) and ``"installed_at"``; 404 before the first engine.
-* ``GET /v1/engine/archive`` → the archive bytes (``application/zip``), with
-  ``ETag: "<version>"`` and the headers below; ``If-None-Match`` → 304.
-* ``PUT /v1/engine/archive`` (``Authorization: Bearer <token>``, body = the zip,
-  ``Content-Type: application/zip``) → 201 with the same JSON as ``GET /v1/engine``.
+* ``GET /v1/engine`` → 200 with the current version's manifest (``Manifest.to_dict()``)
+  plus ``"generation"`` (int), ``"manifest_sha256"`` (the version's identity: the
+  sha256 of its manifest's exact bytes), ``"bytes"`` (its files and manifest),
+  ``"installed_at"``, and ``"sha256"`` / ``"size"`` of its full archive, null until
+  that has been assembled (do not rely on them); 404 before the first engine.
+* ``GET``/``HEAD /v1/engine/files/{sha256}`` → one file of a kept version, or a
+  version's manifest bytes (``manifest_sha256``), ``application/octet-stream``, with
+  ``ETag: "<sha256>"``; ``Range`` → 206 (resume), ``If-None-Match`` → 304; any other
+  name → 404 with ``code: unknown_file``.
+* ``GET /v1/engine/archive`` → the current version's full archive (``application/zip``),
+  the same bytes every time, with ``ETag: "<version>"`` and the headers below;
+  ``If-None-Match`` → 304; ``Range`` → 206.
+* ``PUT /v1/engine/archive`` (``Authorization: Bearer <token>``, body = a full or thin
+  zip, ``Content-Type: application/zip``) → 201 with the same JSON as ``GET /v1/engine``;
+  409 ``missing_files`` (with ``missing``: ``[{"path", "sha256", "size"}]``) when a thin
+  one leaves out files the API does not hold.
 
 The broadcast ``engine_updated`` is a Dramatiq message (``Message.encode()``) with
 ``queue_name`` = the broadcast exchange's name and ``kwargs`` = ``{"generation",
-"version", "created_at", "sha256"}``, published to the fanout exchange
+"version", "created_at", "manifest_sha256"}``, published to the fanout exchange
 ``RECSYS_BROADCAST_EXCHANGE`` (routing key ``""``).
 """
 
@@ -56,10 +65,12 @@ __all__ = [
 RECOMMEND_ACTOR = "recommend"
 #: ``build_index()``: fetch every publication, build, pack, upload.
 BUILD_ACTOR = "build_index"
-#: ``engine_updated(generation, version, created_at, sha256)``: the broadcast.
+#: ``engine_updated(generation, version, created_at, manifest_sha256)``: the broadcast
+#: (a first-wave API sent ``sha256``, its archive's, instead of ``manifest_sha256``).
 ENGINE_UPDATED_ACTOR = "engine_updated"
 
-#: Headers of ``GET /v1/engine/archive`` (besides ``ETag: "<version>"``).
+#: Headers of ``GET /v1/engine/archive`` (besides ``ETag: "<version>"``); ``X-Recsys-Sha256``
+#: is the full archive's sha256 (also on an upload's and a rollback's 201/200 once assembled).
 HEADER_GENERATION = "X-Recsys-Generation"
 HEADER_SHA256 = "X-Recsys-Sha256"
 HEADER_VERSION = "X-Recsys-Version"

@@ -5,6 +5,7 @@ Routes (see docs/api.md and ``GET /openapi.json``)::
     GET  /health  /ready  /metrics  /openapi.json  /docs (+ /docs/assets/*, /docs/ui/*)
     POST /v1/recommendations            GET  /v1/tasks/{task_id}
     GET  /v1/engine                     GET, PUT /v1/engine/archive
+    GET, HEAD /v1/engine/files/{sha256}
     POST /v1/engine/rollback            POST /v1/engine/builds
     GET  /v1/workers                    GET  /v1/engines
     GET  /console (+ /console/assets/*) GET  /v1/console/state
@@ -23,7 +24,7 @@ import dramatiq
 import falcon
 from dramatiq.results import ResultBackend
 
-from recsys.cluster import BuildLock, Heartbeats, TaskRecords
+from recsys.cluster import BuildLock, Heartbeats, Rollouts, TaskRecords
 from recsys.config import Settings
 from recsys.errors import ConfigError
 from recsys.kv import KV
@@ -40,7 +41,7 @@ from recsys_api.queues import QueueStats
 from recsys_api.redis_results import redis_backend
 from recsys_api.resources.console import ConsoleState, add_console_routes
 from recsys_api.resources.docs import MetricsPage, add_docs_routes
-from recsys_api.resources.engine import Builds, EngineArchive, EngineManifest, Rollback
+from recsys_api.resources.engine import Builds, EngineArchive, EngineFile, EngineManifest, Rollback
 from recsys_api.resources.engines import Engines
 from recsys_api.resources.health import Health, Ready, engine_check
 from recsys_api.resources.recommendations import Recommendations
@@ -104,10 +105,11 @@ def create_app(
     progress = ProgressStore(kv, settings.result_ttl)
     app.add_route("/v1/tasks/{task_id}", Task(tasks, settings.result_ttl, progress))
     app.add_route("/v1/engine", EngineManifest(archive_store))
-    app.add_route("/v1/engine/archive", EngineArchive(archive_store, broadcaster, require_token))
+    app.add_route("/v1/engine/files/{sha256}", EngineFile(archive_store, metrics))
+    app.add_route("/v1/engine/archive", EngineArchive(archive_store, broadcaster, require_token, metrics))
     app.add_route("/v1/engine/rollback", Rollback(archive_store, broadcaster, require_token))
     app.add_route("/v1/engine/builds", Builds(builds, require_token))
-    app.add_route("/v1/workers", Workers(archive_store, Heartbeats(kv, settings.heartbeat_interval),
+    app.add_route("/v1/workers", Workers(archive_store, Heartbeats(kv, settings.heartbeat_interval), Rollouts(kv),
                                          settings.request_queue))
     add_console_routes(app, ConsoleState(archive_store, Heartbeats(kv, settings.heartbeat_interval),
                                          BuildLock(kv, settings.build_lock_ttl), progress,

@@ -2,7 +2,9 @@
 
 The message is a Dramatiq message (``Message.encode()``) for the actor
 ``engine_updated`` with ``queue_name`` = the broadcast exchange's name and kwargs
-``{"generation", "version", "created_at", "sha256"}``.
+``{"generation", "version", "created_at", "manifest_sha256"}`` (the version's identity:
+the sha256 of its manifest's exact bytes, which workers fetch with
+``GET /v1/engine/files/{manifest_sha256}``).
 
 This module holds the project's one broadcast publisher, :func:`publish_broadcast`,
 and the one declaration of the fanout exchange, :func:`declare_exchange`; it imports
@@ -22,7 +24,7 @@ and ``engine_updated.send()`` on a worker's broker).
   :class:`BrokerBroadcaster` (embedded mode, a StubBroker) enqueues the same message
   on the broker, on a queue named after the exchange.
 
-A failed broadcast is logged, never raised, by the API: the archive is installed
+A failed broadcast is logged, never raised, by the API: the version is installed
 either way, and workers also ask the API for its current engine periodically.
 """
 
@@ -34,7 +36,7 @@ from typing import Any, Protocol
 import dramatiq
 
 from recsys import protocol
-from recsys_api.archive_store import StoredArchive
+from recsys_api.archive_store import StoredVersion
 
 __all__ = [
     "Broadcaster",
@@ -54,21 +56,21 @@ SOCKET_TIMEOUT = 2.0
 
 
 class Broadcaster(Protocol):
-    def publish(self, archive: StoredArchive) -> bool:
-        """Tell every worker that ``archive`` is current; False (logged) when it failed."""
+    def publish(self, version: StoredVersion) -> bool:
+        """Tell every worker that ``version`` is current; False (logged) when it failed."""
         ...
 
 
-def engine_updated_message(archive: StoredArchive, exchange: str) -> dramatiq.Message[Any]:
+def engine_updated_message(version: StoredVersion, exchange: str) -> dramatiq.Message[Any]:
     return dramatiq.Message(
         queue_name=exchange,
         actor_name=protocol.ENGINE_UPDATED_ACTOR,
         args=(),
         kwargs={
-            "generation": archive.generation,
-            "version": archive.version,
-            "created_at": archive.manifest.created_at,
-            "sha256": archive.sha256,
+            "generation": version.generation,
+            "version": version.version,
+            "created_at": version.manifest.created_at,
+            "manifest_sha256": version.manifest_sha256,
         },
         options={},
     )
@@ -131,22 +133,23 @@ class PikaBroadcaster:
         self.url = url
         self.exchange = exchange
 
-    def publish(self, archive: StoredArchive) -> bool:
+    def publish(self, version: StoredVersion) -> bool:
         import pika.exceptions
 
         try:
-            publish_broadcast(self.url, self.exchange, engine_updated_message(archive, self.exchange))
+            publish_broadcast(self.url, self.exchange, engine_updated_message(version, self.exchange))
         except (pika.exceptions.AMQPConnectionError, OSError) as exc:
             logger.warning(
                 "could not broadcast engine_updated (generation %d): RabbitMQ is unreachable (%s: %s); "
-                "workers will catch up when they next ask the API", archive.generation, type(exc).__name__, exc,
+                "workers will catch up when they next ask the API", version.generation, type(exc).__name__, exc,
             )
             return False
         except pika.exceptions.AMQPError as exc:
             logger.warning("broadcast of generation %d failed (%s: %s); workers will catch up when they next ask "
-                           "the API", archive.generation, type(exc).__name__, exc)
+                           "the API", version.generation, type(exc).__name__, exc)
             return False
-        logger.info("broadcast engine_updated: generation %d, version %s", archive.generation, archive.version)
+        logger.info("broadcast engine_updated: generation %d, version %s, manifest %s", version.generation,
+                    version.version, version.manifest_sha256)
         return True
 
 
@@ -157,12 +160,13 @@ class BrokerBroadcaster:
         self.broker = broker
         self.exchange = exchange
 
-    def publish(self, archive: StoredArchive) -> bool:
-        message = engine_updated_message(archive, self.exchange)
+    def publish(self, version: StoredVersion) -> bool:
+        message = engine_updated_message(version, self.exchange)
         try:
             self.broker.enqueue(message)
         except dramatiq.errors.QueueNotFound:
             logger.info("no %r queue on the broker: no worker is listening, nothing to broadcast", self.exchange)
             return False
-        logger.info("broadcast engine_updated: generation %d, version %s", archive.generation, archive.version)
+        logger.info("broadcast engine_updated: generation %d, version %s, manifest %s", version.generation,
+                    version.version, version.manifest_sha256)
         return True

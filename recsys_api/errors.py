@@ -2,7 +2,8 @@
 
 Every error body is JSON ``{"title", "description"}``, plus ``code`` for a recsys
 error and fields that help the client act (``field`` on a 400 from validation,
-``task_id`` and ``status_url`` on a 504, ``checks`` on a failed ``/ready``).
+``task_id`` and ``status_url`` on a 504, ``checks`` on a failed ``/ready``,
+``missing`` on a 409 ``missing_files``).
 
 :func:`http_error` turns an error code and its message into the HTTP error, with
 the status and title of the code in the one table (:data:`recsys.errors.ERRORS`),
@@ -16,6 +17,7 @@ most specific one by the exception's MRO:
 
 ==================  =========================================================
 RecsysError         :func:`http_error` of its code; a 500 is logged as an error
+MissingFiles        the same (409), with ``missing``: the files a thin upload lacks
 StoreError          the same (503), logged as an error: the disk of RECSYS_DATA_DIR
 Unavailable         the same (503), logged as a warning: Redis or RabbitMQ is down
 any other           500 ``internal``, logged with its traceback
@@ -34,7 +36,7 @@ from typing import Any
 
 import falcon
 
-from recsys.errors import RecsysError, StoreError, Unavailable, error_class
+from recsys.errors import MissingFiles, RecsysError, StoreError, Unavailable, error_class
 
 __all__ = ["ApiError", "http_error", "install", "status_line"]
 
@@ -115,6 +117,12 @@ def _on_recsys_error(req: falcon.Request, resp: falcon.Response, exc: RecsysErro
     raise http_error(exc.code, exc.message) from exc
 
 
+def _on_missing_files(
+    req: falcon.Request, resp: falcon.Response, exc: MissingFiles, params: dict[str, Any]
+) -> None:
+    raise http_error(exc.code, exc.message, extra={"missing": exc.missing}) from exc
+
+
 def _on_store_error(req: falcon.Request, resp: falcon.Response, exc: StoreError, params: dict[str, Any]) -> None:
     logger.error("%s %s failed: %s: %s", req.method, req.path, type(exc).__name__, exc.message)
     raise http_error(exc.code, exc.message) from exc
@@ -137,5 +145,6 @@ def install(app: falcon.App[falcon.Request, falcon.Response]) -> None:
     app.set_error_serializer(_serialize)
     app.add_error_handler(Exception, _on_unexpected)
     app.add_error_handler(RecsysError, _on_recsys_error)
+    app.add_error_handler(MissingFiles, _on_missing_files)
     app.add_error_handler(StoreError, _on_store_error)
     app.add_error_handler(Unavailable, _on_unavailable)

@@ -6,6 +6,8 @@ metric                                      type       labels / meaning
 ``recsys_api_requests_total``               counter    method, route (the URI template), status
 ``recsys_api_request_duration_seconds``     histogram  method, route
 ``recsys_api_waits_in_flight``              gauge      requests blocked waiting for a task's result
+``recsys_api_file_bytes_served_total``      counter    route: body bytes of engine files and archives
+                                                       answered (200 and 206 to GET)
 ``recsys_engine_generation``                gauge      the current engine's generation (absent before one)
 ``recsys_engine_info``                      gauge      1, labelled engine, version, created_at
 ==========================================  =========  ================================================
@@ -74,12 +76,21 @@ class Metrics:
             "recsys_api_request_duration_seconds", "time to answer an HTTP request", ["method", "route"],
             buckets=BUCKETS, registry=self.registry,
         )
+        self.file_bytes = Counter(
+            "recsys_api_file_bytes_served", "body bytes of engine files and archives answered (200/206 to GET)",
+            ["route"], registry=self.registry,
+        )
         self.waits = Gauge(
             "recsys_api_waits_in_flight", "requests waiting for a task's result", multiprocess_mode="livesum",
             registry=self.registry,
         )
         self._engine = _EngineCollector(store)
         self.registry.register(self._engine)
+
+    def served(self, route: str, size: int) -> None:
+        """Count ``size`` body bytes answered on ``route`` (a URI template)."""
+        if size:
+            self.file_bytes.labels(route).inc(size)
 
     def render(self) -> tuple[bytes, str]:
         """The exposition text and its content type."""

@@ -35,6 +35,7 @@ _ERRORS = {
     411: "A chunked body on a server that cannot read one: send Content-Length.",
     413: "The body is larger than the limit.",
     415: "Wrong Content-Type.",
+    416: "The Range selects no byte of the file (it starts at or past its end).",
     500: "A task or the API failed; the description says which.",
     503: "Redis, RabbitMQ or the engine is not available yet; retry after a few seconds.",
 }
@@ -62,6 +63,9 @@ def _errors(*codes: int, **descriptions: str) -> dict[str, Any]:
             response["headers"] = {"WWW-Authenticate": {"schema": {"type": "string"}, "required": True}}
         if code == 503:
             response["headers"] = {"Retry-After": {"schema": {"type": "string"}}}
+        if code == 416:
+            response["headers"] = {"Content-Range": {"description": "`bytes */<size>`", "schema": {"type": "string"},
+                                                     "required": True}}
         responses[str(code)] = response
     return responses
 
@@ -70,13 +74,98 @@ def _location(required: bool = True) -> dict[str, Any]:
     return {"Location": {"description": "where to poll the task", "schema": {"type": "string"}, "required": required}}
 
 
-def _archive_headers() -> dict[str, Any]:
+def _archive_headers(*, assembled: bool = True) -> dict[str, Any]:
     text = {"schema": {"type": "string"}, "required": True}
+    sha256 = "sha256 of the full archive file (hex)" + ("" if assembled else ", once it has been assembled")
     return {
-        "ETag": {"description": "the archive's version, quoted", **text},
-        protocol.HEADER_SHA256: {"description": "sha256 of the archive file (hex)", **text},
+        "ETag": {"description": "the engine's version, quoted", **text},
+        protocol.HEADER_SHA256: {"description": sha256, **text, "required": assembled},
         protocol.HEADER_GENERATION: {"description": "the API's generation of this engine", **text},
-        protocol.HEADER_VERSION: {"description": "the archive's version", **text},
+        protocol.HEADER_VERSION: {"description": "the engine's version", **text},
+    }
+
+
+def _file_headers(*, cache: str, ranged: bool = False) -> dict[str, Any]:
+    text = {"schema": {"type": "string"}, "required": True}
+    headers = {
+        "Content-Length": {"description": "bytes of the body", "schema": {"type": "integer"}, "required": True},
+        "Accept-Ranges": {"description": "`bytes`", **text},
+        "Cache-Control": {"description": cache, **text},
+    }
+    if ranged:
+        headers["Content-Range"] = {"description": "`bytes <first>-<last>/<size>`", **text}
+    return headers
+
+
+def _conditional_parameters(tag: str) -> list[dict[str, Any]]:
+    def header(name: str, description: str) -> dict[str, Any]:
+        return {"name": name, "in": "header", "required": False, "schema": {"type": "string"},
+                "description": description}
+
+    return [
+        header("If-None-Match", f"{tag}, quoted (or `*`): 304 if it is this one"),
+        header("Range", "one range, `bytes=<first>-`, `bytes=<first>-<last>` or `bytes=-<suffix length>`: 206 "
+                        "with that part; one that starts past the end: 416; one that does not parse, or several: "
+                        "the whole file"),
+        header("If-Range", f"{tag}, quoted: the Range applies only if the file is still this one (else 200, the "
+                           "whole file)"),
+    ]
+
+
+def _file_operation(method: str) -> dict[str, Any]:
+    body = {} if method == "head" else {
+        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
+    }
+    immutable = "`public, max-age=31536000, immutable`: a name never serves other bytes"
+    tag = {"ETag": {"description": "the sha256, quoted", "schema": {"type": "string"}, "required": True}}
+    return {
+        "tags": ["engine"],
+        "summary": ("Headers of" if method == "head" else "Download") + " one file of a kept engine version, "
+                   "or a version's manifest",
+        "description": (
+            "The files of the current and the previous kept versions (`files[].sha256` in `GET /v1/engine`) and "
+            "each one's exact `manifest.json` bytes (`manifest_sha256`), by sha256: what workers download "
+            "when they lack a file. Streamed; resumable with `Range`; cacheable forever."
+        ),
+        "operationId": "headFile" if method == "head" else "getFile",
+        "parameters": [
+            {"name": "sha256", "in": "path", "required": True,
+             "schema": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+             "description": "the file's sha256 (64 lowercase hex digits); any other name is a 404"},
+            *_conditional_parameters("the sha256"),
+        ],
+        "responses": {
+            "200": {"description": "The file", "headers": {**tag, **_file_headers(cache=immutable)}, **body},
+            "206": {"description": "The part of the file the Range asked for",
+                    "headers": {**tag, **_file_headers(cache=immutable, ranged=True)}, **body},
+            "304": {"description": "The file is the one given in If-None-Match", "headers": tag},
+            **_errors(404, 416, 503, e404="No kept engine version has a file (or manifest) with this sha256, or the "
+                                          "name is not a sha256 (`code: unknown_file`)."),
+        },
+    }
+
+
+def _archive_get() -> dict[str, Any]:
+    zipped = {"content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}}}
+    revalidate = "`no-cache`: the URL serves the current version; revalidate with the ETag"
+    return {
+        "tags": ["engine"], "summary": "Download the current engine as a full archive", "operationId": "getArchive",
+        "description": (
+            "A self-contained zip of the current version (manifest and every file), assembled from the stored "
+            "files on the first request for a version and kept: the same bytes every time, so the ETag and Range "
+            "requests hold. `recsys verify` accepts it; workers that have a previous version download only the "
+            "files they lack, from `/v1/engine/files/{sha256}`."
+        ),
+        "parameters": _conditional_parameters("a version"),
+        "responses": {
+            "200": {"description": "The archive (zip)",
+                    "headers": {**_archive_headers(), **_file_headers(cache=revalidate)}, **zipped},
+            "206": {"description": "The part of the archive the Range asked for",
+                    "headers": {**_archive_headers(), **_file_headers(cache=revalidate, ranged=True)}, **zipped},
+            "304": {"description": "The current version is the one given in If-None-Match",
+                    "headers": _archive_headers()},
+            **_errors(404, 416, 503, e404="No engine has been installed yet."),
+        },
     }
 
 
@@ -173,51 +262,47 @@ def _paths() -> dict[str, Any]:
         "/v1/engine": {"get": {
             "tags": ["engine"], "summary": "The current engine's manifest", "operationId": "getEngine",
             "responses": {
-                "200": _ok("The current archive's manifest with its generation, sha256 and size",
+                "200": _ok("The current version's manifest with its generation, manifest_sha256 and bytes",
                            _ref("EngineManifest")),
                 **_errors(404, e404="No engine has been installed yet."),
             },
         }},
+        "/v1/engine/files/{sha256}": {"get": _file_operation("get"), "head": _file_operation("head")},
         "/v1/engine/archive": {
-            "get": {
-                "tags": ["engine"], "summary": "Download the current engine archive", "operationId": "getArchive",
-                "parameters": [{"name": "If-None-Match", "in": "header", "required": False,
-                                "schema": {"type": "string"}, "description": "a quoted version: 304 if current"}],
-                "responses": {
-                    "200": {"description": "The archive (zip)", "headers": _archive_headers(),
-                            "content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}}},
-                    "304": {"description": "The current archive has the version given in If-None-Match",
-                            "headers": _archive_headers()},
-                    **_errors(404, e404="No engine has been installed yet."),
-                },
-            },
+            "get": _archive_get(),
             "put": {
-                "tags": ["engine"], "summary": "Upload an engine archive; it becomes current with the next generation",
+                "tags": ["engine"],
+                "summary": "Upload an engine archive (full or thin); it becomes current with the next generation",
                 "description": (
                     "Streams the zip to a temporary file under the size limit (RECSYS_ARCHIVE_MAX_BYTES), verifies "
-                    "it, refuses it unless its `created_at` is newer than the current archive's, installs it "
-                    "atomically (keeping the previous one) and broadcasts `engine_updated` to the workers."
+                    "it, refuses it unless its `created_at` is newer than the current version's, stores its files "
+                    "by sha256 (keeping the previous versions) and broadcasts `engine_updated` to the workers. A "
+                    "*thin* archive lists every file in its manifest but carries only those the API lacks; a file "
+                    "it leaves out that the API does not hold is a 409 `missing_files` listing every such file."
                 ),
                 "operationId": "putArchive", "security": SECURED,
                 "requestBody": {"required": True, "content": {
                     "application/zip": {"schema": {"type": "string", "format": "binary"}},
                 }},
                 "responses": {
-                    "201": {"description": "Installed as current", "headers": _archive_headers(),
+                    "201": {"description": "Installed as current", "headers": _archive_headers(assembled=False),
                             **_json(_ref("EngineManifest"))},
-                    **_errors(400, 401, 403, 409, 413, 415, 503,
-                              e400="The archive failed verification (the reason is in the description).",
-                              e409="The archive is not newer than the current one."),
+                    **_errors(400, 401, 403, 413, 415, 503,
+                              e400="The archive failed verification (the reason is in the description)."),
+                    "409": {"description": "The archive is not newer than the current one (`code: conflict`), or "
+                                           "it is thin and leaves out files the API does not hold (`code: "
+                                           "missing_files`, with `missing`): upload the full archive",
+                            **_json(_ref("MissingFiles"))},
                 },
             },
         },
         "/v1/engine/rollback": {"post": {
-            "tags": ["engine"], "summary": "Make the previous archive current again, as a new generation",
+            "tags": ["engine"], "summary": "Make the previous version current again, as a new generation",
             "operationId": "rollback", "security": SECURED,
             "responses": {
-                "200": {"description": "The archive now current", "headers": _archive_headers(),
+                "200": {"description": "The version now current", "headers": _archive_headers(assembled=False),
                         **_json(_ref("EngineManifest"))},
-                **_errors(401, 403, 409, 503, e409="There is no previous archive."),
+                **_errors(401, 403, 409, 503, e409="There is no previous version."),
             },
         }},
         "/v1/engine/builds": {"post": {
@@ -230,7 +315,7 @@ def _paths() -> dict[str, Any]:
             },
         }},
         "/v1/workers": {"get": {
-            "tags": ["engine"], "summary": "Live workers and whether they serve the current engine",
+            "tags": ["engine"], "summary": "Live workers, whether they serve the current engine, and rollouts",
             "operationId": "workers",
             "responses": {"200": _ok("Workers", _ref("Workers")), **_errors(503)},
         }},

@@ -148,9 +148,21 @@ SCHEMAS: dict[str, Any] = {
             "progress": _ref("Progress"),
         },
     },
+    "MissingFiles": {
+        "allOf": [_ref("Error"), {
+            "type": "object",
+            "description": "`missing` is there with `code: missing_files`: the files a thin archive left out that "
+                           "the API does not hold",
+            "properties": {"missing": {"type": "array", "items": _ref("FileEntry")}},
+        }],
+    },
+    "FileEntry": {
+        "type": "object", "required": ["path", "size", "sha256"],
+        "properties": {"path": _STRING, "size": {"type": "integer"}, "sha256": _STRING},
+    },
     "EngineManifest": {
         "type": "object",
-        "required": ["engine", "version", "created_at", "generation", "sha256", "size"],
+        "required": ["engine", "version", "created_at", "generation", "manifest_sha256", "bytes", "sha256", "size"],
         "properties": {
             "format": {"type": "integer"},
             "engine": _STRING,
@@ -163,12 +175,18 @@ SCHEMAS: dict[str, Any] = {
             "model": _NULLABLE_STRING,
             "dimension": _NULLABLE_INT,
             "extra": {"type": "object"},
-            "files": {"type": "array", "items": {
-                "type": "object", "properties": {"path": _STRING, "size": {"type": "integer"}, "sha256": _STRING},
-            }},
+            "files": {"type": "array", "items": _ref("FileEntry"),
+                      "description": "every file, each downloadable from /v1/engine/files/{sha256}"},
             "generation": {"type": "integer", "description": "increases with every change of the current engine"},
-            "sha256": {"type": "string", "description": "of the whole archive file"},
-            "size": {"type": "integer", "description": "archive size in bytes"},
+            "manifest_sha256": {"type": "string",
+                                "description": "the version's identity: sha256 of its manifest.json's exact bytes "
+                                               "(served by /v1/engine/files/{manifest_sha256})"},
+            "bytes": {"type": "integer", "description": "the engine's bytes: its files and its manifest"},
+            "sha256": {"type": "string", "nullable": True,
+                       "description": "of the full archive file (GET /v1/engine/archive), null until it has been "
+                                      "assembled (by its first download)"},
+            "size": {"type": "integer", "nullable": True,
+                     "description": "full archive size in bytes, null until it has been assembled"},
             "installed_at": _STRING,
         },
     },
@@ -181,15 +199,37 @@ SCHEMAS: dict[str, Any] = {
             "seen_at": _NULLABLE_STRING,
         },
     },
+    "Rollout": {
+        "type": "object",
+        "required": ["host", "state"],
+        "description": "a worker machine's (an engine store's) last engine rollout, as its downloading process "
+                       "reported it (kept an hour)",
+        "properties": {
+            "host": _NULLABLE_STRING, "pid": _NULLABLE_INT, "generation": _NULLABLE_INT,
+            "version": _NULLABLE_STRING, "manifest_sha256": _NULLABLE_STRING,
+            "state": {"type": "string", "nullable": True, "description": "`fetching`, then `done` or `failed`"},
+            "files_needed": _NULLABLE_INT, "files_fetched": _NULLABLE_INT,
+            "bytes_needed": {"type": "integer", "nullable": True, "description": "bytes of the files it lacked"},
+            "bytes_fetched": _NULLABLE_INT,
+            "bytes_reused": {"type": "integer", "nullable": True,
+                             "description": "bytes of the version it already held"},
+            "started_at": _NULLABLE_STRING, "updated_at": _NULLABLE_STRING,
+            "seconds": {"type": "number", "nullable": True}, "error": _NULLABLE_STRING,
+            "data_dir": {"type": "string", "nullable": True,
+                         "description": "the machine's engine store (two pools of one host are two machines)"},
+        },
+    },
     "Workers": {
         "type": "object",
-        "required": ["generation", "version", "converged", "workers"],
+        "required": ["generation", "version", "converged", "workers", "rollouts"],
         "properties": {
             "generation": _NULLABLE_INT,
             "version": _NULLABLE_STRING,
             "converged": {"type": "boolean",
                           "description": "an engine exists and every live worker serving requests has it"},
             "workers": {"type": "array", "items": _ref("Worker")},
+            "rollouts": {"type": "array", "items": _ref("Rollout"),
+                         "description": "one per worker machine, by host and data dir"},
         },
     },
     "Engines": {

@@ -23,8 +23,8 @@ from pathlib import Path
 
 from recsys.cluster import BuildLock, TaskRecords
 from recsys.config import Settings
-from recsys.errors import BuildBusy, ConfigError, InvalidArchive, Unavailable
-from recsys_api.archive_store import ArchiveStore, StoredArchive
+from recsys.errors import BuildBusy, ConfigError, InvalidArchive, MissingFiles, Unavailable
+from recsys_api.archive_store import ArchiveStore, StoredVersion
 from recsys_api.broadcast import Broadcaster
 from recsys_api.builds import BuildStarter
 
@@ -60,7 +60,7 @@ def start_engine(
     return "build sent"
 
 
-def _install_start_archive(store: ArchiveStore, path: Path) -> StoredArchive | None:
+def _install_start_archive(store: ArchiveStore, path: Path) -> StoredVersion | None:
     try:
         with open(path, "rb") as stream:
             installed = store.install(stream, length=path.stat().st_size, only_if_empty=True)
@@ -70,6 +70,11 @@ def _install_start_archive(store: ArchiveStore, path: Path) -> StoredArchive | N
         raise ConfigError(f"RECSYS_START_ENGINE={str(path)!r} cannot be read: {exc}") from exc
     except InvalidArchive as exc:
         raise ConfigError(f"RECSYS_START_ENGINE={str(path)!r} is not a valid engine archive: {exc.message}") from exc
+    except MissingFiles as exc:
+        raise ConfigError(
+            f"RECSYS_START_ENGINE={str(path)!r} is a thin archive (it leaves out {len(exc.missing)} files); "
+            "give a full one, e.g. from GET /v1/engine/archive or 'recsys build'"
+        ) from exc
     if installed is not None:
         logger.info("installed the start engine %s from %s as generation %d", installed.version, path,
                     installed.generation)

@@ -21,7 +21,7 @@ import falcon
 
 from recsys.cluster import BuildLock, Heartbeats, Rollouts, utcnow_iso
 from recsys.progress import BuildHistory, ProgressStore
-from recsys_api.archive_store import ArchiveStore, StoredArchive
+from recsys_api.archive_store import ArchiveStore, StoredVersion
 from recsys_api.queues import QueueStats
 from recsys_api.resources.workers import workers_report
 
@@ -38,19 +38,19 @@ CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' 
        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 
 
-def _engine(archive: StoredArchive | None) -> dict[str, Any] | None:
+def _engine(archive: StoredVersion | None) -> dict[str, Any] | None:
     if archive is None:
         return None
     manifest = archive.manifest
     return {
         "engine": manifest.engine, "engine_version": manifest.engine_version, "version": archive.version,
         "generation": archive.generation, "publications": manifest.publications, "sentences": manifest.sentences,
-        "created_at": manifest.created_at, "installed_at": archive.installed_at, "size": archive.size,
-        "sha256": archive.sha256,
+        "created_at": manifest.created_at, "installed_at": archive.installed_at, "size": archive.engine_bytes,
+        "manifest_sha256": archive.manifest_sha256,
     }
 
 
-def _previous(store: ArchiveStore) -> StoredArchive | None:
+def _previous(store: ArchiveStore) -> StoredVersion | None:
     previous = getattr(store, "previous", None)
     return previous() if callable(previous) else None
 
@@ -126,8 +126,8 @@ def console_state(
     kv = heartbeats.kv
     current = store.current()
     beats = heartbeats.live()
-    report = workers_report(store, _Snapshot(beats, heartbeats.interval), request_queue)
-    rollouts = [_rollout(r) for r in report.get("rollouts") or Rollouts(kv).live()]
+    report = workers_report(store, _Snapshot(beats, heartbeats.interval), Rollouts(kv), request_queue)
+    rollouts = [_rollout(r) for r in report["rollouts"]]
     generation = current.generation if current is not None else None
     holder = lock.holder()
     running = None

@@ -1,7 +1,11 @@
-"""The engine endpoints: manifest, archive download/upload, rollback, builds.
+"""The engine endpoints: manifest, files, archive download/upload, rollback, builds.
 
-``GET /v1/engine`` and ``GET /v1/engine/archive`` are what workers use to catch up;
-uploads, rollbacks and builds need the API token (:mod:`recsys_api.auth`).
+``GET /v1/engine`` (the current version's manifest and identity) and
+``GET /v1/engine/files/{sha256}`` (one file, or the manifest's exact bytes) are what
+workers use to catch up, downloading only the files they lack;
+``GET /v1/engine/archive`` is the full archive (backups, first-wave workers,
+``recsys verify``). Uploads, rollbacks and builds need the API token
+(:mod:`recsys_api.auth`).
 """
 
 from __future__ import annotations
@@ -9,18 +13,24 @@ from __future__ import annotations
 import falcon
 
 from recsys import protocol
-from recsys_api.archive_store import ArchiveStore, StoredArchive
+from recsys_api.archive_store import ArchiveStore, StoredVersion
 from recsys_api.auth import RequireToken, token_required
 from recsys_api.body import body_stream
 from recsys_api.broadcast import Broadcaster
 from recsys_api.builds import BuildStarter
 from recsys_api.errors import ApiError, http_error
+from recsys_api.metrics import Metrics
+from recsys_api.ranges import serve_file
 from recsys_api.resources._replies import accepted
 
-__all__ = ["Builds", "EngineArchive", "EngineManifest", "Rollback"]
+__all__ = ["Builds", "EngineArchive", "EngineFile", "EngineManifest", "Rollback"]
 
 #: Media types accepted for an upload.
 ARCHIVE_TYPES = ("application/zip", "application/octet-stream")
+#: A file is named by its content: the same URL never serves other bytes.
+IMMUTABLE = ["public", "max-age=31536000", "immutable"]
+#: The archive URL serves whichever version is current: revalidate (ETag) each time.
+REVALIDATE = ["no-cache"]
 
 
 def _no_engine() -> ApiError:
@@ -31,11 +41,12 @@ def _no_engine() -> ApiError:
     )
 
 
-def _archive_headers(resp: falcon.Response, archive: StoredArchive) -> None:
-    resp.etag = archive.version
-    resp.set_header(protocol.HEADER_SHA256, archive.sha256)
-    resp.set_header(protocol.HEADER_GENERATION, str(archive.generation))
-    resp.set_header(protocol.HEADER_VERSION, archive.version)
+def _version_headers(resp: falcon.Response, version: StoredVersion) -> None:
+    resp.etag = version.version
+    if version.sha256 is not None:
+        resp.set_header(protocol.HEADER_SHA256, version.sha256)
+    resp.set_header(protocol.HEADER_GENERATION, str(version.generation))
+    resp.set_header(protocol.HEADER_VERSION, version.version)
 
 
 class EngineManifest:
@@ -49,25 +60,41 @@ class EngineManifest:
         resp.media = current.to_dict()
 
 
+class EngineFile:
+    """``GET``/``HEAD /v1/engine/files/{sha256}``: a file (or manifest) of a kept version."""
+
+    def __init__(self, store: ArchiveStore, metrics: Metrics) -> None:
+        self.store = store
+        self.metrics = metrics
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, sha256: str) -> None:
+        fp, size = self.store.open_file(sha256)  # UnknownFile: 404 with code unknown_file
+        sent = serve_file(req, resp, fp, size, tag=sha256, cache_control=IMMUTABLE)
+        self.metrics.served(req.uri_template or "", sent)
+
+    on_head = on_get
+
+
 class EngineArchive:
-    def __init__(self, store: ArchiveStore, broadcaster: Broadcaster, require_token: RequireToken) -> None:
+    def __init__(
+        self, store: ArchiveStore, broadcaster: Broadcaster, require_token: RequireToken, metrics: Metrics
+    ) -> None:
         self.store = store
         self.broadcaster = broadcaster
         self.require_token = require_token
+        self.metrics = metrics
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        opened = self.store.open_current()
+        opened = self.store.open_current()  # assembled on the first request for a version
         if opened is None:
             raise _no_engine()
-        archive, stream = opened
-        _archive_headers(resp, archive)
-        if _matches(req, archive.version):
-            stream.close()
-            resp.status = falcon.HTTP_304
-            return
-        resp.content_type = "application/zip"
-        resp.downloadable_as = f"recsys-engine-{archive.version}.zip"
-        resp.set_stream(stream, archive.size)
+        version, stream = opened
+        _version_headers(resp, version)
+        resp.downloadable_as = f"recsys-engine-{version.version}.zip"
+        assert version.size is not None  # an opened full archive has its size
+        sent = serve_file(req, resp, stream, version.size, tag=version.version, cache_control=REVALIDATE,
+                          content_type="application/zip")
+        self.metrics.served(req.uri_template or "", sent)
 
     @falcon.before(token_required)
     def on_put(self, req: falcon.Request, resp: falcon.Response) -> None:
@@ -80,19 +107,12 @@ class EngineArchive:
         stream = body_stream(req)  # with Content-Length, or chunked (read to its end)
         if stream is None:
             raise http_error("invalid_archive", "the request body is empty: send the engine archive (a zip file)")
-        installed = self.store.install(stream, length=req.content_length)
+        installed = self.store.install(stream, length=req.content_length)  # MissingFiles: 409 listing them
         assert installed is not None  # only_if_empty is False
         self.broadcaster.publish(installed)
         resp.status = falcon.HTTP_201
-        _archive_headers(resp, installed)
+        _version_headers(resp, installed)
         resp.media = installed.to_dict()
-
-
-def _matches(req: falcon.Request, version: str) -> bool:
-    tags = req.if_none_match
-    if not tags:
-        return False
-    return any(tag == "*" or str(tag) == version for tag in tags)
 
 
 class Rollback:
@@ -105,7 +125,7 @@ class Rollback:
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         current = self.store.rollback()
         self.broadcaster.publish(current)
-        _archive_headers(resp, current)
+        _version_headers(resp, current)
         resp.media = current.to_dict()
 
 

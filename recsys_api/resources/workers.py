@@ -1,26 +1,32 @@
-"""``GET /v1/workers``: live worker processes and whether they serve the current engine."""
+"""``GET /v1/workers``: live worker processes, whether they serve the current engine, and
+each machine's last engine rollout (bytes fetched of bytes needed)."""
 
 from __future__ import annotations
 
+from dataclasses import fields
 from typing import Any
 
 import falcon
 
-from recsys.cluster import Heartbeats
+from recsys.cluster import Heartbeats, RolloutProgress, Rollouts
 from recsys_api.archive_store import ArchiveStore
 
 __all__ = ["Workers", "workers_report"]
 
 FIELDS = ("host", "pid", "generation", "version", "queues", "seen_at")
+ROLLOUT_FIELDS = ("host", *(f.name for f in fields(RolloutProgress) if f.name != "host"))
 
 
-def workers_report(store: ArchiveStore, heartbeats: Heartbeats, request_queue: str) -> dict[str, Any]:
+def workers_report(
+    store: ArchiveStore, heartbeats: Heartbeats, rollouts: Rollouts, request_queue: str
+) -> dict[str, Any]:
     """The body of ``GET /v1/workers``.
 
     ``converged`` is true only when an engine exists, at least one live worker serves
     recommendations (its queues include the request queue, or it reports none), and
     every such worker serves the current generation. Workers that only build are
-    listed but do not count.
+    listed but do not count. ``rollouts``: each worker machine's last rollout report
+    (:class:`recsys.cluster.Rollouts`, kept an hour), by host and data dir.
     """
     current = store.current()
     workers = [{key: beat.get(key) for key in FIELDS} for beat in heartbeats.live()]
@@ -33,14 +39,16 @@ def workers_report(store: ArchiveStore, heartbeats: Heartbeats, request_queue: s
         "version": current.version if current else None,
         "converged": converged,
         "workers": workers,
+        "rollouts": [{key: report.get(key) for key in ROLLOUT_FIELDS} for report in rollouts.live()],
     }
 
 
 class Workers:
-    def __init__(self, store: ArchiveStore, heartbeats: Heartbeats, request_queue: str) -> None:
+    def __init__(self, store: ArchiveStore, heartbeats: Heartbeats, rollouts: Rollouts, request_queue: str) -> None:
         self.store = store
         self.heartbeats = heartbeats
+        self.rollouts = rollouts
         self.request_queue = request_queue
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        resp.media = workers_report(self.store, self.heartbeats, self.request_queue)
+        resp.media = workers_report(self.store, self.heartbeats, self.rollouts, self.request_queue)

@@ -33,6 +33,7 @@ STATUS = {
     "bad_request": 400,
     "invalid_archive": 400,
     "unknown_publication": 404,
+    "unknown_file": 404,
     "conflict": 409,
     "missing_files": 409,
     "build_running": 409,

@@ -12,20 +12,20 @@ import pytest
 
 from recsys import protocol
 from recsys.archive import FileEntry, Manifest
-from recsys_api.archive_store import StoredArchive
+from recsys_api.archive_store import StoredVersion
 from recsys_api.broadcast import PikaBroadcaster
 
 pytestmark = pytest.mark.integration
 
 
-def stored(generation: int) -> StoredArchive:
+def stored(generation: int) -> StoredVersion:
     created = datetime(2026, 11, 28, 21, 18, tzinfo=UTC)
     manifest = Manifest(
         engine="lexical", version=created.strftime("%Y%m%dT%H%M%S%fZ"),
         created_at=created.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), publications=1, sentences=1,
         files=(FileEntry("a.json", 1, "0" * 64),),
     )
-    return StoredArchive(generation, f"{manifest.version}.zip", manifest, "f" * 64, 123, "2026-11-28T21:19:00.000000Z")
+    return StoredVersion(generation, manifest, "e" * 64, 123, "2026-11-28T21:19:00.000000Z")
 
 
 def test_the_api_declares_the_exchange_when_no_worker_has_yet(rabbitmq_url):
@@ -66,7 +66,7 @@ def test_every_bound_queue_gets_an_engine_updated_message(rabbitmq_url):
             assert message.actor_name == protocol.ENGINE_UPDATED_ACTOR
             assert message.queue_name == exchange
             assert message.kwargs == {"generation": 7, "version": "20261128T211800000000Z",
-                                      "created_at": "2026-11-28T21:18:00.000000Z", "sha256": "f" * 64}
+                                      "created_at": "2026-11-28T21:18:00.000000Z", "manifest_sha256": "e" * 64}
         channel.exchange_delete(exchange=exchange)
     finally:
         connection.close()

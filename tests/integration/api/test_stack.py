@@ -6,6 +6,7 @@ worker builds and uploads it; then uploads, rollbacks and their convergence.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import time
@@ -14,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from recsys.archive import verify
 from recsys.build import build_archive
 from recsys.config import Settings
 from recsys.registry import Registry
@@ -160,7 +162,9 @@ def test_download_streams_the_archive_and_if_none_match_gives_304(stack):
         data = b"".join(response.iter_bytes())
         assert response.status_code == 200
         assert response.headers["etag"] == f'"{current["version"]}"'
-    assert len(data) == current["size"]
+        assert response.headers["x-recsys-sha256"] == hashlib.sha256(data).hexdigest()
+    assembled = stack.api.client.get("/v1/engine").json()
+    assert (assembled["size"], assembled["sha256"]) == (len(data), hashlib.sha256(data).hexdigest())
     not_modified = stack.api.client.get("/v1/engine/archive", headers={"If-None-Match": f'"{current["version"]}"'})
     assert not_modified.status_code == 304
 
@@ -187,7 +191,7 @@ def test_a_chunked_upload_installs_like_any_other(stack, tmp_path):
     assert response.request.headers["transfer-encoding"] == "chunked"
     assert response.status_code == 201, response.text
     assert response.json()["generation"] == before["generation"] + 1
-    assert response.json()["size"] == archive.stat().st_size
+    assert response.json()["manifest_sha256"] == verify(archive).manifest_sha256
     wait_converged(stack, before["generation"] + 1)
 
 

@@ -4,9 +4,10 @@ real actor names and run by a Dramatiq worker in this process."""
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,14 +20,14 @@ from dramatiq.brokers.stub import StubBroker
 from dramatiq.results import Results
 
 from recsys import protocol
-from recsys.archive import Limits, pack
+from recsys.archive import Limits, VerifiedArchive, pack
 from recsys.cluster import BuildLock, TaskRecords
 from recsys.config import Settings
 from recsys.engine import EngineMetadata
 from recsys.kv import MemoryKV
 from recsys_api import startup
 from recsys_api.app import create_app
-from recsys_api.archive_store import DiskArchiveStore, StoredArchive
+from recsys_api.archive_store import DiskArchiveStore, StoredVersion
 from recsys_api.builds import BuildStarter
 from recsys_api.memory_results import MemoryResultBackend
 from recsys_api.tasks import TaskClient
@@ -53,21 +54,34 @@ def make_archive(
     folder: Path, *, minutes: int = 0, engine: str = "stub", payload: bytes = b'{"x": 1}', name: str = "data.json"
 ) -> Path:
     """A valid archive created ``minutes`` after BASE_TIME, holding ``name`` (``.bin`` is stored uncompressed)."""
+    return pack_files(folder, {name: payload}, minutes=minutes, engine=engine).path
+
+
+def pack_files(
+    folder: Path, files: dict[str, bytes], *, minutes: int = 0, engine: str = "stub", leave_out: Collection[str] = (),
+) -> VerifiedArchive:
+    """An archive of an engine made of ``files`` (path -> bytes), created ``minutes``
+    after BASE_TIME; thin when ``leave_out`` names some of their sha256s."""
     n = next(_counter)
     content = folder / f"engine-{n}"
-    content.mkdir(parents=True)
-    (content / name).write_bytes(payload)
+    for rel, data in files.items():
+        (content / rel).parent.mkdir(parents=True, exist_ok=True)
+        (content / rel).write_bytes(data)
+    content.mkdir(parents=True, exist_ok=True)
     out = folder / f"archive-{n}.zip"
-    pack(content, out, engine=engine, metadata=EngineMetadata(publications=1, sentences=1),
-         created_at=BASE_TIME + timedelta(minutes=minutes))
-    return out
+    return pack(content, out, engine=engine, metadata=EngineMetadata(publications=1, sentences=1),
+                created_at=BASE_TIME + timedelta(minutes=minutes), leave_out=leave_out)
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 class RecordingBroadcaster:
     def __init__(self) -> None:
-        self.published: list[StoredArchive] = []
+        self.published: list[StoredVersion] = []
 
-    def publish(self, archive: StoredArchive) -> bool:
+    def publish(self, archive: StoredVersion) -> bool:
         self.published.append(archive)
         return True
 
@@ -108,7 +122,7 @@ class Harness:
             headers={"Content-Type": "application/zip", **AUTH, **(headers or {})},
         )
 
-    def install(self, minutes: int = 0) -> StoredArchive:
+    def install(self, minutes: int = 0) -> StoredVersion:
         path = self.archive(minutes)
         with open(path, "rb") as stream:
             installed = self.store.install(stream, length=path.stat().st_size)

@@ -104,7 +104,8 @@ def test_the_engine_and_the_one_a_rollback_would_bring_back(harness):
     assert engine["previous"]["version"] == first.version
     assert set(engine["current"]) >= {"engine", "version", "generation", "publications", "sentences", "created_at",
                                       "size"}
-    assert engine["current"]["size"] == second.size and engine["current"]["publications"] == 1
+    assert engine["current"]["size"] == second.engine_bytes and engine["current"]["publications"] == 1
+    assert engine["current"]["manifest_sha256"] == second.manifest_sha256
 
 
 def beat(kv, interval: int, *, host: str, pid: int, data_dir: str, generation: int | None, ago: float = 0.0,

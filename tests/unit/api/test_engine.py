@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import zipfile
 
 import pytest
 from dramatiq.brokers.stub import StubBroker
@@ -11,7 +12,7 @@ from dramatiq.errors import ConnectionClosed
 
 from recsys import protocol
 
-from .conftest import AUTH, TOKEN
+from .conftest import AUTH, TOKEN, pack_files, sha
 
 PROTECTED = [
     ("PUT", "/v1/engine/archive"),
@@ -22,6 +23,11 @@ PROTECTED = [
 
 def call(h, method, path, headers=None, body=b""):
     return h.client.simulate_request(method, path, headers=headers or {}, body=body)
+
+
+def read_member(path, name):
+    with zipfile.ZipFile(path) as archive:
+        return archive.read(name)
 
 
 # -- auth ---------------------------------------------------------------------------
@@ -77,7 +83,6 @@ def test_before_the_first_engine_manifest_and_archive_are_404(harness):
 
 def test_upload_installs_the_archive_as_generation_1_and_broadcasts_it(harness):
     path = harness.archive()
-    data = path.read_bytes()
 
     response = harness.upload(path)
 
@@ -85,8 +90,11 @@ def test_upload_installs_the_archive_as_generation_1_and_broadcasts_it(harness):
     body = response.json
     assert body["generation"] == 1
     assert body["engine"] == "stub"
-    assert body["sha256"] == hashlib.sha256(data).hexdigest()
-    assert body["size"] == len(data)
+    manifest = read_member(path, "manifest.json")
+    assert body["manifest_sha256"] == hashlib.sha256(manifest).hexdigest()
+    assert body["bytes"] == sum(f["size"] for f in body["files"]) + len(manifest)
+    assert (body["sha256"], body["size"]) == (None, None)  # the full archive is assembled when first asked for
+    assert protocol.HEADER_SHA256.lower() not in response.headers
     assert response.headers[protocol.HEADER_GENERATION.lower()] == "1"
     assert [a.generation for a in harness.broadcaster.published] == [1]
     assert harness.client.simulate_get("/v1/engine").json == body
@@ -99,13 +107,19 @@ def test_download_streams_the_current_archive_with_its_headers(harness):
     response = harness.client.simulate_get("/v1/engine/archive")
 
     assert response.status_code == 200
-    assert response.content == path.read_bytes()
+    assert response.content == path.read_bytes()  # assembled from the stored files: the very bytes packed
     assert response.headers["content-type"] == "application/zip"
     assert response.headers["etag"] == f'"{installed["version"]}"'
-    assert response.headers[protocol.HEADER_SHA256.lower()] == installed["sha256"]
+    assert response.headers[protocol.HEADER_SHA256.lower()] == hashlib.sha256(path.read_bytes()).hexdigest()
     assert response.headers[protocol.HEADER_GENERATION.lower()] == "1"
     assert response.headers[protocol.HEADER_VERSION.lower()] == installed["version"]
     assert response.headers["content-length"] == str(len(path.read_bytes()))
+    assert response.headers["accept-ranges"] == "bytes"
+    assert response.headers["cache-control"] == "no-cache"
+    # and GET /v1/engine now tells the full archive's sha256 and size
+    engine = harness.client.simulate_get("/v1/engine").json
+    assert (engine["sha256"], engine["size"]) == (response.headers[protocol.HEADER_SHA256.lower()],
+                                                  len(response.content))
 
 
 @pytest.mark.parametrize("tag", ['"{v}"', 'W/"{v}"', '"other", "{v}"', "*"])
@@ -146,7 +160,8 @@ def test_an_upload_not_newer_than_the_current_is_409_and_changes_nothing(harness
     response = harness.upload(harness.archive(minutes=minutes))
 
     assert response.status_code == 409
-    assert "is not newer than the current archive" in response.json["description"]
+    assert response.json["code"] == "conflict"
+    assert "is not newer than the current engine" in response.json["description"]
     assert harness.client.simulate_get("/v1/engine").json == current
     assert len(harness.broadcaster.published) == 1
 
@@ -205,12 +220,65 @@ def test_application_octet_stream_is_accepted_for_an_upload(harness):
     assert response.status_code == 201
 
 
-def test_uploads_beyond_keep_delete_the_oldest_archive_file(make_harness):
+def test_uploads_beyond_keep_drop_the_oldest_version_and_its_files(make_harness):
     h = make_harness(keep_engines=2)
-    versions = [h.upload(h.archive(minutes=m)).json["version"] for m in (1, 2, 3)]
+    bodies = [h.upload(h.archive(minutes=m, payload=b"%d" % m)).json for m in (1, 2, 3)]
 
-    files = sorted(p.name for p in h.store.folder.glob("*.zip"))
-    assert files == sorted(f"{v}.zip" for v in versions[1:])
+    assert [v.version for v in h.store.versions()] == [b["version"] for b in bodies[:0:-1]]
+    oldest = bodies[0]
+    for name in (oldest["manifest_sha256"], oldest["files"][0]["sha256"]):
+        response = h.client.simulate_get(f"/v1/engine/files/{name}")
+        assert response.status_code == 404
+        assert response.json["code"] == "unknown_file"
+
+
+# -- thin uploads ------------------------------------------------------------------------------
+
+
+def test_a_thin_upload_of_files_the_api_holds_is_installed(harness):
+    made = harness.tmp / "made"
+    first = harness.upload(pack_files(made, {"a.bin": b"a" * 500, "b.bin": b"b" * 400}, minutes=1).path).json
+    held = {f["sha256"] for f in first["files"]}
+    full = pack_files(made, {"a.bin": b"a" * 500, "b.bin": b"b" * 400, "c.bin": b"c" * 300}, minutes=2)
+    thin = pack_files(made, {"a.bin": b"a" * 500, "b.bin": b"b" * 400, "c.bin": b"c" * 300}, minutes=2,
+                      leave_out=held)
+
+    response = harness.upload(thin.path)
+
+    assert response.status_code == 201, response.json
+    assert response.json["generation"] == 2
+    assert response.json["manifest_sha256"] == full.manifest_sha256
+    assert harness.broadcaster.published[-1].manifest_sha256 == full.manifest_sha256
+    assert harness.client.simulate_get("/v1/engine/archive").content == full.path.read_bytes()
+
+
+def test_a_thin_upload_lacking_files_is_409_missing_files_listing_them_and_changes_nothing(harness):
+    made = harness.tmp / "made"
+    current = harness.upload(pack_files(made, {"a.bin": b"a" * 500}, minutes=1).path).json
+    thin = pack_files(made, {"a.bin": b"a" * 500, "b.bin": b"b" * 400, "c.json": b"{}"}, minutes=2,
+                      leave_out={sha(b"a" * 500), sha(b"b" * 400)})
+
+    response = harness.upload(thin.path)
+
+    assert response.status_code == 409
+    body = response.json
+    assert (body["code"], body["title"]) == ("missing_files", "Missing files")
+    assert body["missing"] == [{"path": "b.bin", "size": 400, "sha256": sha(b"b" * 400)}]
+    assert "b.bin" in body["description"]
+    assert harness.client.simulate_get("/v1/engine").json == current
+    assert len(harness.broadcaster.published) == 1
+
+
+def test_the_broadcast_names_the_version_by_its_manifest_sha256(harness):
+    from recsys_api.broadcast import engine_updated_message
+
+    installed = harness.upload(harness.archive()).json
+
+    message = engine_updated_message(harness.broadcaster.published[0], "exchange")
+
+    assert message.actor_name == protocol.ENGINE_UPDATED_ACTOR
+    assert message.kwargs == {"generation": 1, "version": installed["version"], "created_at": installed["created_at"],
+                              "manifest_sha256": installed["manifest_sha256"]}
 
 
 # -- rollback ---------------------------------------------------------------------------------
@@ -236,7 +304,7 @@ def test_rollback_without_a_previous_archive_is_409(harness):
     response = call(harness, "POST", "/v1/engine/rollback", AUTH)
 
     assert response.status_code == 409
-    assert "no previous archive" in response.json["description"]
+    assert "no previous engine version" in response.json["description"]
 
 
 def test_a_second_rollback_goes_one_further_back_then_stops(make_harness):

@@ -10,7 +10,7 @@ import falcon.testing
 import pytest
 
 from recsys import protocol
-from recsys.cluster import TASK_PREFIX, Heartbeats, WorkerInfo
+from recsys.cluster import TASK_PREFIX, Heartbeats, RolloutProgress, Rollouts, WorkerInfo
 from recsys.errors import UnknownPublication
 from recsys.registry import Registry
 from recsys.testing import stub_registry
@@ -129,6 +129,30 @@ def test_a_worker_that_only_builds_does_not_hold_back_convergence(harness):
     beat(harness, 2, None, queues=[harness.settings.build_queue])
 
     assert workers(harness)["converged"] is True
+
+
+def test_each_machine_s_last_rollout_is_listed_by_host(harness):
+    installed = harness.install()
+    rollouts = Rollouts(harness.kv)
+    rollouts.report(RolloutProgress(generation=1, version=installed.version, manifest_sha256=installed.manifest_sha256,
+                                    state="fetching", files_needed=3, files_fetched=1, bytes_needed=3000,
+                                    bytes_fetched=1000, bytes_reused=9000, host="w2", pid=7))
+    rollouts.report(RolloutProgress(generation=1, version=installed.version, state="done", host="w1", pid=3))
+    harness.kv.set("recsys:rollout:broken", "{not json", ttl=60)
+
+    body = workers(harness)
+
+    assert [(r["host"], r["state"]) for r in body["rollouts"]] == [("w1", "done"), ("w2", "fetching")]
+    w2 = body["rollouts"][1]
+    assert (w2["bytes_fetched"], w2["bytes_needed"], w2["bytes_reused"]) == (1000, 3000, 9000)
+    assert w2["manifest_sha256"] == installed.manifest_sha256
+    assert set(w2) == {"host", "pid", "generation", "version", "manifest_sha256", "state", "files_needed",
+                       "files_fetched", "bytes_needed", "bytes_fetched", "bytes_reused", "started_at", "updated_at",
+                       "seconds", "error", "data_dir"}
+
+
+def test_without_rollouts_the_list_is_empty(harness):
+    assert workers(harness)["rollouts"] == []
 
 
 # -- engines ------------------------------------------------------------------------------------
