@@ -34,14 +34,19 @@ def pids(beats):
     return sorted(b["pid"] for b in beats)
 
 
-def rollout_report(cluster) -> dict:
-    """The last rollout report of this host (both pools run here: one key)."""
+def rollout_reports(cluster) -> list[dict]:
+    """The last rollout report of each machine (pool: one data dir each)."""
     kv = RedisKV(cluster.redis_url)
     try:
-        (report,) = Rollouts(kv).live()
-        return report
+        return Rollouts(kv).live()
     finally:
         kv.close()
+
+
+def rollout_report(cluster, pool) -> dict:
+    """The last rollout report of ``pool``'s machine."""
+    (report,) = [r for r in rollout_reports(cluster) if str(pool.data_dir) in str(r["data_dir"])]
+    return report
 
 
 def test_one_broadcast_is_handled_once_by_every_process_and_downloaded_once_per_machine(cluster):
@@ -59,7 +64,9 @@ def test_one_broadcast_is_handled_once_by_every_process_and_downloaded_once_per_
     assert cluster.api.pulls - pulls == 2
     assert cluster.api.file_requests[stored.manifest_sha256] == 2
     assert set(cluster.api.file_requests.values()) == {2}, cluster.api.file_requests
-    assert rollout_report(cluster)["state"] == "done"
+    reports = rollout_reports(cluster)
+    assert len(reports) == 2 and {r["state"] for r in reports} == {"done"}, reports
+    assert len({r["data_dir"] for r in reports}) == 2
     # And each of the 4 processes handled the broadcast exactly once
     pattern = rf"engine_updated generation {stored.generation} \(version {re.escape(stored.version)}\)"
     for name, pool_beats in beats.items():
@@ -193,7 +200,7 @@ def test_a_pool_killed_during_a_download_serves_on_then_resumes_it(cluster):
         # Then while it downloads every process serves the engine in service
         for pool in (pool_a, pool_b):
             assert serving(cluster.redis_url, pool, current.generation)
-        report = rollout_report(cluster)
+        report = rollout_report(cluster, pool_a)
         assert (report["state"], report["generation"]) == ("fetching", newer.generation)
         assert report["bytes_needed"] >= 3 * MB
         # When pool a is killed in the middle of it
