@@ -325,7 +325,7 @@ def array(folder: Path, name: str, shape: tuple[int, ...] | None, kind: str, *, 
             f"{'vector' if ndim == 1 else 'matrix'}{'' if shape is None else ' of shape ' + str(shape)}: "
             "rebuild the engine"
         )
-    return loaded
+    return np.asarray(loaded)  # a plain view of the map: slicing a np.memmap is slow
 
 
 def check_offsets(path: Path, offsets: npt.NDArray[Any], end: int | None) -> None:

@@ -30,7 +30,14 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
-from recsys_engine_lexical.segment import BoolArray, FloatArray, IntArray, PublicationInfo, Segment, count_matrix
+from recsys_engine_lexical.segment import (
+    BoolArray,
+    FloatArray,
+    IntArray,
+    PublicationInfo,
+    Segment,
+    count_matrix,
+)
 from recsys_engine_lexical.tokenizer import Tokenizer
 
 __all__ = ["LexicalIndex", "inverse_document_frequency"]
@@ -54,6 +61,9 @@ class _Part:
     to_global: IntArray
     column_weights: FloatArray
     inverse_norms: FloatArray
+    identity: bool  # to_global is 0, 1, 2, ...: the index's columns are the segment's
+    publication_arrays: tuple[IntArray, IntArray, FloatArray]  # indptr, indices, data
+    sentence_arrays: tuple[IntArray, IntArray, FloatArray]
 
 
 class LexicalIndex:
@@ -105,7 +115,11 @@ class LexicalIndex:
             norms = _row_norms(segment.publication_tf, weights)
             inverse = np.zeros(len(segment))
             np.divide(1.0, norms, out=inverse, where=live & (norms > 0))
-            parts.append(_Part(segment, start, live, to_global, weights, inverse))
+            identity = len(to_global) == len(terms) and bool(np.array_equal(to_global, np.arange(len(terms))))
+            parts.append(_Part(
+                segment, start, live, to_global, weights, inverse, identity,
+                _arrays(segment.publication_tf), _arrays(segment.sentence_tf),
+            ))
             start += len(segment)
         self._parts = tuple(parts)
         self._starts = [part.start for part in parts]
@@ -156,39 +170,57 @@ class LexicalIndex:
     def publication_vector(self, row: int) -> sp.csr_array:
         """The stored TF-IDF vector (1 x terms, float64, L2-normalised) of the publication at ``row``."""
         part, local = self._locate(row)
-        return self._weighted(part, part.segment.publication_tf[[local]])
+        return self._weighted([(part, local, local + 1)], sentences=False)
 
     def sentence_vectors(self, rows: Sequence[int]) -> tuple[sp.csr_array, list[int]]:
         """TF-IDF vectors of every sentence of the publications at ``rows`` (stacked, in
         order), and how many sentences each publication has."""
-        blocks, counts = [], []
+        pieces = []
         for row in rows:
             part, local = self._locate(row)
-            start, end = part.segment.sentence_rows(local)
-            blocks.append(self._weighted(part, part.segment.sentence_tf[start:end]))
-            counts.append(end - start)
-        if not blocks:
-            return sp.csr_array((0, len(self.terms))), counts
-        return sp.csr_array(sp.vstack(blocks, format="csr")), counts
+            pieces.append((part, *part.segment.sentence_rows(local)))
+        return self._weighted(pieces, sentences=True), [end - start for _, start, end in pieces]
 
-    def _weighted(self, part: _Part, tf: sp.csr_array) -> sp.csr_array:
-        columns = part.to_global[tf.indices]
-        data = np.asarray(tf.data, dtype=np.float64)
-        if not self.prescaled:
-            data = data * self.idf[columns] if len(columns) else data
-        weighted = sp.csr_array((data, columns, np.asarray(tf.indptr)), shape=(tf.shape[0], len(self.terms)))
-        return _normalised(weighted, None)
+    def _weighted(self, pieces: Sequence[tuple[_Part, int, int]], *, sentences: bool) -> sp.csr_array:
+        """Rows ``start:end`` of each part's sentence (or publication) matrix, one after the
+        other, in the index's columns with TF-IDF weights, each row L2-normalised."""
+        data, columns, weights, lengths = [], [], [], []
+        for part, start, end in pieces:
+            indptr, indices, values = part.sentence_arrays if sentences else part.publication_arrays
+            first, last = indptr[start], indptr[end]
+            local = indices[first:last]
+            columns.append(part.to_global[local])
+            weights.append(part.column_weights[local])
+            data.append(values[first:last])
+            lengths.append(np.diff(indptr[start : end + 1]))
+        if not pieces:
+            return sp.csr_array((0, len(self.terms)))
+        row_lengths = np.concatenate(lengths)
+        n_rows = len(row_lengths)
+        weighted = np.concatenate(data).astype(np.float64) * np.concatenate(weights)
+        row_of_entry = np.repeat(np.arange(n_rows), row_lengths)
+        norms = np.sqrt(np.bincount(row_of_entry, weights=weighted * weighted, minlength=n_rows))
+        if weighted.size:
+            weighted /= norms[row_of_entry]
+        indptr = np.zeros(n_rows + 1, dtype=np.int64)
+        np.cumsum(row_lengths, out=indptr[1:])
+        return sp.csr_array((weighted, np.concatenate(columns), indptr), shape=(n_rows, len(self.terms)))
 
     def scores(self, query: sp.csr_array) -> npt.NDArray[np.float64]:
         """The cosine of one query vector (1 x terms) with every global row (0 for tombstoned rows)."""
-        dense = np.zeros(len(self.terms) + 1)
+        dense = np.zeros(len(self.terms) + 1, dtype=np.float32)
         dense[query.indices] = query.data if self.prescaled else query.data * self.idf[query.indices]
         out = np.empty(len(self.publications))
         for part in self._parts:
-            local = dense[part.to_global].astype(np.float32)
+            local = dense[: len(self.terms)] if part.identity else dense[part.to_global]
             raw = part.segment.publication_tf @ local
-            out[part.start : part.start + len(part.segment)] = raw * part.inverse_norms
+            np.multiply(raw, part.inverse_norms, out=out[part.start : part.start + len(part.segment)])
         return out
+
+
+def _arrays(matrix: sp.csr_array) -> tuple[IntArray, IntArray, FloatArray]:
+    """A CSR matrix's indptr, indices and data, as plain arrays (fast to slice; still the maps)."""
+    return np.asarray(matrix.indptr), np.asarray(matrix.indices), np.asarray(matrix.data)
 
 
 def _vocabulary(segments: Sequence[Segment], lives: Sequence[BoolArray]) -> tuple[list[str], IntArray]:

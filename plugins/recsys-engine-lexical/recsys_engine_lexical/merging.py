@@ -7,17 +7,20 @@ segments kept from ``previous`` plus the build's new segment:
    ``max_deleted_share`` (25%) is rewritten without them; all such segments of one
    build become one new segment (a segment left with no live publication is dropped).
 2. **Tiers.** A segment's tier follows its live publications: tier 0 below
-   ``floor`` (1,000), tier 1 below ``floor × factor`` (10,000), tier 2 below 100,000,
-   and so on. While a tier holds more than ``segments_per_tier`` (10) segments, all
-   segments of the lowest such tier are merged into one, which may land in the next
-   tier and make that one overflow in turn (a merge that is itself merged again is
-   planned once, from the original segments).
+   ``floor`` (10), tier 1 below ``floor × factor`` (100), tier 2 below 1,000,
+   and so on. While a tier holds more than ``segments_per_tier`` (10) segments, the
+   ``segments_per_tier`` smallest segments of the lowest such tier (ties: the older
+   first) are merged into one, which may land in the next tier and make that one
+   overflow in turn (a merge that is itself merged again is planned once, from the
+   original segments).
 
 The result satisfies the policy, so a build over an unchanged corpus merges nothing.
 Merging never tokenizes again: rows are copied from the stored segments
 (:func:`recsys_engine_lexical.segment.merge_segments`). At most about
 ``segments_per_tier`` segments per tier stay live, so a query visits a few dozen
-segments at most, and a publication is rewritten about once per tier it climbs.
+segments at most, and a publication is rewritten about once per tier it climbs
+(log-structured: a change of ``c`` publications is written once, then again in a merge
+of about ``10 c``, then ``100 c``, ...; most builds merge nothing).
 """
 
 from __future__ import annotations
@@ -63,7 +66,7 @@ class MergePolicy:
 
     segments_per_tier: int = 10
     factor: int = 10
-    floor: int = 1000
+    floor: int = 10
     max_deleted_share: float = 0.25
 
     def __post_init__(self) -> None:
@@ -94,6 +97,7 @@ class MergePolicy:
                 items.append(rewritten)
             else:  # nothing left to keep: the segments are dropped
                 merges.append(Merge(rewritten.sources, share + ", none left: dropped"))
+        rank = {s.id: position for position, s in enumerate(segments)}
         while True:
             tiers: dict[int, list[_Item]] = {}
             for item in items:
@@ -102,7 +106,10 @@ class MergePolicy:
             if not full:
                 break
             members = tiers[full[0]]
+            # The smallest segments_per_tier of the tier (ties: the older first), as Lucene's merge factor.
+            chosen = sorted(members, key=lambda i: (i.live, rank[i.sources[0]]))[: self.segments_per_tier]
             reason = f"tier {full[0]} held {len(members)} segments (at most {self.segments_per_tier})"
-            items = [i for i in items if i not in members]
-            items.append(_Item(sum((i.sources for i in members), ()), sum(i.live for i in members), 0, reason))
+            sources = tuple(sorted((s for i in chosen for s in i.sources), key=rank.__getitem__))
+            items = [i for i in items if i not in chosen]
+            items.append(_Item(sources, sum(i.live for i in chosen), 0, reason))
         return merges + [Merge(i.sources, i.reason) for i in items if i.reason is not None]

@@ -41,6 +41,7 @@ __all__ = [
     "fingerprint",
     "merge_segments",
     "publication_sentences",
+    "ranges",
     "segment_id",
 ]
 
@@ -233,7 +234,7 @@ def merge_segments(number: int, parts: Sequence[tuple[Segment, BoolArray]]) -> S
     for segment, rows in picked:
         to_merged = np.fromiter((column_of.get(t, -1) for t in segment.terms), np.int64, count=len(segment.terms))
         offsets = np.asarray(segment.sentence_offsets, dtype=np.int64)
-        sentence_rows = _ranges(offsets[rows], offsets[rows + 1])
+        sentence_rows = ranges(offsets[rows], offsets[rows + 1])
         publication_parts.append(_remapped(segment.publication_tf[rows], to_merged, len(terms)))
         sentence_parts.append(_remapped(segment.sentence_tf[sentence_rows], to_merged, len(terms)))
         lengths.append(offsets[rows + 1] - offsets[rows])
@@ -266,7 +267,7 @@ def _remapped(rows: sp.csr_array, to_merged: IntArray, n_terms: int) -> sp.csr_a
     )
 
 
-def _ranges(starts: IntArray, ends: IntArray) -> IntArray:
+def ranges(starts: IntArray, ends: IntArray) -> IntArray:
     """The concatenation of ``arange(start, end)`` for each pair, vectorised."""
     lengths = ends - starts
     total = int(lengths.sum())
