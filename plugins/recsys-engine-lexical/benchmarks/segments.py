@@ -119,7 +119,7 @@ def main() -> int:
         layout = "segments" if (folder / "segments.json").exists() else "first-wave"
         total = sum(size for _, size in _hashes(folder).values())
         print(f"layout: {layout}; from scratch: {total / 1e6:.2f} MB")
-        print("round | pubs | new bytes | share new | files new/all | segments | merged | max rel diff")
+        print("round | pubs | engine kB | new kB | share new | files new/all | segments | merged | max rel diff | fit")
         shares = []
         for number in range(1, args.rounds + 1):
             corpus = _change(corpus, spare, count, rng)
@@ -147,14 +147,14 @@ def main() -> int:
             loaded.close()
             worst = "ORDER DIFFERS" if None in diffs else f"{max(d for d in diffs if d is not None):.1e}"
             print(
-                f"{number} | {len(corpus)} | {new / 1e3:.1f} kB | {100 * new / total:.1f}% | "
+                f"{number} | {len(corpus)} | {total / 1e3:.0f} | {new / 1e3:.1f} | {100 * new / total:.1f}% | "
                 f"{sum(sha not in held for sha, _ in after.values())}/{len(after)} | {info.get('count', 1)} | "
-                f"{json.dumps(info.get('merged', []))} | {worst} | fit {fit_s:.2f}s",
+                f"{json.dumps(info.get('merged', []))} | {worst} | {fit_s:.2f}s",
                 flush=True,
             )
             folder = nxt
         print(f"share new per round: first {100 * shares[0]:.1f}%, median {100 * statistics.median(shares):.1f}%, "
-              f"max {100 * max(shares):.1f}%")
+              f"mean {100 * statistics.fmean(shares):.1f}%, max {100 * max(shares):.1f}%")
 
         picks = random.Random(SEED).sample(corpus, min(LATENCY_QUERIES, len(corpus)))
         for name, where in (("from scratch (round 0)", first), (f"incremental (round {args.rounds})", folder)):
