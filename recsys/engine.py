@@ -116,6 +116,12 @@ class Engine(ABC):
     #: The entry-point name under which the plugin registers this class.
     name: ClassVar[str] = ""
 
+    #: True when ``fit(..., previous=folder)`` builds incrementally: the files of
+    #: unchanged publications stay byte-identical, changed and new ones go into new
+    #: files, and the answers equal a from-scratch build (docs/plugins.md,
+    #: "Delta-capable engines"). It turns on the conformance suite's delta checks.
+    supports_delta: ClassVar[bool] = False
+
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings if settings is not None else Settings()
 

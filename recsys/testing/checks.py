@@ -6,6 +6,7 @@ all is well), so that a failing test says everything that is wrong at once.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -24,9 +25,13 @@ from recsys.errors import RecsysError
 
 __all__ = [
     "Answer",
+    "FileHashes",
     "answer",
+    "changed_files",
     "diff_answers",
+    "diff_rankings",
     "engine_reference",
+    "file_hashes",
     "looks_like_pickle",
     "normalise",
     "plain_file_problems",
@@ -38,6 +43,9 @@ __all__ = [
 
 #: What :func:`answer` gives for one query: recommendations as dicts, or an error code.
 Answer = dict[str, Any]
+
+#: What :func:`file_hashes` gives: each file's relative path -> (sha256 hex, size in bytes).
+FileHashes = dict[str, tuple[str, int]]
 
 _RESERVED_NAMES = frozenset({"manifest.json"})
 
@@ -109,6 +117,24 @@ def _content_problems(path: Path, name: str) -> list[str]:
     return []
 
 
+def file_hashes(folder: Path) -> FileHashes:
+    """Every regular file under ``folder``: relative path -> (sha256 hex, size)."""
+    found: FileHashes = {}
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and not path.is_symlink():
+            digest = hashlib.sha256()
+            with path.open("rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+            found[path.relative_to(folder).as_posix()] = (digest.hexdigest(), path.stat().st_size)
+    return found
+
+
+def changed_files(before: Mapping[str, tuple[str, int]], after: Mapping[str, tuple[str, int]]) -> list[str]:
+    """Paths of ``after`` that are new or changed: their path and sha256 are not in ``before``."""
+    return [name for name, (sha256, _) in after.items() if before.get(name, ("",))[0] != sha256]
+
+
 # -- recommendations --------------------------------------------------------------
 
 
@@ -133,6 +159,44 @@ def diff_answers(expected: Sequence[Answer], actual: Sequence[Answer], *, tolera
             _scores(want), _scores(got), strict=True
         )):
             problems.append(f"query #{number}: scores differ: {_scores(want)} vs {_scores(got)}")
+    return problems
+
+
+def diff_rankings(expected: Sequence[Answer], actual: Sequence[Answer], *, tolerance: float = 1e-5) -> list[str]:
+    """Differences between two lists of answers as rankings: the same error code, or
+    the same publication ids in the same order with scores within ``tolerance``.
+
+    Publications whose expected scores tie (within ``tolerance``) may come in any order
+    among themselves, but the set of each run of ties must match, also at the cut of
+    ``k``: break exact ties by something that does not depend on how the engine is
+    stored (the publication id, say). Titles and evidence are not compared.
+    """
+    if len(expected) != len(actual):
+        return [f"{len(expected)} answers expected, got {len(actual)}"]
+    problems: list[str] = []
+    for number, (want, got) in enumerate(zip(expected, actual, strict=True)):
+        if "error" in want or "error" in got:
+            if want.get("error") != got.get("error"):
+                problems.append(f"query #{number}: expected {_summary(want)}, got {_summary(got)}")
+            continue
+        want_ids = [r["publication_id"] for r in want["recommendations"]]
+        got_ids = [r["publication_id"] for r in got["recommendations"]]
+        want_scores = [float(r["score"]) for r in want["recommendations"]]
+        got_scores = [float(r["score"]) for r in got["recommendations"]]
+        if len(want_ids) != len(got_ids) or any(
+            not math.isclose(a, b, rel_tol=0, abs_tol=tolerance) for a, b in zip(want_scores, got_scores, strict=True)
+        ):
+            problems.append(f"query #{number}: expected {_summary(want)}, got {_summary(got)}")
+            continue
+        start = 0
+        while start < len(want_ids):
+            end = start + 1
+            while end < len(want_ids) and want_scores[start] - want_scores[end] <= tolerance:
+                end += 1
+            if set(want_ids[start:end]) != set(got_ids[start:end]):
+                problems.append(f"query #{number}: expected {_summary(want)}, got {_summary(got)}")
+                break
+            start = end
     return problems
 
 

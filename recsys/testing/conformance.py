@@ -28,6 +28,11 @@ Fixtures a subclass may override (all class-scoped):
 Fixtures a subclass's own tests may use: ``built_engine`` (fitted on the corpus),
 ``saved_engine`` (its folder and EngineMetadata), ``loaded_engine`` (loaded back
 from that folder), ``probe_queries`` (a mix of text, by-id and filtered queries).
+
+Engines with ``supports_delta = True`` (incremental builds from ``previous``) also run
+the ``test_delta_*`` tests of :class:`recsys.testing.delta.DeltaConformance`, with the
+fixtures ``delta_case``, ``delta_build`` (the incremental build and the hashes of
+``previous``), ``delta_loaded`` and ``delta_expected``; for other engines they skip.
 """
 
 from __future__ import annotations
@@ -51,6 +56,7 @@ from recsys.engine import Engine, EngineMetadata
 from recsys.errors import EngineLoadError, RecsysError, UnknownPublication
 from recsys.registry import GROUP, Registry
 from recsys.testing import checks
+from recsys.testing.delta import DeltaConformance
 from recsys.testing.probes import (
     UNKNOWN_WORDS,
     filter_cases,
@@ -84,8 +90,10 @@ def _copy_function(function: Callable[..., Any]) -> types.FunctionType:
     return copy
 
 
-class EngineConformance:
-    """The engine contract as pytest tests; see the module docstring for how to use it."""
+class EngineConformance(DeltaConformance):
+    """The engine contract as pytest tests; see the module docstring for how to use it.
+    The ``test_delta_*`` tests (:mod:`recsys.testing.delta`) run only for an engine class
+    with ``supports_delta = True``."""
 
     engine_class: ClassVar[type[Engine]]
     slow_tests: ClassVar[Collection[str]] = ()

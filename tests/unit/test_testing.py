@@ -184,3 +184,61 @@ def test_fresh_process_reports_the_childs_error(tmp_path):
         checks.run_in_fresh_process(StubEngine, tmp_path / "missing", Settings(), [Query(text="x")])
 
 
+
+
+# -- the delta checks ------------------------------------------------------------------
+
+
+def _ranked(*pairs):
+    return {"recommendations": [{"publication_id": i, "score": s} for i, s in pairs]}
+
+
+def test_diff_rankings_wants_the_same_ids_in_order_and_close_scores():
+    want = [_ranked(("a", 0.9), ("b", 0.5)), {"error": "unknown_publication"}]
+    assert checks.diff_rankings(want, [_ranked(("a", 0.900001), ("b", 0.5)), {"error": "unknown_publication"}]) == []
+    assert checks.diff_rankings(want, [_ranked(("b", 0.9), ("a", 0.5)), want[1]])  # order
+    assert checks.diff_rankings(want, [_ranked(("a", 0.9), ("b", 0.6)), want[1]])  # a score
+    assert checks.diff_rankings(want, [_ranked(("a", 0.9)), want[1]])  # a missing one
+    assert checks.diff_rankings(want, [want[0], _ranked()])  # an answer instead of the error
+    assert checks.diff_rankings(want, want[:1]) == ["2 answers expected, got 1"]
+
+
+def test_diff_rankings_lets_exact_ties_swap_but_not_leave():
+    want = [_ranked(("a", 0.9), ("b", 0.5), ("c", 0.5))]
+    assert checks.diff_rankings(want, [_ranked(("a", 0.9), ("c", 0.5), ("b", 0.5))]) == []
+    assert checks.diff_rankings(want, [_ranked(("a", 0.9), ("c", 0.5), ("d", 0.5))])
+
+
+def test_file_hashes_and_changed_files(tmp_path):
+    (tmp_path / "seg").mkdir()
+    (tmp_path / "seg" / "a.bin").write_bytes(b"abc")
+    (tmp_path / "state.json").write_text("{}")
+    before = checks.file_hashes(tmp_path)
+    assert set(before) == {"seg/a.bin", "state.json"} and before["seg/a.bin"][1] == 3
+    assert before["seg/a.bin"][0] == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    (tmp_path / "state.json").write_text('{"next": 2}')
+    (tmp_path / "seg" / "b.bin").write_bytes(b"abc")
+    assert sorted(checks.changed_files(before, checks.file_hashes(tmp_path))) == ["seg/b.bin", "state.json"]
+
+
+def test_delta_case_adds_replaces_and_deletes():
+    from recsys.testing.delta import delta_case, delta_queries
+
+    corpus = sample_publications()
+    case = delta_case(corpus)
+    ids = {p.id for p in case.corpus}
+    assert len(case.base) == 18 and len(case.corpus) == 19
+    assert all(p.id in ids and p.id not in {b.id for b in case.base} for p in case.added)
+    assert case.deleted.id not in ids and case.deleted in case.base
+    old = next(p for p in case.base if p.id == case.replaced.id)
+    assert old != case.replaced and case.replaced in case.corpus
+    queries = delta_queries(case)
+    assert any(q.publication_id == case.replaced.id for q in queries) and {q.k for q in queries} >= {1, 5, 10}
+    with pytest.raises(ValueError, match="at least 8"):
+        delta_case(corpus[:7])
+
+
+def test_engines_do_not_claim_deltas_by_default():
+    from recsys.engine import Engine
+
+    assert Engine.supports_delta is False and StubEngine.supports_delta is False

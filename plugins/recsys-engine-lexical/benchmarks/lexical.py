@@ -63,7 +63,7 @@ def measure(publications: list[Publication], stemming: bool) -> dict[str, float]
         results["save_s"] = time.perf_counter() - started
         results["sentences"] = metadata.sentences
         results["terms"] = metadata.extra["terms"]
-        results["disk_mb"] = sum(f.stat().st_size for f in folder.iterdir()) / 2**20
+        results["disk_mb"] = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 2**20
         engine.close()
         started = time.perf_counter()
         loaded = LexicalEngine.load(folder)

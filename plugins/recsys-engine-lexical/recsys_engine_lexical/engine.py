@@ -1,38 +1,46 @@
-"""LexicalEngine: TF-IDF over sentences, exact cosine scoring with scipy sparse.
+"""LexicalEngine: TF-IDF over sentences, exact cosine scoring with scipy sparse, in segments.
 
 Ranking: the cosine between the query's TF-IDF vector (all its words) and each
 publication's TF-IDF vector (all words of its title, abstract and full text),
-computed for every publication (a sparse matrix-vector product), so filters are
-exact: ``Query.accepts`` is applied in score order until ``k`` publications
-pass. Only publications sharing at least one term with the query (score > 0)
-are returned, so a text of unknown words gives an empty list.
+computed for every live publication of every segment, so filters are exact:
+``Query.accepts`` is applied in score order until ``k`` publications pass. Only
+publications sharing at least one term with the query (score > 0) are returned, so a
+text of unknown words gives an empty list. Ties go to the smaller publication id.
 
-Evidence: for each query sentence, the best-matching sentence of the
-recommended publication by the cosine of their own TF-IDF vectors; the
-:data:`MAX_EVIDENCE` best pairs are kept. A by-id query uses the publication's
-stored vector as the query and its sentences as the query sentences.
+Evidence: for each query sentence, the best-matching sentence of the recommended
+publication by the cosine of their own TF-IDF vectors; the :data:`MAX_EVIDENCE` best
+pairs are kept. A by-id query uses the publication's own vector as the query and its
+sentences as the query sentences.
+
+Builds are incremental when ``previous`` holds a segmented lexical engine with the
+same tokenizer (:mod:`recsys_engine_lexical.delta`); the collection statistics are
+combined over the segments when the index is made (:mod:`recsys_engine_lexical.index`),
+so the scores are those of one index built from scratch.
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
-import numpy as np
-import numpy.typing as npt
 import scipy.sparse as sp
 
 from recsys.config import Settings
 from recsys.domain import Evidence, Publication, Query, Recommendation
 from recsys.engine import NULL_PROGRESS, Engine, EngineMetadata, Progress
-from recsys.errors import UnknownPublication
+from recsys.errors import RecsysError, SourceError, UnknownPublication
 from recsys.text import split_sentences
-from recsys_engine_lexical.files import load_index, save_index
-from recsys_engine_lexical.index import LexicalIndex, build_index
+from recsys_engine_lexical.delta import build_segments
+from recsys_engine_lexical.files import FORMAT, STATE, Folder, load_folder, read_config, read_json, save_folder
+from recsys_engine_lexical.firstwave import FIRST_WAVE_FILES
+from recsys_engine_lexical.index import LexicalIndex
+from recsys_engine_lexical.merging import MergePolicy
 from recsys_engine_lexical.ranking import best_pairs, top_rows
+from recsys_engine_lexical.segment import IntArray
 from recsys_engine_lexical.tokenizer import Tokenizer
 
 __all__ = ["MAX_EVIDENCE", "LexicalEngine"]
@@ -47,15 +55,24 @@ class LexicalEngine(Engine):
     """TF-IDF engine over sentences (no torch). See the module docstring for scoring.
 
     ``stemming`` (default on) folds English plurals; it is stored with the index,
-    so a loaded engine tokenizes queries as its build did.
+    so a loaded engine tokenizes queries as its build did. ``merge_policy``: when
+    incremental builds rewrite segments (default :class:`MergePolicy()`).
     """
 
     name: ClassVar[str] = "lexical"
+    supports_delta: ClassVar[bool] = True
 
-    def __init__(self, settings: Settings | None = None, *, stemming: bool = True) -> None:
+    def __init__(
+        self, settings: Settings | None = None, *, stemming: bool = True, merge_policy: MergePolicy | None = None
+    ) -> None:
         super().__init__(settings)
         self._tokenizer = Tokenizer(stemming=stemming)
+        self._policy = merge_policy if merge_policy is not None else MergePolicy()
         self._index: LexicalIndex | None = None
+        self._deleted: dict[str, IntArray] = {}
+        self._next_number = 1
+        self._report: dict[str, Any] = {}
+        self._first_wave: Path | None = None
 
     @property
     def index(self) -> LexicalIndex:
@@ -71,34 +88,88 @@ class LexicalEngine(Engine):
         progress: Progress = NULL_PROGRESS,
         previous: Path | None = None,
     ) -> None:
+        """Build from every publication; incremental when ``previous`` holds a segmented
+        lexical engine with the same tokenizer (else a full build, and the log says why)."""
         started = time.monotonic()
-        index = build_index(publications, self._tokenizer, progress)
-        self._index = index
-        logger.info(
-            "lexical: indexed %d publications, %d sentences, %d terms in %.1fs",
-            len(index.publications), len(index.sentences), len(index.terms), time.monotonic() - started,
+        if not publications:
+            raise SourceError("cannot build the lexical engine from no publications: give at least one")
+        seen: set[str] = set()
+        for pub in publications:
+            if pub.id in seen:
+                raise SourceError(f"publication id {pub.id!r} appears twice; give each publication once")
+            seen.add(pub.id)
+        prior, why = self._prior(previous)
+        if previous is not None and prior is None:
+            logger.info("lexical: full build, not incremental: %s", why)
+        build = build_segments(
+            publications, self._tokenizer, self._policy, prior,
+            next_number=_next_number(previous) if prior is None else 1, progress=progress,
         )
+        self._index = LexicalIndex(self._tokenizer, build.segments, build.deleted)
+        self._deleted, self._next_number, self._report = build.deleted, build.next_number, build.report
+        self._first_wave = None
+        report, index = build.report, self._index
+        logger.info(
+            "lexical: %d publications (%d added, %d replaced, %d removed), %d sentences, %d terms; "
+            "%d segments (kept %s, written %s), %d tombstones, merged %s, in %.1fs",
+            index.publication_total, report["added"], report["replaced"], report["removed"], index.sentence_total,
+            len(index.terms), report["count"], report["kept"], report["written"], report["tombstones"],
+            report["merged"], time.monotonic() - started,
+        )
+
+    def _prior(self, previous: Path | None) -> tuple[Folder | None, str]:
+        """The segmented engine in ``previous`` to build on, or None and the reason."""
+        if previous is None:
+            return None, "no previous engine"
+        try:
+            found, tokenizer = read_config(previous)
+            if found != FORMAT:
+                return None, f"{previous} holds a first-wave lexical engine (format {found})"
+            if tokenizer != self._tokenizer:
+                return None, f"{previous} was built with other tokenizer settings"
+            return load_folder(previous), ""
+        except RecsysError as exc:
+            return None, f"{previous} cannot be read as a lexical engine ({exc})"
 
     def save(self, folder: Path) -> EngineMetadata:
         index = self.index
-        save_index(index, folder)
+        if self._first_wave is not None:
+            for name in FIRST_WAVE_FILES:
+                shutil.copyfile(self._first_wave / name, folder / name)
+        else:
+            save_folder(
+                folder, index.tokenizer, index.segments, self._deleted, next_number=self._next_number,
+                totals={"publications": index.publication_total, "sentences": index.sentence_total,
+                        "terms": len(index.terms)},
+                build=self._report,
+            )
         return EngineMetadata(
-            publications=len(index.publications),
-            sentences=len(index.sentences),
-            extra={"terms": len(index.terms), "stemming": index.tokenizer.stemming, "weighting": "tfidf"},
+            publications=index.publication_total,
+            sentences=index.sentence_total,
+            extra={
+                "terms": len(index.terms), "stemming": index.tokenizer.stemming, "weighting": "tfidf",
+                "segments": self._report,
+            },
         )
 
     @classmethod
     def load(cls, folder: Path, settings: Settings | None = None) -> LexicalEngine:
-        index = load_index(folder)
-        engine = cls(settings, stemming=index.tokenizer.stemming)
-        engine._tokenizer = index.tokenizer
-        engine._index = index
+        loaded = load_folder(folder)
+        engine = cls(settings, stemming=loaded.tokenizer.stemming)
+        engine._tokenizer = loaded.tokenizer
+        engine._index = LexicalIndex(loaded.tokenizer, loaded.segments, loaded.deleted, idf=loaded.idf)
+        engine._deleted, engine._next_number = loaded.deleted, loaded.next_number
+        engine._first_wave = folder if loaded.idf is not None else None
+        tombstones = sum(len(rows) for rows in loaded.deleted.values())
+        engine._report = {
+            "count": len(loaded.segments), "publications": engine._index.publication_total, "tombstones": tombstones,
+            "incremental": False, "kept": [s.id for s in loaded.segments], "written": [], "merged": [],
+        }
         return engine
 
     @property
     def publication_count(self) -> int:
-        return len(self.index.publications)
+        return self.index.publication_total
 
     def close(self) -> None:
         """Drop the index; its memory maps close once no query still uses them."""
@@ -111,12 +182,11 @@ class LexicalEngine(Engine):
             if row is None:
                 raise UnknownPublication(
                     f"publication {query.publication_id!r} is not in this engine "
-                    f"({len(index.publications)} publications); check the id or rebuild the engine"
+                    f"({index.publication_total} publications); check the id or rebuild the engine"
                 )
-            start, end = index.sentence_rows(row)
-            query_vector = index.publication_vectors[[row]]
-            query_sentences = [index.sentences[i] for i in range(start, end)]
-            sentence_vectors = index.sentence_vectors[start:end]
+            query_vector = index.publication_vector(row)
+            query_sentences = index.sentences_of(row)
+            sentence_vectors, _ = index.sentence_vectors([row])
         else:
             assert query.text is not None  # a Query holds a text or a publication id
             query_sentences = split_sentences(query.text) or [query.text]
@@ -124,14 +194,14 @@ class LexicalEngine(Engine):
             # Row 0: the whole text; rows 1..: its sentences (one vectorize call).
             vectors = index.vectorize([[t for sentence in tokens for t in sentence], *tokens])
             query_vector, sentence_vectors = vectors[[0]], vectors[1:]
-        scores = _scores(index, query_vector)
+        scores = index.scores(query_vector)
 
         def accept(row: int) -> bool:
             pub = index.publications[row]
             return query.accepts(pub.id, pub.label, pub.year)
 
         skip = len(query.exclude_ids) + (query.publication_id is not None)
-        rows = top_rows(scores, query.k, accept, skip=skip)
+        rows = top_rows(scores, query.k, accept, skip=skip, order=index.order)
         evidence = _evidence(index, rows, query_sentences, sentence_vectors)
         return [
             Recommendation(
@@ -146,26 +216,30 @@ class LexicalEngine(Engine):
         ]
 
 
+def _next_number(previous: Path | None) -> int:
+    """The next segment number of ``previous`` (so a full build's ids never reuse its ids), else 1."""
+    if previous is None:
+        return 1
+    try:
+        state = read_json(previous, STATE)
+    except RecsysError:
+        return 1
+    found = state.get("next") if isinstance(state, dict) else None
+    return found if isinstance(found, int) and not isinstance(found, bool) and found > 0 else 1
+
+
 def _evidence(
     index: LexicalIndex, rows: list[int], query_sentences: list[str], query_vectors: sp.csr_array
 ) -> list[tuple[Evidence, ...]]:
     """Evidence of each recommended publication: one sparse product for all of them."""
     if not rows:
         return []
-    spans = [index.sentence_rows(row) for row in rows]
-    sentence_rows = np.concatenate([np.arange(start, end) for start, end in spans])
-    similarity = (index.sentence_vectors[sentence_rows] @ query_vectors.T).toarray()
+    vectors, counts = index.sentence_vectors(rows)
+    similarity = (vectors @ query_vectors.T).toarray()
     evidence = []
     at = 0
-    for start, end in spans:
-        pairs = best_pairs(similarity[at : at + end - start], MAX_EVIDENCE)
-        evidence.append(tuple(Evidence(query_sentences[q], index.sentences[start + s], c) for q, s, c in pairs))
-        at += end - start
+    for row, count in zip(rows, counts, strict=True):
+        pairs = best_pairs(similarity[at : at + count], MAX_EVIDENCE)
+        evidence.append(tuple(Evidence(query_sentences[q], index.sentence(row, s), c) for q, s, c in pairs))
+        at += count
     return evidence
-
-
-def _scores(index: LexicalIndex, query_vector: sp.csr_array) -> npt.NDArray[np.float32]:
-    """Cosine of the query with every publication (both vectors are L2-normalised)."""
-    dense = query_vector.toarray().ravel()
-    scores: npt.NDArray[np.float32] = index.publication_vectors @ dense
-    return scores

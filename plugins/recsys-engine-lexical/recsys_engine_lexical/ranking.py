@@ -10,20 +10,33 @@ import numpy.typing as npt
 __all__ = ["best_pairs", "top_rows"]
 
 
-def _best_candidates(scores: npt.NDArray[np.floating], candidates: npt.NDArray[np.intp], count: int) -> list[int]:
+def _best_candidates(
+    scores: npt.NDArray[np.floating],
+    candidates: npt.NDArray[np.intp],
+    count: int,
+    order: npt.NDArray[np.integer] | None,
+) -> list[int]:
     """At least ``count`` of ``candidates`` with the highest scores (all ties at the
-    boundary included), ordered by score descending, then row ascending."""
+    boundary included), ordered by score descending, then ``order`` (default: row) ascending."""
     if count < len(candidates):
         values = scores[candidates]
         threshold = np.partition(values, len(values) - count)[len(values) - count]
         candidates = candidates[values >= threshold]
-    order = np.lexsort((candidates, -scores[candidates]))
-    return [int(row) for row in candidates[order]]
+    ties = candidates if order is None else order[candidates]
+    ranked = np.lexsort((ties, -scores[candidates]))
+    return [int(row) for row in candidates[ranked]]
 
 
-def top_rows(scores: npt.NDArray[np.floating], k: int, accept: Callable[[int], bool], *, skip: int = 0) -> list[int]:
+def top_rows(
+    scores: npt.NDArray[np.floating],
+    k: int,
+    accept: Callable[[int], bool],
+    *,
+    skip: int = 0,
+    order: npt.NDArray[np.integer] | None = None,
+) -> list[int]:
     """The rows of the ``k`` best positive scores that ``accept`` allows, best first
-    (ties: lower row first).
+    (ties: lower ``order[row]`` first; without ``order``, lower row first).
 
     Exact whatever the filter: it looks at the best ``k + skip`` candidates first
     (``skip``: how many the filter is known to drop, e.g. the query's own row) and
@@ -32,7 +45,7 @@ def top_rows(scores: npt.NDArray[np.floating], k: int, accept: Callable[[int], b
     candidates = np.flatnonzero(scores > 0)
     window = k + skip
     while True:
-        ranked = _best_candidates(scores, candidates, window)
+        ranked = _best_candidates(scores, candidates, window, order)
         accepted = [row for row in ranked if accept(row)][:k]
         if len(accepted) == k or len(ranked) == len(candidates):
             return accepted

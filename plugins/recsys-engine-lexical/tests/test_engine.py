@@ -17,11 +17,12 @@ from recsys_engine_lexical import LexicalEngine
 from recsys_engine_lexical.engine import MAX_EVIDENCE
 from recsys_engine_lexical.files import MappedSentences
 
-SAVED_FILES = {
-    "lexical.json", "vocabulary.json", "idf.npy", "publications.json", "sentence_offsets.npy",
-    "sentences.txt", "sentence_text_offsets.npy",
-    *(f"{m}.{p}.npy" for m in ("publication_vectors", "sentence_vectors") for p in ("data", "indices", "indptr")),
+SEGMENT_FILES = {
+    "segment.json", "vocabulary.json", "document_frequency.npy", "publications.json", "fingerprints.npy",
+    "sentence_offsets.npy", "sentences.txt", "sentence_text_offsets.npy",
+    *(f"{m}.{p}.npy" for m in ("publication_tf", "sentence_tf") for p in ("data", "indices", "indptr")),
 }
+SEGMENT = "segments/s000001"
 
 
 def _memory_mapped(array):
@@ -93,20 +94,25 @@ def test_fit_reports_split_then_index():
 
 
 def test_saves_the_documented_plain_files(engine, saved):
-    assert {p.name for p in saved.iterdir()} == SAVED_FILES
-    lines = (saved / "sentences.txt").read_text(encoding="utf-8").splitlines()
+    assert {p.name for p in saved.iterdir()} == {"lexical.json", "segments.json", "segments"}
+    assert {p.name for p in (saved / SEGMENT).iterdir()} == SEGMENT_FILES
+    lines = (saved / SEGMENT / "sentences.txt").read_text(encoding="utf-8").splitlines()
     assert len(lines) == 80 and lines[0] == "Dark matter halos around dwarf galaxies"
     config = json.loads((saved / "lexical.json").read_text())
-    assert config["format"] == 1 and config["tokenizer"]["stemming"] is True
+    assert config["format"] == 2 and config["tokenizer"]["stemming"] is True
+    state = json.loads((saved / "segments.json").read_text())
+    assert state["segments"] == [{"id": "s000001", "publications": 20, "sentences": 80, "deleted": 0}]
+    assert state["next"] == 2 and state["publications"] == 20
 
 
 def test_loads_memory_mapped(saved):
     with LexicalEngine.load(saved) as loaded:
-        index = loaded.index
-        for array in (index.publication_vectors.data, index.sentence_vectors.indices, index.sentence_offsets):
+        (segment,) = loaded.index.segments
+        for array in (segment.publication_tf.data, segment.sentence_tf.indices, segment.sentence_offsets,
+                      segment.fingerprints, segment.document_frequency):
             assert _memory_mapped(array)
-        assert isinstance(index.sentences, MappedSentences)
-        assert index.sentences[1] == "We measure the rotation curves of forty dwarf galaxies with radio telescopes."
+        assert isinstance(segment.sentences, MappedSentences)
+        assert segment.sentences[1] == "We measure the rotation curves of forty dwarf galaxies with radio telescopes."
 
 
 def test_loaded_engine_keeps_the_builds_tokenizer(tmp_path):
@@ -139,20 +145,20 @@ def test_closed_engine_says_so(saved):
 
 
 def test_load_names_a_missing_file(saved):
-    (saved / "sentence_vectors.indices.npy").unlink()
-    with pytest.raises(EngineLoadError, match="sentence_vectors.indices.npy is missing"):
+    (saved / SEGMENT / "sentence_tf.indices.npy").unlink()
+    with pytest.raises(EngineLoadError, match="sentence_tf.indices.npy is missing"):
         LexicalEngine.load(saved)
 
 
 def test_load_refuses_another_format(saved):
     config = json.loads((saved / "lexical.json").read_text())
-    (saved / "lexical.json").write_text(json.dumps(dict(config, format=2)))
-    with pytest.raises(IncompatibleEngine, match="format 2"):
+    (saved / "lexical.json").write_text(json.dumps(dict(config, format=3)))
+    with pytest.raises(IncompatibleEngine, match="format 3"):
         LexicalEngine.load(saved)
 
 
 def test_load_refuses_indices_outside_the_vocabulary(saved):
-    path = saved / "publication_vectors.indices.npy"
+    path = saved / SEGMENT / "publication_tf.indices.npy"
     indices = np.load(path)
     indices[-1] = 10**6
     np.save(path, indices)
@@ -161,19 +167,19 @@ def test_load_refuses_indices_outside_the_vocabulary(saved):
 
 
 def test_load_refuses_a_truncated_array(saved):
-    path = saved / "sentence_vectors.data.npy"
+    path = saved / SEGMENT / "sentence_tf.data.npy"
     np.save(path, np.load(path)[:-1])
-    with pytest.raises(EngineLoadError, match=r"sentence_vectors\.data\.npy holds float32 \(\d+,\), expected"):
+    with pytest.raises(EngineLoadError, match=r"sentence_tf\.data\.npy holds float32 \(\d+,\), expected"):
         LexicalEngine.load(saved)
 
 
 def test_load_never_unpickles(saved):
-    np.save(saved / "idf.npy", np.array([{"x": 1}], dtype=object), allow_pickle=True)
-    with pytest.raises(EngineLoadError, match="cannot load .*idf.npy as a plain numpy array"):
+    np.save(saved / SEGMENT / "document_frequency.npy", np.array([{"x": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(EngineLoadError, match="cannot load .*document_frequency.npy as a plain numpy array"):
         LexicalEngine.load(saved)
 
 
 def test_load_refuses_sentence_offsets_that_do_not_match_the_text(saved):
-    (saved / "sentences.txt").write_text("short\n", encoding="utf-8")
+    (saved / SEGMENT / "sentences.txt").write_text("short\n", encoding="utf-8")
     with pytest.raises(EngineLoadError, match="sentence_text_offsets.npy holds offsets"):
         LexicalEngine.load(saved)
