@@ -1,4 +1,4 @@
-"""A rebuild encodes only the sentences that changed, and never mixes backends."""
+"""A rebuild encodes only the sentences that changed, and never mixes backends (real model)."""
 
 from __future__ import annotations
 
@@ -62,10 +62,13 @@ def test_rebuild_encodes_only_changed_sentences(settings, small_corpus, saved, e
     }
     assert sorted(spy[0].sentences) == sorted(new_sentences)
     assert rebuilt.build_stats["encoded"] == len(new_sentences)
-    # Unchanged publications keep their vectors exactly, so their answers do not move
-    old, new = engine.data, rebuilt.data
-    assert np.array_equal(old.publication_vectors[:5], new.publication_vectors[:5])
-    assert np.array_equal(old.sentence_vectors[: old.starts[5]], new.sentence_vectors[: new.starts[5]])
+    # Unchanged publications keep their segment, so their vectors and answers do not move
+    old, new = engine.data.segments[0], rebuilt.data.segments[0]
+    assert new.id == old.id and new.source == saved / "segments" / old.id
+    assert np.array_equal(old.publication_vectors, new.publication_vectors)
+    assert np.array_equal(old.sentence_vectors, new.sentence_vectors)
+    assert [s.id for s in rebuilt.data.segments] == ["s000001", "s000002"]
+    assert rebuilt.data.publications.deleted.tolist() == [5]
     query = Query(publication_id=small_corpus[40].id, k=5)
     before = [r.publication_id for r in engine.recommend(query) if r.publication_id != edited.id]
     after = [r.publication_id for r in rebuilt.recommend(query) if r.publication_id != edited.id]
