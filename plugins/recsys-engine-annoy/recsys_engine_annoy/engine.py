@@ -137,26 +137,31 @@ class AnnoyEngine(Engine):
                 encoder.close()
         encode_done = time.monotonic()
 
-        number = base.info.next_segment if base is not None else next_number(previous)
-        segments: list[Segment] = list(base.segments) if base is not None else []
-        deleted = list(delta.deleted)
-        fresh: set[str] = set()
-        progress("index", 0, 1)
-        if batch:
-            segment_id = layout.segment_name(number)
-            number += 1
-            segments.append(Segment.build(
-                segment_id, PublicationRecords.from_publications(batch),
-                np.frombuffer(b"".join(prints[i] for i in delta.batch), dtype=np.uint8).reshape(-1, 32),
-                table.texts, table.starts, built.vectors, publication_means(built.vectors, table.starts), rule,
-            ))
-            deleted.append(np.empty(0, dtype=np.int64))
-            fresh.add(segment_id)
-        progress("index", 1, 1)
-        index_done = time.monotonic()
-        outcome = apply_policy(segments, deleted, policy=self.merge_policy, rule=rule, next_number=number,
-                               fresh=fresh)
-        merge_done = time.monotonic()
+        try:
+            number = base.info.next_segment if base is not None else next_number(previous)
+            segments: list[Segment] = list(base.segments) if base is not None else []
+            deleted = list(delta.deleted)
+            fresh: set[str] = set()
+            progress("index", 0, 1)
+            if batch:
+                segment_id = layout.segment_name(number)
+                number += 1
+                segments.append(Segment.build(
+                    segment_id, PublicationRecords.from_publications(batch),
+                    np.frombuffer(b"".join(prints[i] for i in delta.batch), dtype=np.uint8).reshape(-1, 32),
+                    table.texts, table.starts, built.vectors, publication_means(built.vectors, table.starts), rule,
+                ))
+                deleted.append(np.empty(0, dtype=np.int64))
+                fresh.add(segment_id)
+            progress("index", 1, 1)
+            index_done = time.monotonic()
+            outcome = apply_policy(segments, deleted, policy=self.merge_policy, rule=rule, next_number=number,
+                                   fresh=fresh)
+            merge_done = time.monotonic()
+        except BaseException:
+            if base is not None:
+                base.close()
+            raise
 
         self.close()
         self._base = base
