@@ -127,11 +127,12 @@ def rank(data: EngineData, query: Query, qv: QueryVectors) -> list[Recommendatio
     """The top ``query.k`` publications for ``qv``, filters applied, with evidence."""
     pubs = data.publications
     allowed = pubs.allowed(query, qv.own_row)
-    passing = pubs.live if allowed is None else int(np.count_nonzero(allowed))
+    excluded = pubs.excluded(qv.own_row)
+    passing = len(pubs) - len(excluded) if allowed is None else int(np.count_nonzero(allowed))
     k = min(query.k, passing)
     if k == 0:
         return []
-    rows, scores = _candidates(data, qv, allowed, passing, k)
+    rows, scores = _candidates(data, qv, allowed, excluded, passing, k)
     best = _top_with_ties(scores, k)
     # ties broken by publication id: the same answer however the rows are cut into segments
     order = sorted(best.tolist(), key=lambda i: (-float(scores[i]), pubs.ids[int(rows[i])]))[:k]
@@ -142,73 +143,110 @@ def _top_with_ties(scores: NDArray[np.float32], wanted: int) -> NDArray[np.int64
     """Positions of the ``wanted`` highest scores, and of every score equal to the lowest of them."""
     if wanted >= len(scores):
         return np.arange(len(scores), dtype=np.int64)
-    kth = scores[np.argpartition(-scores, wanted - 1)[wanted - 1]]
+    position = len(scores) - wanted
+    kth = scores[np.argpartition(scores, position)[position]]
     return np.flatnonzero(scores >= kth).astype(np.int64)
 
 
 def _candidates(
-    data: EngineData, qv: QueryVectors, allowed: NDArray[np.bool_] | None, passing: int, k: int
+    data: EngineData, qv: QueryVectors, allowed: NDArray[np.bool_] | None, excluded: NDArray[np.int64],
+    passing: int, k: int,
 ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
-    """Global rows that may be in the top ``k`` and their scores."""
+    """Global rows that may be in the top ``k`` and their scores. ``allowed``: the rows that
+    pass the query's filters (None: no filters, every row but the ``excluded`` ones)."""
     if allowed is not None and (passing <= EXACT_FILTER_ROWS or passing <= EXACT_FILTER_SHARE * data.publications.live):
         rows = np.flatnonzero(allowed).astype(np.int64)
         return rows, data.scores(rows, qv.mean)
     found_rows, found_scores = [], []
+    bounds = np.searchsorted(excluded, data.offsets)
     for number, segment in enumerate(data.segments):
         first = int(data.offsets[number])
-        mask = None if allowed is None else allowed[first:first + len(segment)]
+        rows_out = excluded[bounds[number]:bounds[number + 1]] - first
+        gate = _Gate(allowed[first:first + len(segment)] if allowed is not None else None, rows_out, len(segment))
         if segment.publication_index is None:
-            rows, scores = _scan(segment, qv.mean, mask, k)
+            rows, scores = _scan(segment, qv.mean, gate, k)
         else:
-            rows, scores = _search(segment, qv, mask, k)
+            rows, scores = _search(segment, qv, gate, k)
         found_rows.append(rows + first)
         found_scores.append(scores)
     return np.concatenate(found_rows), np.concatenate(found_scores)
 
 
+@dataclass(frozen=True)
+class _Gate:
+    """Which rows of one segment may be returned: those of ``mask`` (when the query has
+    filters, exclusions applied), else all but the ``excluded`` ones (sorted)."""
+
+    mask: NDArray[np.bool_] | None
+    excluded: NDArray[np.int64]
+    rows: int
+
+    @property
+    def passing(self) -> int:
+        return self.rows - len(self.excluded) if self.mask is None else int(np.count_nonzero(self.mask))
+
+    @property
+    def selective(self) -> bool:
+        """Few enough rows pass to score them all rather than search."""
+        return self.mask is not None and (self.passing <= EXACT_FILTER_ROWS or
+                                          self.passing <= EXACT_FILTER_SHARE * self.rows)
+
+    def keep(self, rows: NDArray[np.int64]) -> NDArray[np.int64]:
+        if self.mask is not None:
+            return rows[self.mask[rows]]
+        if not len(self.excluded):
+            return rows
+        position = np.minimum(np.searchsorted(self.excluded, rows), len(self.excluded) - 1)
+        return rows[self.excluded[position] != rows]
+
+    def every(self) -> NDArray[np.int64]:
+        if self.mask is not None:
+            return np.flatnonzero(self.mask).astype(np.int64)
+        return np.setdiff1d(np.arange(self.rows, dtype=np.int64), self.excluded)
+
+
 def _scan(
-    segment: Segment, mean: NDArray[np.float32], mask: NDArray[np.bool_] | None, k: int
+    segment: Segment, mean: NDArray[np.float32], gate: _Gate, k: int
 ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
     """An exact scan of the segment: its top ``k`` (with ties) among the rows that pass."""
-    scores = similarities(segment.publication_vectors, mean)
-    passing = len(scores) if mask is None else int(np.count_nonzero(mask))
-    wanted = min(k, passing)
+    wanted = min(k, gate.passing)
     if wanted == 0:
         return _EMPTY_ROWS, _EMPTY_SCORES
-    if mask is not None:
-        scores = np.where(mask, scores, np.float32(-np.inf))
+    scores = similarities(segment.publication_vectors, mean)
+    if gate.mask is not None:
+        np.putmask(scores, ~gate.mask, np.float32(-np.inf))
+    else:
+        scores[gate.excluded] = -np.inf
     top = _top_with_ties(scores, wanted)
     return top, scores[top]
 
 
 def _search(
-    segment: Segment, qv: QueryVectors, mask: NDArray[np.bool_] | None, k: int
+    segment: Segment, qv: QueryVectors, gate: _Gate, k: int
 ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
     """Candidates of an Annoy segment, scored exactly."""
     index = segment.publication_index
     assert index is not None
-    total = len(segment)
-    passing = total if mask is None else int(np.count_nonzero(mask))
+    total, passing = len(segment), gate.passing
     wanted = min(k, passing)
     if wanted == 0:
         return _EMPTY_ROWS, _EMPTY_SCORES
     pool = max(MIN_CANDIDATES, 3 * k)
-    if mask is not None and (passing <= EXACT_FILTER_ROWS or passing <= EXACT_FILTER_SHARE * total):
-        kept = np.flatnonzero(mask)
+    if gate.selective:
+        kept = gate.every()
     else:
-        fetch = min(total, pool if mask is None else math.ceil(pool * total / passing))
+        fetch = min(total, math.ceil(pool * total / passing))
         effort = 1.0 if qv.own_row is not None else TEXT_EFFORT
         while True:
             found, _ = index.search(qv.mean, fetch, effort=effort)
-            kept = found if mask is None else found[mask[found]]
+            kept = gate.keep(found)
             if len(kept) >= min(pool, passing) or fetch >= total:
                 break
             fetch = min(total, fetch * 4)
         if len(kept) < wanted:  # the index missed too many that pass: score them all
-            kept = np.arange(total) if mask is None else np.flatnonzero(mask)
+            kept = gate.every()
         elif qv.sentence_searches > 0 and segment.sentence_index is not None:
-            extra = _sentence_candidates(segment, qv)
-            kept = np.union1d(kept, extra if mask is None else extra[mask[extra]])
+            kept = np.union1d(kept, gate.keep(_sentence_candidates(segment, qv)))
     kept = np.asarray(kept, dtype=np.int64)
     return kept, similarities(np.asarray(segment.publication_vectors[kept]), qv.mean)
 

@@ -219,10 +219,16 @@ class PublicationTable:
     def year(self, row: int) -> int | None:
         return int(self.years[row]) if self.has_year[row] else None
 
+    def excluded(self, own_row: int | None) -> NDArray[np.int64]:
+        """Rows no query may return (sorted): the tombstoned ones, and a by-id query's own."""
+        if own_row is None:
+            return self.deleted
+        return np.union1d(self.deleted, np.array([own_row], dtype=np.int64)).astype(np.int64)
+
     def allowed(self, query: Query, own_row: int | None) -> NDArray[np.bool_] | None:
         """Rows that pass the query's filters, are live and are not its own publication;
-        None when every stored row passes."""
-        if not query.has_filters and own_row is None and self.alive is None:
+        None when the query has no filters (then only :meth:`excluded` rows are left out)."""
+        if not query.has_filters:
             return None
         mask = np.ones(len(self), dtype=bool) if self.alive is None else self.alive.copy()
         if query.label is not None:

@@ -210,16 +210,20 @@ def test_large_segments_get_annoy_files_with_the_same_recall(settings, small_cor
     from recsys_engine_annoy import ann
 
     monkeypatch.setattr(ann, "PUBLICATIONS_EXACT_BELOW", 60)
+    corpus = small_corpus[5:]  # five of the Annoy segment's publications removed: tombstones
     build(settings, small_corpus[:70], tmp_path / "a")
-    incremental = build(settings, small_corpus, tmp_path / "b", previous=tmp_path / "a")
+    incremental = build(settings, corpus, tmp_path / "b", previous=tmp_path / "a")
     names = {p.relative_to(tmp_path / "b").as_posix() for p in (tmp_path / "b").rglob("*.ann")}
     assert names == {"segments/s000001/publications.ann", "segments/s000001/sentences.ann"}  # the small one: none
-    scratch = build(settings, small_corpus, tmp_path / "scratch")
+    assert incremental.segment_report()["tombstones"] == 5
+    scratch = build(settings, corpus, tmp_path / "scratch")
     assert {p.name for p in (tmp_path / "scratch" / "segments" / "s000001").glob("*.ann")} == {
         "publications.ann", "sentences.ann"}
-    queries = probe_queries(small_corpus)
+    queries = probe_queries(corpus)
+    gone = {p.id for p in small_corpus[:5]}
+    assert not any(r[0] in gone for answer in answers(incremental, queries) for r in answer)
     monkeypatch.setattr(ann, "PUBLICATIONS_EXACT_BELOW", 50_000)
-    exact = build(settings, small_corpus, tmp_path / "exact")
+    exact = build(settings, corpus, tmp_path / "exact")
     assert recall(incremental, exact, queries) >= 0.95 and recall(scratch, exact, queries) >= 0.95
 
 
