@@ -197,7 +197,8 @@ class _Gate:
         if not len(self.excluded):
             return rows
         position = np.minimum(np.searchsorted(self.excluded, rows), len(self.excluded) - 1)
-        return rows[self.excluded[position] != rows]
+        kept: NDArray[np.int64] = rows[self.excluded[position] != rows]
+        return kept
 
     def every(self) -> NDArray[np.int64]:
         if self.mask is not None:
