@@ -98,7 +98,7 @@ class AnnoyEngine(Engine):
         started = time.monotonic()
         _check_unique(publications)
         model = resolve_model(self.settings)
-        backend = self._build_backend(model)
+        backend = self._build_backend(model, previous)
         rule = IndexRule(trees=self.options.trees, search_k=self.options.search_k)
         prints = [fingerprint(p) for p in publications]
         encoder, owned = self._build_encoder(model, backend)
@@ -206,9 +206,24 @@ class AnnoyEngine(Engine):
         self._data = EngineData.of(tuple(segments), table)
         self._deleted = deleted
 
-    def _build_backend(self, model: ModelInfo) -> str:
+    def _build_backend(self, model: ModelInfo, previous: Path | None) -> str:
+        """The backend a build encodes with. ``auto``: the previous engine's, when it was built
+        with this model (so its vectors are reused and the build stays incremental); else
+        ``onnx`` on a CPU (torch should the export fail its check) and torch on a GPU."""
         backend = resolve_backend(self.settings)
-        if self.options.embedding_backend != "auto" or backend == "torch":
+        if self.options.embedding_backend != "auto":
+            return backend
+        if previous is not None:
+            try:
+                info = layout.read_info(previous)
+            except EngineLoadError:
+                info = None
+            if info is not None and info.model_sha256 == model.sha256 and info.backend in BACKENDS:
+                if info.backend != backend:
+                    logger.info("RECSYS_ANNOY_EMBEDDING_BACKEND=auto: building with %s, the backend of the previous "
+                                "engine, whose vectors this build reuses", info.backend)
+                return info.backend
+        if backend == "torch":
             return backend
         from recsys_engine_annoy.export import ensure_export
 

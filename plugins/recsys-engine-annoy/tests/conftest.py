@@ -108,5 +108,5 @@ def fake_encoder(monkeypatch: pytest.MonkeyPatch) -> WordHashEncoder:
     encoder = WordHashEncoder()
     monkeypatch.setattr(engine_module, "make_encoder", lambda *args, **kwargs: encoder)
     monkeypatch.setattr(engine_module, "get_encoder", lambda *args, **kwargs: encoder)
-    monkeypatch.setattr(engine_module.AnnoyEngine, "_build_backend", lambda self, model: "onnx")
+    monkeypatch.setattr(engine_module.AnnoyEngine, "_build_backend", lambda self, model, previous: "onnx")
     return encoder

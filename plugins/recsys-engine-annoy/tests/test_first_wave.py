@@ -70,11 +70,13 @@ def test_a_first_wave_engine_loads_and_answers_as_it_did(first_wave, settings):
 
 
 def test_a_build_from_a_first_wave_engine_is_a_full_build_reusing_its_vectors(first_wave, settings, tmp_path):
-    engine = AnnoyEngine(settings.with_plugin(SETTINGS, embedding_backend="onnx"))
+    # auto builds with the backend of the engine it extends
+    engine = AnnoyEngine(settings.with_plugin(SETTINGS, embedding_backend="auto"))
     engine.fit([*PUBLICATIONS[:3], Publication(id="fw-5", title="Sand", abstract="Robots on sand dunes.")],
                previous=first_wave)
     assert engine.build_stats["encoded"] == 2  # fw-5's two sentences: all others come from the first-wave engine
     assert engine.segment_report()["ids"] == ["s000001"] and engine.info.format == 2
+    assert engine.info.backend == "onnx"
     (tmp_path / "out").mkdir()
     engine.save(tmp_path / "out")
     assert {r.publication_id for r in engine.recommend(Query(publication_id="fw-1", k=2))} == {"fw-3", "fw-5"}
