@@ -24,6 +24,7 @@ from recsys_engine_annoy.corpus import publication_sentences
 from recsys_engine_annoy.ranking import EngineData, rank
 
 __all__ = [
+    "compare_engines",
     "exact_twin",
     "measure_archive",
     "measure_float16",
@@ -281,6 +282,25 @@ def measure_float16(engine: AnnoyEngine, corpus: list[Publication], cache: Any) 
         "p10_float32": precision(by_id["float32"]), "p10_float16": precision(by_id["float16"]),
         "p10_half_means": precision(by_id["float16 means"]),
     }
+
+
+def compare_engines(one: AnnoyEngine, other: AnnoyEngine, corpus: list[Publication]) -> dict[str, Any]:
+    """How alike two engines over the same corpus answer: every by-id query and 200
+    one-sentence texts (seed 3), k=10."""
+    rng = np.random.default_rng(3)
+    texts = [publication_sentences(corpus[i])[-1] for i in rng.choice(len(corpus), 200)]
+    queries = [Query(publication_id=p.id, k=10) for p in corpus] + [Query(text=t, k=10) for t in texts]
+    same = overlap = 0.0
+    worst = 0.0
+    for query in queries:
+        mine, theirs = one.recommend(query), other.recommend(query)
+        ids, other_ids = [r.publication_id for r in mine], [r.publication_id for r in theirs]
+        same += ids == other_ids
+        overlap += len(set(ids) & set(other_ids)) / 10
+        if ids == other_ids:
+            worst = max(worst, max(abs(a.score - b.score) for a, b in zip(mine, theirs, strict=True)))
+    return {"queries": len(queries), "same_list": same / len(queries), "overlap10": overlap / len(queries),
+            "max_score_diff": worst}
 
 
 def measure_memory(folder: Path, corpus: list[Publication], settings: Settings) -> list[dict[str, Any]]:

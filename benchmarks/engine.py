@@ -81,7 +81,10 @@ CHANGED_SHARE = 0.01
 #: Changes whose downloaded share is measured, and the sizes they are measured at.
 DELTA_SHARES = (0.01, 0.10)
 DELTA_SIZES = (1_000,)
-SKIPPABLE = ("rebuild", "delta", "latency", "recall", "quality", "known", "float16", "lexical", "memory", "archive")
+SKIPPABLE = ("rebuild", "delta", "equivalence", "latency", "recall", "quality", "known", "float16", "lexical",
+             "memory", "archive")
+#: Publications of the equivalence check (real encoding: three builds per backend).
+EQUIVALENCE_SIZE = 1_000
 
 
 def log(message: str) -> None:
@@ -211,7 +214,7 @@ def child_build(spec: dict[str, Any]) -> None:
     settings = Settings(data_dir=Path(spec["data_dir"]), cache_dir=Path(spec["cache_dir"])).with_plugin(
         ANNOY, embedding_backend=spec["backend"])
     encoders: list[CachedEncoder] = []
-    if spec.get("vectors"):
+    if spec.get("vectors") and not spec.get("real"):
         cache = VectorCache(Path(spec["vectors"]), distinct_sentences(everything))
         real = engine_module.make_encoder
 
@@ -277,20 +280,22 @@ def file_hashes(folder: Path) -> dict[str, tuple[str, int]]:
 
 
 def run_build(bench: Bench, size: int, backend: str, out: Path, *, previous: Path | None = None,
-              change: float = 0.0, no_titles: bool = False) -> dict[str, Any]:
+              change: float = 0.0, no_titles: bool = False, real: bool = False) -> dict[str, Any]:
     spec = {"data": str(bench.data_path), "size": size, "backend": backend, "out": str(out),
             "previous": str(previous) if previous else None, "change": change, "no_titles": no_titles,
+            "real": real,
             "vectors": str(bench.vectors(backend).folder),
             "data_dir": str(bench.settings.data_dir), "cache_dir": str(bench.settings.effective_cache_dir)}
-    what = (f" ({100 * change:.0f}% changed, from the previous engine)" if change else "") + (
-        " without titles" if no_titles else "")
+    what = (f" ({100 * change:.0f}% changed" + (", from the previous engine)" if previous else ")")
+            if change else "") + (" without titles" if no_titles else "") + (", encoding everything" if real else "")
     log(f"building {size} publications with {backend}{what}")
     done = subprocess.run([sys.executable, __file__, "--child-build", json.dumps(spec)], capture_output=True,
                           text=True, check=False)
     if done.returncode != 0:
         sys.exit(f"the build of {size} publications with {backend} failed:\n{done.stderr[-3000:]}")
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    log(f"  {result['seconds']:.1f} s, {result['cached']} vectors from the cache, {result['encoded']} encoded")
+    log(f"  {result['seconds']:.1f} s, {result['cached']} vectors from the cache, "
+        f"{result['stats']['encoded']:.0f} sentences encoded")
     return result
 
 
@@ -322,6 +327,28 @@ def measure_change(bench: Bench, size: int, backend: str, share: float) -> dict[
     fresh = sum(size_ for digest, size_ in new.values() if digest not in old)
     result.update(share=share, total_bytes=total, new_bytes=fresh, new_files=sorted(
         name for name, (digest, _) in new.items() if digest not in old))
+    return result
+
+
+def measure_equivalence(bench: Bench, size: int, backend: str) -> dict[str, Any]:
+    """Does an incremental build answer like a build from scratch? With real encoding (no
+    vector cache): a build of ``size`` publications, then the corpus with 1% changed built
+    both incrementally from it and from scratch; every by-id query and 200 one-sentence texts
+    asked of both."""
+    from _engine_measure import compare_engines
+
+    with tempfile.TemporaryDirectory(dir=bench.root) as tmp:
+        first = run_build(bench, size, backend, Path(tmp) / "first", real=True)
+        incremental = run_build(bench, size, backend, Path(tmp) / "incremental", previous=Path(tmp) / "first",
+                                change=CHANGED_SHARE, real=True)
+        run_build(bench, size, backend, Path(tmp) / "scratch", change=CHANGED_SHARE, real=True)
+        settings = bench.settings.with_plugin(ANNOY, embedding_backend=backend)
+        corpus = changed_corpus(bench.corpus(size), CHANGED_SHARE)
+        with AnnoyEngine.load(Path(tmp) / "incremental", settings) as one, \
+                AnnoyEngine.load(Path(tmp) / "scratch", settings) as other:
+            result = compare_engines(one, other, corpus)  # type: ignore[arg-type]
+    result.update(full_build_s=first["seconds"], encoded=first["stats"]["encoded"],
+                  incremental_s=incremental["seconds"])
     return result
 
 
@@ -367,6 +394,22 @@ def measure_size(bench: Bench, report: Any, size: int, backend: str, skip: set[s
         blind.close()
 
 
+def measure_changes(bench: Bench, report: Any, sizes: list[int], backends: list[str], skip: set[str],
+                    changes: dict[tuple[int, float], dict[str, Any]]) -> None:
+    """What machines download after 1% and 10% changes, and incremental against scratch builds."""
+    default = concrete_backend("auto")
+    if "delta" not in skip:
+        for size in sorted({*DELTA_SIZES, sizes[-1]}):
+            ensure_build(bench, size, default)
+            for share in DELTA_SHARES:
+                if (size, share) not in changes:
+                    changes[size, share] = measure_change(bench, size, default, share)
+                report.add_delta(size, default, changes[size, share])
+    if "equivalence" not in skip:
+        for backend in backends:
+            report.equivalence[backend] = measure_equivalence(bench, EQUIVALENCE_SIZE, backend)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="2000,10000,all", help="publications per run, 'all' = whole corpus")
@@ -404,13 +447,7 @@ def main() -> None:
     for size in sizes:
         for backend in backends:
             measure_size(bench, report, size, backend, skip, changes, largest=size == sizes[-1])
-    if "delta" not in skip:
-        for size in sorted({*DELTA_SIZES, sizes[-1]}):
-            ensure_build(bench, size, default)
-            for share in DELTA_SHARES:
-                if (size, share) not in changes:
-                    changes[size, share] = measure_change(bench, size, default, share)
-                report.add_delta(size, default, changes[size, share])
+    measure_changes(bench, report, sizes, backends, skip, changes)
     largest = bench.engine_folder(sizes[-1], default)
     if "memory" not in skip:
         report.memory = measure_memory(largest, bench.corpus(sizes[-1]), bench.settings)
