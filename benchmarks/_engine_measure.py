@@ -1,4 +1,5 @@
-"""What ``benchmarks/engine.py`` measures on a built engine: latency, recall, quality, memory, archive."""
+"""What ``benchmarks/engine.py`` measures on a built engine: latency, recall, quality, known-item search,
+float16 agreement, memory, archive."""
 
 from __future__ import annotations
 
@@ -20,11 +21,14 @@ from recsys.domain import Publication, Query
 from recsys_engine_annoy import AnnoyEngine
 from recsys_engine_annoy.ann import AnnSettings, VectorIndex, recall_at_k
 from recsys_engine_annoy.corpus import publication_sentences
-from recsys_engine_annoy.ranking import rank
+from recsys_engine_annoy.ranking import EngineData, rank
 
 __all__ = [
+    "compare_engines",
     "exact_twin",
     "measure_archive",
+    "measure_float16",
+    "measure_known_item",
     "measure_latency",
     "measure_memory",
     "measure_quality",
@@ -33,6 +37,8 @@ __all__ = [
 
 #: By-id queries of the quality measure (sampled with seed 42).
 QUALITY_QUERIES = 500
+#: Title queries of the known-item measure (sampled with seed 11).
+KNOWN_ITEM_QUERIES = 5_000
 
 
 def measure_latency(engine: AnnoyEngine, corpus: list[Publication]) -> dict[str, Any]:
@@ -72,24 +78,33 @@ def measure_latency(engine: AnnoyEngine, corpus: list[Publication]) -> dict[str,
 
 
 def measure_recall(engine: AnnoyEngine, sweep: bool) -> list[dict[str, Any]]:
-    """Recall@10 of both indexes against exact search; ``sweep`` adds sentence indexes over
-    the first 1,000 to 200,000 sentence vectors."""
-    data = engine.data
+    """Recall@10 of the Annoy indexes of segments that have them, against exact search;
+    ``sweep`` adds indexes (with the derived settings) over the first 1,000 to 200,000
+    sentence vectors and over all publication vectors of the largest segment, as a segment
+    of that size would have."""
     rows = []
     rng = np.random.default_rng(5)
-    sentence_vectors = np.asarray(data.sentence_vectors, dtype=np.float32)
-    for name, index, vectors in (("sentences", data.sentence_index, sentence_vectors),
-                                 ("publications", data.publication_index, np.asarray(data.publication_vectors))):
-        sample = rng.choice(len(vectors), min(1000, len(vectors)), replace=False)
-        rows.append(recall_row(name, index, vectors, sample))
+    for segment in engine.data.segments:
+        for name, index, vectors in (("sentences", segment.sentence_index, segment.sentence_vectors),
+                                     ("publications", segment.publication_index, segment.publication_vectors)):
+            if index is not None:
+                dense = np.asarray(vectors, dtype=np.float32)
+                sample = rng.choice(len(dense), min(1000, len(dense)), replace=False)
+                rows.append(recall_row(f"{name} ({segment.id})", index, dense, sample))
     if sweep:
-        for count in (1_000, 10_000, 30_000, 100_000, 200_000):
-            if count < len(sentence_vectors):
-                subset = sentence_vectors[:count]
-                index = VectorIndex.build(subset, AnnSettings.for_items(count))
-                sample = rng.choice(count, min(1000, count), replace=False)
-                rows.append(recall_row("sentences (prefix)", index, subset, sample))
-                index.close()
+        largest = max(engine.data.segments, key=len)
+        sentence_vectors = np.asarray(largest.sentence_vectors, dtype=np.float32)
+        paper_vectors = np.asarray(largest.publication_vectors, dtype=np.float32)
+        for name, vectors, counts in (("sentences (prefix)", sentence_vectors, (1_000, 10_000, 30_000, 100_000,
+                                                                                200_000)),
+                                      ("publications (all)", paper_vectors, (len(paper_vectors),))):
+            for count in counts:
+                if count <= len(vectors):
+                    subset = vectors[:count]
+                    index = VectorIndex.build(subset, AnnSettings.for_items(count, exact_below=0))
+                    sample = rng.choice(count, min(1000, count), replace=False)
+                    rows.append(recall_row(name, index, subset, sample))
+                    index.close()
     return rows
 
 
@@ -103,18 +118,17 @@ def recall_row(name: str, index: VectorIndex, vectors: np.ndarray, sample: np.nd
             "recall": recall_at_k(index, vectors, sample), "ms": ms}
 
 
-def exact_twin(engine: AnnoyEngine) -> Any:
-    """The engine's data with both indexes searched exactly (numpy over every vector)."""
+def exact_twin(engine: AnnoyEngine) -> EngineData:
+    """The engine's data with every segment scanned exactly (numpy over every vector)."""
     data = engine.data
-    sentences = np.asarray(data.sentence_vectors, dtype=np.float32)
-    papers = np.asarray(data.publication_vectors, dtype=np.float32)
-    return dataclasses.replace(
-        data,
-        sentence_index=data.sentence_index.with_settings(
-            dataclasses.replace(data.sentence_index.settings, exact=True), sentences),
-        publication_index=data.publication_index.with_settings(
-            dataclasses.replace(data.publication_index.settings, exact=True), papers),
-    )
+    segments = tuple(dataclasses.replace(s, publication_index=None, sentence_index=None) for s in data.segments)
+    return EngineData.of(segments, data.publications)
+
+
+def single_segment(engine: AnnoyEngine) -> Any:
+    """The engine's only segment (a build from scratch), whose rows follow the corpus."""
+    (segment,) = engine.data.segments
+    return segment
 
 
 def measure_quality(
@@ -135,6 +149,7 @@ def measure_quality(
 
     row_of = data.publications.row_of
     assert all(row_of[p.id] == i for i, p in enumerate(corpus)), "engine rows follow the corpus order"
+    segment = single_segment(engine)
     result = {"annoy": precision(lambda r: [row_of[x.publication_id] for x in engine.recommend(
         Query(publication_id=corpus[r].id, k=10))])}
 
@@ -143,8 +158,8 @@ def measure_quality(
         return [row_of[x.publication_id] for x in rank(exact, query, engine.query_vectors(query))]
 
     result["exact"] = precision(exact_rank)
-    vectors = np.asarray(data.sentence_vectors, dtype=np.float32)
-    starts = np.asarray(data.starts)
+    vectors = np.asarray(segment.sentence_vectors, dtype=np.float32)
+    starts = np.asarray(segment.starts)
     means = np.add.reduceat(vectors, starts[:-1], axis=0)
     means /= np.linalg.norm(means, axis=1, keepdims=True)
 
@@ -183,6 +198,111 @@ def lexical_precision(settings: Settings, corpus: list[Publication], queries: np
     return float(np.mean(shares))
 
 
+def measure_known_item(engine: AnnoyEngine, corpus: list[Publication], queries: int = KNOWN_ITEM_QUERIES
+                       ) -> dict[str, float]:
+    """Known-item search: each sampled publication's title as a text query, against an
+    engine built without titles; the rank of that publication in the top 10."""
+    rng = np.random.default_rng(11)
+    picked = rng.choice(len(corpus), min(queries, len(corpus)), replace=False)
+    reciprocal, first, top10, timings = [], 0, 0, []
+    for row in picked:
+        pub = corpus[int(row)]
+        started = time.perf_counter()
+        got = [r.publication_id for r in engine.recommend(Query(text=pub.title, k=10))]
+        timings.append(1000 * (time.perf_counter() - started))
+        position = got.index(pub.id) if pub.id in got else None
+        reciprocal.append(0.0 if position is None else 1.0 / (position + 1))
+        first += position == 0
+        top10 += position is not None
+    p50, p99 = percentiles(timings)
+    share = first / len(picked)
+    return {"queries": len(picked), "recall1_se": float(np.sqrt(share * (1 - share) / len(picked))),
+            "mrr10": float(np.mean(reciprocal)), "recall1": share,
+            "recall10": top10 / len(picked), "p50_ms": p50, "p99_ms": p99}
+
+
+def _normalised_means(vectors: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    means = np.add.reduceat(vectors, starts[:-1], axis=0)
+    return means / np.linalg.norm(means, axis=1, keepdims=True)
+
+
+def _top10(matrix: np.ndarray, queries: np.ndarray, own: np.ndarray | None) -> np.ndarray:
+    scores = queries @ matrix.T
+    if own is not None:
+        scores[np.arange(len(own)), own] = -np.inf
+    top = np.argpartition(-scores, 10, axis=1)[:, :10]
+    order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1, kind="stable")
+    return np.take_along_axis(top, order, axis=1)
+
+
+def _agreement(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
+    overlap = [len(set(x) & set(y)) / 10 for x, y in zip(a.tolist(), b.tolist(), strict=True)]
+    return {"overlap10": float(np.mean(overlap)), "same_list": float(np.mean([x == y for x, y in zip(
+        a.tolist(), b.tolist(), strict=True)])), "same_top1": float(np.mean(a[:, 0] == b[:, 0]))}
+
+
+def measure_float16(engine: AnnoyEngine, corpus: list[Publication], cache: Any) -> dict[str, Any]:
+    """Rankings from the stored float16 sentence vectors against the float32 vectors they
+    were rounded from (the vector cache), for 500 by-id queries (seed 42) and 300
+    one-sentence texts (seed 3, query vectors in float32): top-10 overlap, identical top-10
+    lists, p@10; and what rounding the publication vectors to float16 as well would change."""
+    segment = single_segment(engine)
+    texts = [s for p in corpus for s in publication_sentences(p)]
+    found, full = cache.lookup(texts)
+    assert found.all(), "the vector cache lacks sentences of the corpus"
+    starts = np.asarray(segment.starts)
+    stored16 = np.asarray(segment.sentence_vectors, dtype=np.float32)
+    means32 = _normalised_means(full, starts).astype(np.float32)
+    means16 = np.asarray(segment.publication_vectors, dtype=np.float32)  # from the float16 sentence vectors
+    half_means = means16.astype(np.float16).astype(np.float32)
+    labels = np.array([p.label or "" for p in corpus])
+    queries = np.random.default_rng(42).choice(len(corpus), min(QUALITY_QUERIES, len(corpus)), replace=False)
+    by_id = {"float32": _top10(means32, means32[queries], queries),
+             "float16": _top10(means16, means16[queries], queries),
+             "float16 means": _top10(half_means, half_means[queries], queries)}
+    rng = np.random.default_rng(3)
+    sentence_rows = np.array([int(starts[i + 1]) - 1 for i in rng.choice(len(corpus), 300)])
+    text_queries = full[sentence_rows]
+    by_text = {"float32": _top10(means32, text_queries, None), "float16": _top10(means16, text_queries, None),
+               "float16 means": _top10(half_means, text_queries, None)}
+
+    def precision(top: np.ndarray) -> float:
+        return float(np.mean([(labels[row] == labels[query]).mean() for row, query in zip(top, queries,
+                                                                                        strict=True)]))
+
+    rounding = 1.0 - (stored16 * full).sum(axis=1) / np.linalg.norm(stored16, axis=1)
+    return {
+        "sentences": len(texts),
+        "max_sentence_cos_loss": float(rounding.max()),
+        "max_mean_cos_loss": float((1.0 - (means16 * means32).sum(axis=1)).max()),
+        "by_id": _agreement(by_id["float32"], by_id["float16"]),
+        "by_text": _agreement(by_text["float32"], by_text["float16"]),
+        "by_id_half_means": _agreement(by_id["float16"], by_id["float16 means"]),
+        "by_text_half_means": _agreement(by_text["float16"], by_text["float16 means"]),
+        "p10_float32": precision(by_id["float32"]), "p10_float16": precision(by_id["float16"]),
+        "p10_half_means": precision(by_id["float16 means"]),
+    }
+
+
+def compare_engines(one: AnnoyEngine, other: AnnoyEngine, corpus: list[Publication]) -> dict[str, Any]:
+    """How alike two engines over the same corpus answer: every by-id query and 200
+    one-sentence texts (seed 3), k=10."""
+    rng = np.random.default_rng(3)
+    texts = [publication_sentences(corpus[i])[-1] for i in rng.choice(len(corpus), 200)]
+    queries = [Query(publication_id=p.id, k=10) for p in corpus] + [Query(text=t, k=10) for t in texts]
+    same = overlap = 0.0
+    worst = 0.0
+    for query in queries:
+        mine, theirs = one.recommend(query), other.recommend(query)
+        ids, other_ids = [r.publication_id for r in mine], [r.publication_id for r in theirs]
+        same += ids == other_ids
+        overlap += len(set(ids) & set(other_ids)) / 10
+        if ids == other_ids:
+            worst = max(worst, max(abs(a.score - b.score) for a, b in zip(mine, theirs, strict=True)))
+    return {"queries": len(queries), "same_list": same / len(queries), "overlap10": overlap / len(queries),
+            "max_score_diff": worst}
+
+
 def measure_memory(folder: Path, corpus: list[Publication], settings: Settings) -> list[dict[str, Any]]:
     """Two processes load the engine and answer the same 300 by-id and 100 text queries;
     their /proc/<pid>/smaps say what they share and what each holds privately."""
@@ -198,7 +318,9 @@ def measure_memory(folder: Path, corpus: list[Publication], settings: Settings) 
         "[e.recommend(Query(text=t, k=10)) for t in queries['texts']]; "
         "print('ready', flush=True); sys.stdin.read()"
     )
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    # this checkout's core and plugin first (not an installed copy of the plugin)
+    paths = [str(ROOT), str(ROOT / "plugins" / "recsys-engine-annoy"), os.environ.get("PYTHONPATH", "")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
     children = [subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                  text=True, env=env) for _ in range(2)]
     rows = []
@@ -212,7 +334,7 @@ def measure_memory(folder: Path, corpus: list[Publication], settings: Settings) 
         for number, child in enumerate(children, start=1):
             total, files = smaps_summary(child.pid), smaps_summary(child.pid, folder)
             rows.append({"process": number, "total": dataclasses.asdict(total), "files": dataclasses.asdict(files),
-                         "file_mb": sum(p.stat().st_size for p in folder.iterdir()) / 2**20})
+                         "file_mb": sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 2**20})
     finally:
         for child in children:
             if child.stdin is not None:

@@ -7,12 +7,15 @@ first sentence.
 
 Sentences are keyed by a hash of their text (:func:`sentence_key`): the same text
 always has the same vector, so identical sentences are encoded once, and a rebuild
-takes the vectors of unchanged sentences from the previous engine.
+takes the vectors of unchanged sentences from the previous engine. Publications are
+keyed by a fingerprint of the fields the engine indexes or shows (:func:`fingerprint`):
+an incremental build keeps a publication whose id and fingerprint are unchanged.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -23,12 +26,21 @@ from recsys.domain import Publication
 from recsys.errors import SourceError
 from recsys.text import split_sentences
 
-__all__ = ["SentenceTable", "publication_sentences", "sentence_key", "split_corpus"]
+__all__ = ["SentenceTable", "fingerprint", "publication_sentences", "sentence_key", "split_corpus"]
 
 
 def sentence_key(text: str) -> bytes:
     """A 16-byte hash of a sentence's text: the key of its vector."""
     return hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest()
+
+
+def fingerprint(pub: Publication) -> bytes:
+    """sha256 of the canonical JSON of what the engine indexes (title, abstract, text) and
+    shows or filters on (id, label, year): equal exactly when a kept copy would answer alike."""
+    fields = {"id": pub.id, "title": pub.title, "abstract": pub.abstract, "text": pub.text, "label": pub.label,
+              "year": pub.year}
+    canonical = json.dumps(fields, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).digest()
 
 
 def publication_sentences(pub: Publication) -> list[str]:

@@ -252,10 +252,14 @@ def _nvidia_gpu_visible() -> bool:
 def resolve_backend(settings: Settings) -> str:
     """The concrete backend for ``RECSYS_ANNOY_EMBEDDING_BACKEND``.
 
-    ``auto`` is ``torch`` on a GPU, and ``onnx`` on a CPU: measured on the reference
-    machine (docs/engine-annoy.md), onnx encodes about 1.7-3x faster than torch with the same
-    vectors, while ``onnx-int8`` is faster still but changes them (mean cosine to
-    torch about 0.99), so it is never chosen automatically.
+    ``auto`` is ``torch`` on a GPU, and ``onnx`` on a CPU: its vectors match torch's and it
+    encodes about 1.7-3x faster. ``onnx-int8`` is about twice as fast again and ranks as well
+    (measured on the full corpus, docs/engine-annoy.md), but it is never chosen
+    automatically: its dynamic quantization makes a sentence's vector depend on the sentences
+    encoded in the same batch (mean cosine 0.992 between batch sizes 1 and 32), so an
+    incremental build no longer answers like a build from scratch, and a query that repeats a
+    stored sentence does not get its stored vector. (A build with ``auto`` keeps the backend
+    of the engine it extends: see ``AnnoyEngine._build_backend``.)
     """
     backend = annoy_settings(settings).embedding_backend
     if backend != "auto":

@@ -1,10 +1,14 @@
-"""AnnoyEngine: SentenceTransformer sentence vectors, Annoy indexes, mean-vector ranking.
+"""AnnoyEngine: SentenceTransformer sentence vectors, segments, mean-vector ranking.
 
 Build (:meth:`AnnoyEngine.fit`): every publication's title, abstract and full text are
 split into sentences; each distinct sentence is encoded once (or its vector taken from
 the previous engine, :mod:`recsys_engine_annoy.vectors`); each publication's vector is
-the normalised mean of its sentence vectors; two angular Annoy indexes are built, one
-over sentences and one over publications (:mod:`recsys_engine_annoy.ann`).
+the normalised mean of its sentence vectors. Publications live in immutable segments
+(:mod:`recsys_engine_annoy.segments`); an incremental build keeps the previous engine's
+segments, tombstones what was removed or changed and writes the rest as a new segment
+(:mod:`recsys_engine_annoy.delta`), and a tiered policy merges segments
+(:mod:`recsys_engine_annoy.merge`). Small segments are scanned exactly; only large ones
+get Annoy indexes (:mod:`recsys_engine_annoy.ann`).
 
 Query (:meth:`AnnoyEngine.recommend`): a text is split and encoded with the backend the
 engine was built with; a by-id query uses the publication's stored sentence vectors and
@@ -13,28 +17,30 @@ needs no model. Ranking and evidence: :mod:`recsys_engine_annoy.ranking`.
 Compatibility: an engine remembers its model (name and a hash of its files) and its
 embedding backend. Loading it where the model differs is refused (IncompatibleEngine);
 so is loading it where ``RECSYS_ANNOY_EMBEDDING_BACKEND`` names another backend. With
-``auto`` the process encodes queries with the engine's own backend.
+``auto`` the process encodes queries with the engine's own backend. First-wave engine
+folders (format 1, no segments) load as one segment.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
+from numpy.typing import NDArray
 
 from recsys.config import Settings
 from recsys.domain import Publication, Query, Recommendation
 from recsys.engine import NULL_PROGRESS, Engine, EngineMetadata, Progress
 from recsys.errors import EngineLoadError, IncompatibleEngine, SourceError, UnknownPublication
 from recsys.text import split_sentences
-from recsys_engine_annoy import storage
-from recsys_engine_annoy.ann import EXACT_BELOW, PUBLICATIONS_EXACT_BELOW, AnnSettings, VectorIndex
-from recsys_engine_annoy.corpus import split_corpus
+from recsys_engine_annoy import layout
+from recsys_engine_annoy.corpus import fingerprint, split_corpus
+from recsys_engine_annoy.delta import Base, apply_policy, next_number, open_base, plan_delta
 from recsys_engine_annoy.encoders import (
     BACKENDS,
     Encoder,
@@ -44,10 +50,12 @@ from recsys_engine_annoy.encoders import (
     make_encoder,
     resolve_backend,
 )
-from recsys_engine_annoy.files import load_array, save_array
+from recsys_engine_annoy.merge import MergePolicy
 from recsys_engine_annoy.model import ModelInfo, resolve_model
 from recsys_engine_annoy.ranking import EngineData, QueryVectors, mean_vector, rank
+from recsys_engine_annoy.segments import IndexRule, Segment
 from recsys_engine_annoy.settings import AnnoySettings, annoy_settings
+from recsys_engine_annoy.storage import PublicationRecords, PublicationTable
 from recsys_engine_annoy.vectors import PreviousVectors, publication_means, sentence_vectors
 
 __all__ = ["AnnoyEngine"]
@@ -59,16 +67,21 @@ class AnnoyEngine(Engine):
     """The default engine; see the module docstring and docs/engine-annoy.md."""
 
     name = "annoy"
+    #: Incremental builds keep unchanged segments' files byte-identical (docs/engine-annoy.md).
+    supports_delta: ClassVar[bool] = True
+    #: When segments are merged or rewritten.
+    merge_policy: ClassVar[MergePolicy] = MergePolicy()
 
     def __init__(self, settings: Settings | None = None) -> None:
         super().__init__(settings)
         #: This plugin's settings (RECSYS_ANNOY_*), read once.
         self.options: AnnoySettings = annoy_settings(self.settings)
         self._data: EngineData | None = None
-        self._info: storage.EngineInfo | None = None
+        self._info: layout.EngineInfo | None = None
         self._model: ModelInfo | None = None
-        self._texts: storage.SentenceTexts | None = None
-        #: What the last fit() did: sentences encoded and reused, seconds per stage.
+        self._deleted: list[NDArray[np.int64]] = []
+        self._base: Base | None = None
+        #: What the last fit() did: sentences encoded and reused, segments, seconds per stage.
         self.build_stats: dict[str, float] = {}
 
     # -- building -----------------------------------------------------------------
@@ -83,18 +96,26 @@ class AnnoyEngine(Engine):
         if not publications:
             raise SourceError("no publications to build the engine from: the source gave none")
         started = time.monotonic()
+        _check_unique(publications)
         model = resolve_model(self.settings)
-        backend = self._build_backend(model)
-        total = len(publications)
-        table = split_corpus(publications, lambda done: progress("split", done, total))
-        split_done = time.monotonic()
-
+        backend = self._build_backend(model, previous)
+        rule = IndexRule(trees=self.options.trees, search_k=self.options.search_k)
+        prints = [fingerprint(p) for p in publications]
         encoder, owned = self._build_encoder(model, backend)
+        base: Base | None = None
         try:
-            old = (
-                PreviousVectors.open(previous, model_sha256=model.sha256, backend=backend, dimension=encoder.dimension)
-                if previous is not None else None
-            )
+            dimension = encoder.dimension
+            if previous is not None:
+                base = open_base(previous, model_sha256=model.sha256, backend=backend, dimension=dimension, rule=rule)
+            delta = plan_delta(publications, prints, base)
+            batch = [publications[i] for i in delta.batch]
+            table = split_corpus(batch, lambda done: progress("split", done, len(batch)))
+            split_done = time.monotonic()
+            old: PreviousVectors | None = None
+            if base is not None and len(table):
+                old = PreviousVectors.of_segments(base.segments)
+            elif base is None and previous is not None:
+                old = PreviousVectors.open(previous, model_sha256=model.sha256, backend=backend, dimension=dimension)
 
             def encode(texts: Sequence[str]) -> np.ndarray:
                 count = len(texts)
@@ -104,57 +125,105 @@ class AnnoyEngine(Engine):
 
             if isinstance(encoder, TorchEncoder):
                 with encoder.threads_for_build():
-                    built = sentence_vectors(table.texts, encode, encoder.dimension, old)
+                    built = sentence_vectors(table.texts, encode, dimension, old)
             else:
-                built = sentence_vectors(table.texts, encode, encoder.dimension, old)
-            dimension = encoder.dimension
+                built = sentence_vectors(table.texts, encode, dimension, old)
+        except BaseException:
+            if base is not None:
+                base.close()
+            raise
         finally:
             if owned:
                 encoder.close()
         encode_done = time.monotonic()
 
-        paper_vectors = publication_means(built.vectors, table.starts)
-        trees, search_k = self.options.trees, self.options.search_k
-        sentence_settings = _index_settings(len(table), trees, search_k, publications=False)
-        paper_settings = _index_settings(total, trees, search_k, publications=True)
-        progress("index", 0, 2)
-        sentence_index = VectorIndex.build(np.asarray(built.vectors, dtype=np.float32), sentence_settings)
-        # (an exact sentence index keeps that float32 copy; only small corpora are searched exactly)
-        progress("index", 1, 2)
-        paper_index = VectorIndex.build(paper_vectors, paper_settings)
-        progress("index", 2, 2)
+        try:
+            number = base.info.next_segment if base is not None else next_number(previous)
+            segments: list[Segment] = list(base.segments) if base is not None else []
+            deleted = list(delta.deleted)
+            fresh: set[str] = set()
+            progress("index", 0, 1)
+            if batch:
+                segment_id = layout.segment_name(number)
+                number += 1
+                segments.append(Segment.build(
+                    segment_id, PublicationRecords.from_publications(batch),
+                    np.frombuffer(b"".join(prints[i] for i in delta.batch), dtype=np.uint8).reshape(-1, 32),
+                    table.texts, table.starts, built.vectors, publication_means(built.vectors, table.starts), rule,
+                ))
+                deleted.append(np.empty(0, dtype=np.int64))
+                fresh.add(segment_id)
+            progress("index", 1, 1)
+            index_done = time.monotonic()
+            outcome = apply_policy(segments, deleted, policy=self.merge_policy, rule=rule, next_number=number,
+                                   fresh=fresh)
+            merge_done = time.monotonic()
+        except BaseException:
+            if base is not None:
+                base.close()
+            raise
 
         self.close()
+        self._base = base
         self._model = model
-        self._data = EngineData(
-            publications=storage.PublicationTable.from_publications(publications),
-            texts=table.texts,
-            starts=table.starts,
-            owners=table.owners,
-            sentence_vectors=built.vectors,
-            publication_vectors=paper_vectors,
-            sentence_index=sentence_index,
-            publication_index=paper_index,
-        )
-        self._info = storage.EngineInfo(
+        self._install(outcome.segments, outcome.deleted)
+        data = self.data
+        last_build = {
+            "incremental": base is not None, "written": outcome.written, "merged": outcome.merged,
+            "dropped": outcome.dropped, "unchanged": delta.unchanged, "changed": delta.changed,
+            "added": delta.added, "removed": delta.removed,
+        }
+        self._info = layout.EngineInfo(
             model=model.name, model_sha256=model.sha256, backend=backend, dimension=dimension,
-            publications=total, sentences=len(table), sentence_index=sentence_settings,
-            publication_index=paper_settings, versions=_versions(),
+            publications=data.publications.live, sentences=_live_sentences(outcome.segments, outcome.deleted),
+            trees=rule.trees, search_k=rule.search_k, segments=_entries(outcome.segments, outcome.deleted),
+            next_segment=outcome.next_number, merge_policy=self.merge_policy.to_dict(), last_build=last_build,
+            versions=_versions(),
         )
         finished = time.monotonic()
         self.build_stats = {
             "sentences": float(len(table)), "distinct": float(built.distinct), "encoded": float(built.encoded),
-            "reused": float(built.reused), "split_s": split_done - started, "encode_s": encode_done - split_done,
-            "index_s": finished - encode_done, "total_s": finished - started,
+            "reused": float(built.reused), "segments": float(len(outcome.segments)),
+            "written_segments": float(len(outcome.written)), "merged_segments": float(len(outcome.merged)),
+            "tombstones": float(len(data.publications.deleted)), "unchanged": float(delta.unchanged),
+            "changed": float(delta.changed), "added": float(delta.added), "removed": float(delta.removed),
+            "split_s": split_done - started, "encode_s": encode_done - split_done,
+            "index_s": index_done - encode_done, "merge_s": merge_done - index_done, "total_s": finished - started,
         }
         logger.info(
-            "built engine: %d publications, %d sentences (%d encoded, %d reused) with %s/%s in %.1f s",
-            total, len(table), built.encoded, built.reused, model.name, backend, finished - started,
+            "built engine (%s): %d publications (%d unchanged, %d changed, %d new, %d removed); %d sentences "
+            "encoded, %d reused, with %s/%s; segments %s (written %s, merged %s) in %.1f s",
+            "incremental" if base is not None else "full", data.publications.live, delta.unchanged, delta.changed,
+            delta.added, delta.removed, built.encoded, built.reused, model.name, backend,
+            ", ".join(s.id for s in outcome.segments), outcome.written or "none", outcome.merged or "none",
+            finished - started,
         )
 
-    def _build_backend(self, model: ModelInfo) -> str:
+    def _install(self, segments: list[Segment], deleted: list[NDArray[np.int64]]) -> None:
+        offsets = np.cumsum([0] + [len(s) for s in segments[:-1]])
+        gone = np.concatenate([rows + first for rows, first in zip(deleted, offsets, strict=True)]).astype(np.int64)
+        table = PublicationTable(PublicationRecords.concat(s.records for s in segments), gone)
+        self._data = EngineData.of(tuple(segments), table)
+        self._deleted = deleted
+
+    def _build_backend(self, model: ModelInfo, previous: Path | None) -> str:
+        """The backend a build encodes with. ``auto``: the previous engine's, when it was built
+        with this model (so its vectors are reused and the build stays incremental); else
+        ``onnx`` on a CPU (torch should the export fail its check) and torch on a GPU."""
         backend = resolve_backend(self.settings)
-        if self.options.embedding_backend != "auto" or backend == "torch":
+        if self.options.embedding_backend != "auto":
+            return backend
+        if previous is not None:
+            try:
+                info = layout.read_info(previous)
+            except EngineLoadError:
+                info = None
+            if info is not None and info.model_sha256 == model.sha256 and info.backend in BACKENDS:
+                if info.backend != backend:
+                    logger.info("RECSYS_ANNOY_EMBEDDING_BACKEND=auto: building with %s, the backend of the previous "
+                                "engine, whose vectors this build reuses", info.backend)
+                return info.backend
+        if backend == "torch":
             return backend
         from recsys_engine_annoy.export import ensure_export
 
@@ -175,15 +244,7 @@ class AnnoyEngine(Engine):
 
     def save(self, folder: Path) -> EngineMetadata:
         data, info = self._require()
-        storage.write_info(folder, info)
-        data.publications.write(folder / storage.PUBLICATIONS_FILE)
-        storage.write_sentences(folder, [data.texts[row] for row in range(len(data.texts))])
-        save_array(folder / storage.STARTS_FILE, data.starts)
-        save_array(folder / storage.OWNERS_FILE, data.owners)
-        save_array(folder / storage.SENTENCE_VECTORS_FILE, data.sentence_vectors)
-        save_array(folder / storage.PUBLICATION_VECTORS_FILE, data.publication_vectors)
-        data.sentence_index.save(folder / storage.SENTENCE_INDEX_FILE)
-        data.publication_index.save(folder / storage.PUBLICATION_INDEX_FILE)
+        layout.write_engine(folder, info, data.segments, self._deleted)
         return EngineMetadata(
             publications=info.publications,
             sentences=info.sentences,
@@ -193,52 +254,41 @@ class AnnoyEngine(Engine):
                 "backend": info.backend,
                 "model_sha256": info.model_sha256,
                 "vector_dtype": info.vector_dtype,
-                "sentence_index": info.sentence_index.to_dict(),
-                "publication_index": info.publication_index.to_dict(),
+                "format": info.format,
+                "index_settings": {"trees": info.trees, "search_k": info.search_k},
+                "segments": self.segment_report(),
             },
         )
+
+    def segment_report(self) -> dict[str, Any]:
+        """The segments and what the last build did with them (``EngineMetadata.extra["segments"]``)."""
+        data, info = self._require()
+        last = info.last_build
+        return {
+            "count": len(data.segments),
+            "ids": [s.id for s in data.segments],
+            "publications": [len(s) for s in data.segments],
+            "tombstones": len(data.publications.deleted),
+            "annoy": [s.id for s in data.segments if s.publication_index is not None],
+            "written": list(last.get("written", [])),
+            "merged": [list(group) for group in last.get("merged", [])],
+            "dropped": list(last.get("dropped", [])),
+        }
 
     @classmethod
     def load(cls, folder: Path, settings: Settings | None = None) -> AnnoyEngine:
         engine = cls(settings)
-        info = storage.read_info(folder)
+        info = layout.read_info(folder)
         model = resolve_model(engine.settings)
         _check_compatible(info, model, engine.settings, folder)
-        pubs = storage.PublicationTable.read(folder / storage.PUBLICATIONS_FILE, info.publications)
-        starts = load_array(folder / storage.STARTS_FILE, dtype="int64", ndim=1)
-        owners = load_array(folder / storage.OWNERS_FILE, dtype="int32", ndim=1, mmap=True)
-        sentence_vectors = load_array(folder / storage.SENTENCE_VECTORS_FILE, dtype=info.vector_dtype, ndim=2,
-                                      mmap=True)
-        paper_vectors = load_array(folder / storage.PUBLICATION_VECTORS_FILE, dtype="float32", ndim=2, mmap=True)
-        storage.check_rows(storage.STARTS_FILE, starts, info.publications + 1)
-        storage.check_rows(storage.OWNERS_FILE, owners, info.sentences)
-        storage.check_rows(storage.SENTENCE_VECTORS_FILE, sentence_vectors, info.sentences, (info.dimension,))
-        storage.check_rows(storage.PUBLICATION_VECTORS_FILE, paper_vectors, info.publications, (info.dimension,))
-        if starts[0] != 0 or starts[-1] != info.sentences or np.any(np.diff(starts) <= 0):
-            raise EngineLoadError(f"{storage.STARTS_FILE} in {folder} is damaged; rebuild the engine")
-        texts = storage.SentenceTexts(folder, info.sentences)
-        # Whether a search is exact follows this code's rule, not the one of the build
-        # (the files are the same either way); trees and a fixed search_k are the build's.
-        sentence_settings = _index_settings(info.sentences, info.sentence_index.trees,
-                                            info.sentence_index.search_k, publications=False)
-        paper_settings = _index_settings(info.publications, info.publication_index.trees,
-                                         info.publication_index.search_k, publications=True)
-        sentence_index = VectorIndex.load(
-            folder / storage.SENTENCE_INDEX_FILE, info.sentences, info.dimension, sentence_settings,
-            # an exact (small) index is scanned in float32: a private copy of at most EXACT_BELOW rows
-            np.asarray(sentence_vectors, dtype=np.float32) if sentence_settings.exact else None,
-        )
-        paper_index = VectorIndex.load(
-            folder / storage.PUBLICATION_INDEX_FILE, info.publications, info.dimension, paper_settings,
-            paper_vectors if paper_settings.exact else None,  # type: ignore[arg-type]  # float32, mapped
-        )
-        info = dataclasses.replace(info, sentence_index=sentence_settings, publication_index=paper_settings)
-        engine._model, engine._info, engine._texts = model, info, texts
-        engine._data = EngineData(
-            publications=pubs, texts=texts, starts=starts, owners=owners,  # type: ignore[arg-type]
-            sentence_vectors=sentence_vectors, publication_vectors=paper_vectors,  # type: ignore[arg-type]
-            sentence_index=sentence_index, publication_index=paper_index,
-        )
+        segments, deleted = layout.read_engine(folder, info)
+        engine._model, engine._info = model, info
+        try:
+            engine._install(segments, deleted)
+        except BaseException:
+            for segment in segments:
+                segment.close()
+            raise
         return engine
 
     # -- recommending ----------------------------------------------------------------
@@ -259,14 +309,15 @@ class AnnoyEngine(Engine):
         row = data.publications.row_of.get(query.publication_id)
         if row is None:
             raise UnknownPublication(
-                f"publication {query.publication_id!r} is not in this engine ({len(data.publications)} "
+                f"publication {query.publication_id!r} is not in this engine ({data.publications.live} "
                 "publications); check the id, or rebuild the engine if it was added since"
             )
-        start, end = int(data.starts[row]), int(data.starts[row + 1])
+        segment, local = data.locate(row)
+        start, end = int(segment.starts[local]), int(segment.starts[local + 1])
         return QueryVectors(
-            sentences=[data.texts[i] for i in range(start, end)],
-            vectors=np.asarray(data.sentence_vectors[start:end], dtype=np.float32),
-            mean=np.asarray(data.publication_vectors[row], dtype=np.float32),
+            sentences=[segment.texts[i] for i in range(start, end)],
+            vectors=np.asarray(segment.sentence_vectors[start:end], dtype=np.float32),
+            mean=np.asarray(segment.publication_vectors[local], dtype=np.float32),
             own_row=row,
             sentence_searches=0,  # its own vector is in the publication index
         )
@@ -282,36 +333,56 @@ class AnnoyEngine(Engine):
         return self._info.publications if self._info is not None else 0
 
     @property
-    def info(self) -> storage.EngineInfo:
-        """What the engine is: model, backend, counts, index settings."""
+    def info(self) -> layout.EngineInfo:
+        """What the engine is: model, backend, counts, segments, index settings."""
         return self._require()[1]
 
     @property
     def data(self) -> EngineData:
-        """The arrays and indexes queries read (for benchmarks and tests)."""
-        return self._require()[0]
+        """The segments and tables queries read (for benchmarks and tests)."""
+        if self._data is None:
+            raise EngineLoadError("the 'annoy' engine holds nothing: fit() or load() it first (or it was closed)")
+        return self._data
 
     def close(self) -> None:
         if self._data is not None:
-            self._data.sentence_index.close()
-            self._data.publication_index.close()
-        if self._texts is not None:
-            self._texts.close()
-        self._data = self._info = self._texts = None
+            for segment in self._data.segments:
+                segment.close()
+        if self._base is not None:
+            self._base.close()
+        self._data = self._info = self._base = None
+        self._deleted = []
 
-    def _require(self) -> tuple[EngineData, storage.EngineInfo]:
+    def _require(self) -> tuple[EngineData, layout.EngineInfo]:
         if self._data is None or self._info is None:
             raise EngineLoadError("the 'annoy' engine holds nothing: fit() or load() it first (or it was closed)")
         return self._data, self._info
 
 
-def _index_settings(items: int, trees: int, search_k: int, *, publications: bool) -> AnnSettings:
-    """How an index of ``items`` vectors is built and searched (0: derived). The publication
-    index, whose float32 vectors are mapped from disk, is searched exactly up to a larger size."""
-    return AnnSettings.for_items(items, trees, search_k, PUBLICATIONS_EXACT_BELOW if publications else EXACT_BELOW)
+def _check_unique(publications: Sequence[Publication]) -> None:
+    seen: set[str] = set()
+    for pub in publications:
+        if pub.id in seen:
+            raise SourceError(
+                f"publication id {pub.id!r} occurs twice in the corpus; ids must be unique (the source "
+                "should keep the last record of each id)"
+            )
+        seen.add(pub.id)
 
 
-def _check_compatible(info: storage.EngineInfo, model: ModelInfo, settings: Settings, folder: Path) -> None:
+def _entries(segments: Sequence[Segment], deleted: Sequence[NDArray[np.int64]]) -> tuple[layout.SegmentEntry, ...]:
+    return tuple(layout.SegmentEntry(s.id, len(s), s.sentences, len(d)) for s, d in zip(segments, deleted,
+                                                                                         strict=True))
+
+
+def _live_sentences(segments: Sequence[Segment], deleted: Sequence[NDArray[np.int64]]) -> int:
+    total = 0
+    for segment, rows in zip(segments, deleted, strict=True):
+        total += segment.sentences - int(np.sum(segment.starts[rows + 1] - segment.starts[rows]))
+    return total
+
+
+def _check_compatible(info: layout.EngineInfo, model: ModelInfo, settings: Settings, folder: Path) -> None:
     if info.model_sha256 != model.sha256:
         raise IncompatibleEngine(
             f"the engine in {folder} was built with model {info.model!r} (files sha256 {info.model_sha256[:12]}), "

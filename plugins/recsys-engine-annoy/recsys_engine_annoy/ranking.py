@@ -5,11 +5,15 @@ the publication's mean sentence vector (both normalised). Measured on the real c
 (docs/engine-annoy.md), this ranks same-topic papers better than summing each query
 sentence's best-matching sentence, and as well as blends of the two.
 
-Candidates come from the Annoy index over publication vectors and, for text queries,
-from the publications of the stored sentences nearest to each query sentence (the
-sentence index); every candidate is then scored exactly. When the publication index is
-searched exactly (below 50,000 publications, see ann.py), its candidates hold the exact
-top k already and the sentence index is not searched. Otherwise, a text query's mean
+Each segment gives its candidates: a segment without Annoy files (below 50,000
+publications, see segments.py) is scanned exactly, which holds its exact top k; a larger
+one is searched with its Annoy index over publication vectors and, for text queries,
+adds the publications of the stored sentences nearest to each query sentence (its
+sentence index), every candidate then scored exactly. The best ``k`` of all segments'
+candidates are the answer, ties broken by publication id, so the answer does not depend
+on how the corpus is cut into segments: an exact search over segments gives what one
+segment would. Tombstoned publications are filtered out like any other row that does not
+pass. In an Annoy segment, a text query's mean
 vector lies farther from the papers' mean vectors than a paper's own does, so Annoy's
 trees route it less well: text queries search the publication index with twice the
 derived ``search_k`` (:data:`TEXT_EFFORT`), and the sentence index, which only adds
@@ -35,8 +39,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from recsys.domain import Evidence, Query, Recommendation
-from recsys_engine_annoy.ann import VectorIndex, similarities
-from recsys_engine_annoy.storage import PublicationTable, Texts
+from recsys_engine_annoy.ann import similarities
+from recsys_engine_annoy.segments import Segment
+from recsys_engine_annoy.storage import PublicationTable
 
 __all__ = ["MAX_EVIDENCE", "EngineData", "QueryVectors", "rank"]
 
@@ -59,19 +64,43 @@ EXACT_FILTER_SHARE = 0.05
 #: ...as is any filter that lets at most this many through.
 EXACT_FILTER_ROWS = 2_000
 
+_EMPTY_ROWS = np.empty(0, dtype=np.int64)
+_EMPTY_SCORES = np.empty(0, dtype=np.float32)
+
 
 @dataclass(frozen=True)
 class EngineData:
-    """Everything a query reads; built by fit() or load(), never changed afterwards."""
+    """Everything a query reads; built by fit() or load(), never changed afterwards.
 
+    Rows are global: the rows of every segment one after the other (``offsets[i]`` is the
+    first row of segment ``i``; the last entry is the number of stored rows).
+    """
+
+    segments: tuple[Segment, ...]
     publications: PublicationTable
-    texts: Texts
-    starts: NDArray[np.int64]
-    owners: NDArray[np.int32]
-    sentence_vectors: NDArray[np.float16]
-    publication_vectors: NDArray[np.float32]
-    sentence_index: VectorIndex
-    publication_index: VectorIndex
+    offsets: NDArray[np.int64]
+
+    @classmethod
+    def of(cls, segments: tuple[Segment, ...], publications: PublicationTable) -> EngineData:
+        offsets = np.zeros(len(segments) + 1, dtype=np.int64)
+        offsets[1:] = np.cumsum([len(s) for s in segments])
+        return cls(segments, publications, offsets)
+
+    def locate(self, row: int) -> tuple[Segment, int]:
+        """The segment holding global ``row`` and the row within it."""
+        number = int(np.searchsorted(self.offsets, row, side="right")) - 1
+        return self.segments[number], row - int(self.offsets[number])
+
+    def scores(self, rows: NDArray[np.int64], mean: NDArray[np.float32]) -> NDArray[np.float32]:
+        """The score of each of the (sorted) global ``rows``."""
+        out = np.empty(len(rows), dtype=np.float32)
+        bounds = np.searchsorted(rows, self.offsets)
+        for number, segment in enumerate(self.segments):
+            low, high = int(bounds[number]), int(bounds[number + 1])
+            if high > low:
+                local = rows[low:high] - self.offsets[number]
+                out[low:high] = similarities(np.asarray(segment.publication_vectors[local]), mean)
+        return out
 
 
 @dataclass(frozen=True)
@@ -98,48 +127,141 @@ def rank(data: EngineData, query: Query, qv: QueryVectors) -> list[Recommendatio
     """The top ``query.k`` publications for ``qv``, filters applied, with evidence."""
     pubs = data.publications
     allowed = pubs.allowed(query, qv.own_row)
-    passing = len(pubs) if allowed is None else int(allowed.sum())
+    excluded = pubs.excluded(qv.own_row)
+    passing = len(pubs) - len(excluded) if allowed is None else int(np.count_nonzero(allowed))
     k = min(query.k, passing)
     if k == 0:
         return []
-    rows = _candidates(data, qv, allowed, passing, k)
-    scores = similarities(np.asarray(data.publication_vectors[rows]), qv.mean)
-    order = np.lexsort((rows, -scores))[:k]  # ties broken by row: the same answer every time
+    rows, scores = _candidates(data, qv, allowed, excluded, passing, k)
+    best = _top_with_ties(scores, k)
+    # ties broken by publication id: the same answer however the rows are cut into segments
+    order = sorted(best.tolist(), key=lambda i: (-float(scores[i]), pubs.ids[int(rows[i])]))[:k]
     return [_recommendation(data, qv, int(rows[i]), float(scores[i])) for i in order]
 
 
+def _top_with_ties(scores: NDArray[np.float32], wanted: int) -> NDArray[np.int64]:
+    """Positions of the ``wanted`` highest scores, and of every score equal to the lowest of them."""
+    if wanted >= len(scores):
+        return np.arange(len(scores), dtype=np.int64)
+    position = len(scores) - wanted
+    kth = scores[np.argpartition(scores, position)[position]]
+    return np.flatnonzero(scores >= kth).astype(np.int64)
+
+
 def _candidates(
-    data: EngineData, qv: QueryVectors, allowed: NDArray[np.bool_] | None, passing: int, k: int
-) -> NDArray[np.int64]:
-    total = len(data.publications)
-    if allowed is not None and (passing <= EXACT_FILTER_ROWS or passing <= EXACT_FILTER_SHARE * total):
-        return np.flatnonzero(allowed).astype(np.int64)
+    data: EngineData, qv: QueryVectors, allowed: NDArray[np.bool_] | None, excluded: NDArray[np.int64],
+    passing: int, k: int,
+) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+    """Global rows that may be in the top ``k`` and their scores. ``allowed``: the rows that
+    pass the query's filters (None: no filters, every row but the ``excluded`` ones)."""
+    if allowed is not None and (passing <= EXACT_FILTER_ROWS or passing <= EXACT_FILTER_SHARE * data.publications.live):
+        rows = np.flatnonzero(allowed).astype(np.int64)
+        return rows, data.scores(rows, qv.mean)
+    found_rows, found_scores = [], []
+    bounds = np.searchsorted(excluded, data.offsets)
+    for number, segment in enumerate(data.segments):
+        first = int(data.offsets[number])
+        rows_out = excluded[bounds[number]:bounds[number + 1]] - first
+        gate = _Gate(allowed[first:first + len(segment)] if allowed is not None else None, rows_out, len(segment))
+        if segment.publication_index is None:
+            rows, scores = _scan(segment, qv.mean, gate, k)
+        else:
+            rows, scores = _search(segment, qv, gate, k)
+        found_rows.append(rows + first)
+        found_scores.append(scores)
+    return np.concatenate(found_rows), np.concatenate(found_scores)
+
+
+@dataclass(frozen=True)
+class _Gate:
+    """Which rows of one segment may be returned: those of ``mask`` (when the query has
+    filters, exclusions applied), else all but the ``excluded`` ones (sorted)."""
+
+    mask: NDArray[np.bool_] | None
+    excluded: NDArray[np.int64]
+    rows: int
+
+    @property
+    def passing(self) -> int:
+        return self.rows - len(self.excluded) if self.mask is None else int(np.count_nonzero(self.mask))
+
+    @property
+    def selective(self) -> bool:
+        """Few enough rows pass to score them all rather than search."""
+        return self.mask is not None and (self.passing <= EXACT_FILTER_ROWS or
+                                          self.passing <= EXACT_FILTER_SHARE * self.rows)
+
+    def keep(self, rows: NDArray[np.int64]) -> NDArray[np.int64]:
+        if self.mask is not None:
+            return rows[self.mask[rows]]
+        if not len(self.excluded):
+            return rows
+        position = np.minimum(np.searchsorted(self.excluded, rows), len(self.excluded) - 1)
+        kept: NDArray[np.int64] = rows[self.excluded[position] != rows]
+        return kept
+
+    def every(self) -> NDArray[np.int64]:
+        if self.mask is not None:
+            return np.flatnonzero(self.mask).astype(np.int64)
+        return np.setdiff1d(np.arange(self.rows, dtype=np.int64), self.excluded)
+
+
+def _scan(
+    segment: Segment, mean: NDArray[np.float32], gate: _Gate, k: int
+) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+    """An exact scan of the segment: its top ``k`` (with ties) among the rows that pass."""
+    wanted = min(k, gate.passing)
+    if wanted == 0:
+        return _EMPTY_ROWS, _EMPTY_SCORES
+    scores = similarities(segment.publication_vectors, mean)
+    if gate.mask is not None:
+        np.putmask(scores, ~gate.mask, np.float32(-np.inf))
+    else:
+        scores[gate.excluded] = -np.inf
+    top = _top_with_ties(scores, wanted)
+    return top, scores[top]
+
+
+def _search(
+    segment: Segment, qv: QueryVectors, gate: _Gate, k: int
+) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+    """Candidates of an Annoy segment, scored exactly."""
+    index = segment.publication_index
+    assert index is not None
+    total, passing = len(segment), gate.passing
+    wanted = min(k, passing)
+    if wanted == 0:
+        return _EMPTY_ROWS, _EMPTY_SCORES
     pool = max(MIN_CANDIDATES, 3 * k)
-    fetch = min(total, pool if allowed is None else math.ceil(pool * total / passing))
-    effort = 1.0 if qv.own_row is not None else TEXT_EFFORT
-    while True:
-        found, _ = data.publication_index.search(qv.mean, fetch, effort=effort)
-        kept = found if allowed is None else found[allowed[found]]
-        if len(kept) >= min(pool, passing) or fetch >= total:
-            break
-        fetch = min(total, fetch * 4)
-    if len(kept) < k:  # the index missed too many that pass: score them all
-        return np.flatnonzero(allowed if allowed is not None else np.ones(total, dtype=bool)).astype(np.int64)
-    if qv.sentence_searches > 0 and not data.publication_index.settings.exact:
-        # (an exact publication search already holds the exact top k: nothing to add)
-        extra = _sentence_candidates(data, qv)
-        if allowed is not None:
-            extra = extra[allowed[extra]]
-        kept = np.union1d(kept, extra)
-    return np.asarray(kept, dtype=np.int64)
+    if gate.selective:
+        kept = gate.every()
+    else:
+        fetch = min(total, math.ceil(pool * total / passing))
+        effort = 1.0 if qv.own_row is not None else TEXT_EFFORT
+        while True:
+            found, _ = index.search(qv.mean, fetch, effort=effort)
+            kept = gate.keep(found)
+            if len(kept) >= min(pool, passing) or fetch >= total:
+                break
+            fetch = min(total, fetch * 4)
+        if len(kept) < wanted:  # the index missed too many that pass: score them all
+            kept = gate.every()
+        elif qv.sentence_searches > 0 and segment.sentence_index is not None:
+            kept = np.union1d(kept, gate.keep(_sentence_candidates(segment, qv)))
+    kept = np.asarray(kept, dtype=np.int64)
+    return kept, similarities(np.asarray(segment.publication_vectors[kept]), qv.mean)
 
 
-def _sentence_candidates(data: EngineData, qv: QueryVectors) -> NDArray[np.int64]:
-    index, vectors = data.sentence_index, qv.vectors[: qv.sentence_searches]
-    hits = [index.search(vector, SENTENCE_HITS, effort=SENTENCE_EFFORT)[0] for vector in vectors]
+def _sentence_candidates(segment: Segment, qv: QueryVectors) -> NDArray[np.int64]:
+    """The publications owning the stored sentences nearest to the query's first sentences."""
+    index = segment.sentence_index
+    assert index is not None
+    hits = [index.search(vector, SENTENCE_HITS, effort=SENTENCE_EFFORT)[0]
+            for vector in qv.vectors[: qv.sentence_searches]]
     if not hits:
-        return np.empty(0, dtype=np.int64)
-    return np.unique(data.owners[np.concatenate(hits)]).astype(np.int64)
+        return _EMPTY_ROWS
+    owners = np.searchsorted(segment.starts, np.concatenate(hits), side="right") - 1
+    return np.unique(owners).astype(np.int64)
 
 
 def _recommendation(data: EngineData, qv: QueryVectors, row: int, score: float) -> Recommendation:
@@ -155,13 +277,15 @@ def _recommendation(data: EngineData, qv: QueryVectors, row: int, score: float) 
 
 
 def _evidence(data: EngineData, qv: QueryVectors, row: int) -> tuple[Evidence, ...]:
-    start, end = int(data.starts[row]), int(data.starts[row + 1])
-    stored = np.asarray(data.sentence_vectors[start:end], dtype=np.float32)
+    segment, local = data.locate(row)
+    start, end = int(segment.starts[local]), int(segment.starts[local + 1])
+    stored = np.asarray(segment.sentence_vectors[start:end], dtype=np.float32)
     similarity = qv.vectors @ stored.T  # query sentences x this publication's sentences
     best = similarity.argmax(axis=1)
     best_scores = similarity[np.arange(len(best)), best]
     order = np.lexsort((np.arange(len(best)), -best_scores))[:MAX_EVIDENCE]
     return tuple(
-        Evidence(query_sentence=qv.sentences[i], sentence=data.texts[start + int(best[i])], score=float(best_scores[i]))
+        Evidence(query_sentence=qv.sentences[i], sentence=segment.texts[start + int(best[i])],
+                 score=float(best_scores[i]))
         for i in order
     )

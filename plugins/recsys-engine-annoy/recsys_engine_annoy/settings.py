@@ -41,7 +41,8 @@ SETTINGS: PluginSettings[AnnoySettings] = PluginSettings(
               "embedding model: a local SentenceTransformer folder (also read as RECSYS_MODEL); "
               "empty: the packaged all-MiniLM-L6-v2", aliases=("RECSYS_MODEL",)),
         Field("embedding_backend", one_of(*BACKEND_CHOICES), "auto",
-              "how sentences are encoded: torch, onnx, onnx-int8; auto: the fastest with vectors identical to torch"),
+              "how sentences are encoded: torch, onnx, onnx-int8; auto: the fastest with vectors identical to torch "
+              "(onnx on a CPU, torch on a GPU), or the backend of the engine a build extends"),
         Field("batch_size", int_range(1, 4096), "32", "sentences encoded per batch"),
         Field("device", one_of("auto", "cpu", "cuda"), "auto", "where torch runs the model; auto: a GPU when present"),
         Field("trees", int_range(0, 10_000), "0", "Annoy trees; 0: derived from the corpus size"),

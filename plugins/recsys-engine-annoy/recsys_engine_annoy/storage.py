@@ -1,18 +1,17 @@
-"""The engine folder: which plain files hold what, and how they are written and read.
+"""The plain files of a segment, and how they are written and read.
 
-::
+A segment's folder (:mod:`recsys_engine_annoy.segments`; a first-wave engine keeps the
+same files at its top, :mod:`recsys_engine_annoy.layout`)::
 
-    engine.json                  EngineInfo: format, model (name, sha256), backend,
-                                 dimension, counts, index settings
     publications.jsonl           one {"id", "title", "label", "year"} per publication, in row order
+    fingerprints.npy             uint8 [publications, 32]: sha256 of each publication's indexed fields
     sentences.txt                every sentence, one per line (the splitter never leaves a line break)
     sentence_offsets.npy         int64 [sentences + 1]: byte offsets of each line in sentences.txt
     sentence_starts.npy          int64 [publications + 1]: publication p owns sentences starts[p]:starts[p+1]
-    sentence_publications.npy    int32 [sentences]: the publication row of each sentence
     sentence_vectors.npy         float16 [sentences, dimension]: unit sentence vectors
     publication_vectors.npy      float32 [publications, dimension]: unit mean vector of each publication
-    sentences.ann                Annoy (angular) over the sentence vectors; item = sentence row
-    publications.ann             Annoy (angular) over the publication vectors; item = publication row
+    publications.ann             Annoy (angular) over the publication vectors, only where searched
+    sentences.ann                Annoy (angular) over the sentence vectors, only where searched
 
 Large files are memory-mapped when loaded, so every process of a machine shares them.
 """
@@ -22,7 +21,7 @@ from __future__ import annotations
 import json
 import mmap
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -31,125 +30,32 @@ from numpy.typing import NDArray
 
 from recsys.domain import Publication, Query
 from recsys.errors import EngineLoadError
-from recsys_engine_annoy.ann import AnnSettings
 from recsys_engine_annoy.files import load_array, save_array
 
 __all__ = [
-    "FORMAT",
-    "EngineInfo",
+    "PublicationRecords",
     "PublicationTable",
     "SentenceTexts",
     "Texts",
-    "read_info",
+    "check_rows",
     "write_sentences",
 ]
 
-FORMAT = 1
-INFO_FILE = "engine.json"
 PUBLICATIONS_FILE = "publications.jsonl"
+FINGERPRINTS_FILE = "fingerprints.npy"
 SENTENCES_FILE = "sentences.txt"
 OFFSETS_FILE = "sentence_offsets.npy"
 STARTS_FILE = "sentence_starts.npy"
-OWNERS_FILE = "sentence_publications.npy"
 SENTENCE_VECTORS_FILE = "sentence_vectors.npy"
 PUBLICATION_VECTORS_FILE = "publication_vectors.npy"
 SENTENCE_INDEX_FILE = "sentences.ann"
 PUBLICATION_INDEX_FILE = "publications.ann"
+#: Written by the first-wave engine only (the owner of each sentence: derived from the starts now).
+OWNERS_FILE = "sentence_publications.npy"
 
-#: How sentence vectors are stored: half precision halves the files and the archive,
-#: and changes cosines by less than 1e-3 (docs/engine-annoy.md).
+#: How sentence vectors are stored: half precision halves the files and the archive, and
+#: leaves rankings as they are (docs/engine-annoy.md, *float16*).
 VECTOR_DTYPE = "float16"
-
-
-@dataclass(frozen=True)
-class EngineInfo:
-    """``engine.json``: what the saved engine is and how it was made."""
-
-    model: str
-    model_sha256: str
-    backend: str
-    dimension: int
-    publications: int
-    sentences: int
-    sentence_index: AnnSettings
-    publication_index: AnnSettings
-    vector_dtype: str = VECTOR_DTYPE
-    versions: dict[str, str] = field(default_factory=dict)
-    format: int = FORMAT
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "format": self.format,
-            "model": self.model,
-            "model_sha256": self.model_sha256,
-            "backend": self.backend,
-            "dimension": self.dimension,
-            "publications": self.publications,
-            "sentences": self.sentences,
-            "vector_dtype": self.vector_dtype,
-            "sentence_index": self.sentence_index.to_dict(),
-            "publication_index": self.publication_index.to_dict(),
-            "versions": self.versions,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Any, where: str = INFO_FILE) -> EngineInfo:
-        """Parse and check ``engine.json``; EngineLoadError says which field is wrong."""
-        if not isinstance(data, dict):
-            raise EngineLoadError(f"{where} is not a JSON object; rebuild the engine")
-        if data.get("format") != FORMAT:
-            raise EngineLoadError(
-                f"{where} has format {data.get('format')!r}; this plugin reads format {FORMAT}: rebuild the engine "
-                "or install the plugin version that built it"
-            )
-        try:
-            info = cls(
-                model=_field(data, "model", str),
-                model_sha256=_field(data, "model_sha256", str),
-                backend=_field(data, "backend", str),
-                dimension=_field(data, "dimension", int),
-                publications=_field(data, "publications", int),
-                sentences=_field(data, "sentences", int),
-                sentence_index=_ann(_field(data, "sentence_index", dict)),
-                publication_index=_ann(_field(data, "publication_index", dict)),
-                vector_dtype=_field(data, "vector_dtype", str),
-                versions={str(k): str(v) for k, v in dict(data.get("versions") or {}).items()},
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise EngineLoadError(f"{where} is malformed: {exc}; rebuild the engine") from exc
-        if info.dimension <= 0 or info.publications <= 0 or info.sentences < info.publications:
-            raise EngineLoadError(f"{where} has impossible counts or dimension; rebuild the engine")
-        return info
-
-
-def _field(data: dict[str, Any], name: str, kind: type) -> Any:
-    if name not in data:
-        raise KeyError(f"missing {name!r}")
-    value = data[name]
-    if not isinstance(value, kind) or isinstance(value, bool):
-        raise TypeError(f"{name!r} must be a {kind.__name__}, got {type(value).__name__}")
-    return value
-
-
-def _ann(data: dict[str, Any]) -> AnnSettings:
-    return AnnSettings(trees=int(data["trees"]), search_k=int(data["search_k"]), exact=bool(data.get("exact")))
-
-
-def read_info(folder: Path) -> EngineInfo:
-    path = folder / INFO_FILE
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise EngineLoadError(
-            f"{folder} holds no {INFO_FILE}: it is not a saved 'annoy' engine (or it is incomplete)"
-        ) from None
-    except (OSError, ValueError) as exc:
-        raise EngineLoadError(f"cannot read {path}: {exc}; rebuild the engine") from exc
-    return EngineInfo.from_dict(data)
-
-
-def write_info(folder: Path, info: EngineInfo) -> None:
-    (folder / INFO_FILE).write_text(json.dumps(info.to_dict(), indent=2) + "\n", encoding="utf-8")
 
 
 class Texts(Protocol):
@@ -160,13 +66,13 @@ class Texts(Protocol):
     def __len__(self) -> int: ...
 
 
-def write_sentences(folder: Path, texts: Sequence[str]) -> None:
+def write_sentences(folder: Path, texts: Texts) -> None:
     """Write ``sentences.txt`` (one per line) and the byte offset of each line."""
     offsets = np.zeros(len(texts) + 1, dtype=np.int64)
     with (folder / SENTENCES_FILE).open("wb") as handle:
         position = 0
-        for row, text in enumerate(texts):
-            data = text.encode("utf-8")
+        for row in range(len(texts)):
+            data = texts[row].encode("utf-8")
             if b"\n" in data or b"\r" in data:  # the splitter collapses whitespace; never store a break
                 data = b" ".join(data.split())
             handle.write(data + b"\n")
@@ -206,26 +112,105 @@ class SentenceTexts:
             self._map.close()
 
 
-class PublicationTable:
-    """Per-publication metadata for results and filters: ids, titles, labels, years."""
+@dataclass(frozen=True)
+class PublicationRecords:
+    """What results and filters show of each publication of a segment, in row order."""
 
-    def __init__(self, ids: list[str], titles: list[str], labels: list[str | None], years: list[int | None]) -> None:
-        self.ids = ids
-        self.titles = titles
-        self.label_names = sorted({label for label in labels if label is not None})
+    ids: list[str]
+    titles: list[str]
+    labels: list[str | None]
+    years: list[int | None]
+
+    @classmethod
+    def from_publications(cls, pubs: Sequence[Publication]) -> PublicationRecords:
+        return cls([p.id for p in pubs], [p.title for p in pubs], [p.label for p in pubs], [p.year for p in pubs])
+
+    @classmethod
+    def concat(cls, parts: Iterable[PublicationRecords]) -> PublicationRecords:
+        ids: list[str] = []
+        titles: list[str] = []
+        labels: list[str | None] = []
+        years: list[int | None] = []
+        for part in parts:
+            ids += part.ids
+            titles += part.titles
+            labels += part.labels
+            years += part.years
+        return cls(ids, titles, labels, years)
+
+    def take(self, rows: Iterable[int]) -> PublicationRecords:
+        picked = list(rows)
+        return PublicationRecords([self.ids[r] for r in picked], [self.titles[r] for r in picked],
+                                  [self.labels[r] for r in picked], [self.years[r] for r in picked])
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def write(self, path: Path) -> None:
+        with path.open("w", encoding="utf-8") as handle:
+            for row, pid in enumerate(self.ids):
+                record = {"id": pid, "title": self.titles[row], "label": self.labels[row], "year": self.years[row]}
+                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+    @classmethod
+    def read(cls, path: Path, count: int) -> PublicationRecords:
+        records = cls([], [], [], [])
+        try:
+            with path.open(encoding="utf-8") as handle:
+                for number, line in enumerate(handle, start=1):
+                    record = json.loads(line)
+                    if not isinstance(record, dict) or not isinstance(record.get("id"), str):
+                        raise ValueError(f"line {number} is not a publication record")
+                    records.ids.append(record["id"])
+                    records.titles.append(str(record.get("title") or ""))
+                    records.labels.append(_opt(record.get("label"), str))
+                    records.years.append(_opt(record.get("year"), int))
+        except (OSError, ValueError) as exc:
+            raise EngineLoadError(f"cannot read {path.name}: {exc}; rebuild the engine") from exc
+        if len(records) != count:
+            raise EngineLoadError(f"{path.name} lists {len(records)} publications, the engine says {count}")
+        if len(set(records.ids)) != len(records.ids):
+            raise EngineLoadError(f"{path.name} lists a publication id twice; rebuild the engine")
+        return records
+
+
+class PublicationTable:
+    """Per-publication metadata for results and filters over every stored row (rows of
+    all segments, one after the other), with the rows that are tombstoned."""
+
+    def __init__(self, records: PublicationRecords, deleted: NDArray[np.int64] | None = None) -> None:
+        self.ids = records.ids
+        self.titles = records.titles
+        self.label_names = sorted({label for label in records.labels if label is not None})
         code = {label: i for i, label in enumerate(self.label_names)}
-        self.label_codes = np.array([code[lb] if lb is not None else -1 for lb in labels], dtype=np.int32)
-        self.years = np.array([y if y is not None else 0 for y in years], dtype=np.int32)
-        self.has_year = np.array([y is not None for y in years], dtype=bool)
-        self.row_of = {pid: row for row, pid in enumerate(ids)}
+        self.label_codes = np.array([code[lb] if lb is not None else -1 for lb in records.labels], dtype=np.int32)
+        self.years = np.array([y if y is not None else 0 for y in records.years], dtype=np.int32)
+        self.has_year = np.array([y is not None for y in records.years], dtype=bool)
+        #: Tombstoned rows (sorted); never returned, never queried by id.
+        self.deleted = deleted if deleted is not None else np.empty(0, dtype=np.int64)
+        self.alive: NDArray[np.bool_] | None = None
+        if len(self.deleted):
+            self.alive = np.ones(len(self.ids), dtype=bool)
+            self.alive[self.deleted] = False
+        gone = set(self.deleted.tolist())
+        #: The live row of each id.
+        self.row_of = {pid: row for row, pid in enumerate(self.ids) if row not in gone}
+        if len(self.row_of) != len(self.ids) - len(gone):
+            raise EngineLoadError("a publication id is live in two segments; the engine folder is damaged: rebuild it")
         self._label_code = code
 
     @classmethod
     def from_publications(cls, pubs: Sequence[Publication]) -> PublicationTable:
-        return cls([p.id for p in pubs], [p.title for p in pubs], [p.label for p in pubs], [p.year for p in pubs])
+        return cls(PublicationRecords.from_publications(pubs))
 
     def __len__(self) -> int:
+        """Stored rows, tombstoned ones included."""
         return len(self.ids)
+
+    @property
+    def live(self) -> int:
+        """Rows that are not tombstoned: the engine's publications."""
+        return len(self.ids) - len(self.deleted)
 
     def label(self, row: int) -> str | None:
         code = int(self.label_codes[row])
@@ -234,12 +219,18 @@ class PublicationTable:
     def year(self, row: int) -> int | None:
         return int(self.years[row]) if self.has_year[row] else None
 
+    def excluded(self, own_row: int | None) -> NDArray[np.int64]:
+        """Rows no query may return (sorted): the tombstoned ones, and a by-id query's own."""
+        if own_row is None:
+            return self.deleted
+        return np.union1d(self.deleted, np.array([own_row], dtype=np.int64)).astype(np.int64)
+
     def allowed(self, query: Query, own_row: int | None) -> NDArray[np.bool_] | None:
-        """Rows that pass the query's filters (and are not its own publication); None
-        when every row passes."""
-        if not query.has_filters and own_row is None:
+        """Rows that pass the query's filters, are live and are not its own publication;
+        None when the query has no filters (then only :meth:`excluded` rows are left out)."""
+        if not query.has_filters:
             return None
-        mask = np.ones(len(self), dtype=bool)
+        mask = np.ones(len(self), dtype=bool) if self.alive is None else self.alive.copy()
         if query.label is not None:
             code = self._label_code.get(query.label)
             mask &= self.label_codes == (code if code is not None else -2)
@@ -254,36 +245,6 @@ class PublicationTable:
         if own_row is not None:
             mask[own_row] = False
         return mask
-
-    def write(self, path: Path) -> None:
-        with path.open("w", encoding="utf-8") as handle:
-            for row, pid in enumerate(self.ids):
-                record = {"id": pid, "title": self.titles[row], "label": self.label(row), "year": self.year(row)}
-                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-
-    @classmethod
-    def read(cls, path: Path, count: int) -> PublicationTable:
-        ids: list[str] = []
-        titles: list[str] = []
-        labels: list[str | None] = []
-        years: list[int | None] = []
-        try:
-            with path.open(encoding="utf-8") as handle:
-                for number, line in enumerate(handle, start=1):
-                    record = json.loads(line)
-                    if not isinstance(record, dict) or not isinstance(record.get("id"), str):
-                        raise ValueError(f"line {number} is not a publication record")
-                    ids.append(record["id"])
-                    titles.append(str(record.get("title") or ""))
-                    labels.append(_opt(record.get("label"), str))
-                    years.append(_opt(record.get("year"), int))
-        except (OSError, ValueError) as exc:
-            raise EngineLoadError(f"cannot read {path.name}: {exc}; rebuild the engine") from exc
-        if len(ids) != count:
-            raise EngineLoadError(f"{path.name} lists {len(ids)} publications, engine.json says {count}")
-        if len(set(ids)) != len(ids):
-            raise EngineLoadError(f"{path.name} lists a publication id twice; rebuild the engine")
-        return cls(ids, titles, labels, years)
 
 
 def _opt(value: Any, kind: type) -> Any:

@@ -33,6 +33,7 @@ def torch_vectors(settings: Settings, sentences: list[str]) -> np.ndarray:
 def test_auto_is_onnx_on_a_cpu():
     assert resolve_backend(Settings().with_plugin(SETTINGS, device="cpu")) == "onnx"
     assert resolve_backend(Settings().with_plugin(SETTINGS, device="cpu", embedding_backend="onnx-int8")) == "onnx-int8"
+    assert resolve_backend(Settings().with_plugin(SETTINGS, device="cpu", embedding_backend="onnx-int8")) == "onnx-int8"
 
 
 def test_onnx_vectors_match_torch(settings, sentences, torch_vectors):
@@ -108,3 +109,16 @@ def test_a_failed_export_leaves_nothing_behind(settings, tmp_path: Path, monkeyp
     with pytest.raises(RuntimeError):
         export.ensure_export(model, "onnx", tmp_path)
     assert [p.name for p in (tmp_path / "onnx").iterdir() if not p.name.endswith(".lock")] == []
+
+
+
+def test_int8_vectors_depend_on_the_batch_onnx_vectors_do_not(settings, sentences):
+    # why auto never picks int8: its dynamic quantization scales each batch as a whole
+    model = resolve_model(settings)
+    for backend, least in (("onnx", 0.99999), ("onnx-int8", None)):
+        encoder = make_encoder(model, backend, settings, threads=1)
+        cosines = (encoder.encode(sentences, batch_size=1) * encoder.encode(sentences, batch_size=16)).sum(axis=1)
+        if least is not None:
+            assert cosines.min() >= least
+        else:
+            assert cosines.min() < 0.999

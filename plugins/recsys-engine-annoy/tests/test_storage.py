@@ -16,10 +16,9 @@ from recsys.registry import Registry
 from recsys_engine_annoy import AnnoyEngine
 from recsys_engine_annoy.files import load_array
 
-SAVED_FILES = {
-    "engine.json", "publications.jsonl", "sentences.txt", "sentence_offsets.npy", "sentence_starts.npy",
-    "sentence_publications.npy", "sentence_vectors.npy", "publication_vectors.npy", "sentences.ann",
-    "publications.ann",
+SEGMENT_FILES = {
+    "segment.json", "publications.jsonl", "fingerprints.npy", "sentences.txt", "sentence_offsets.npy",
+    "sentence_starts.npy", "sentence_vectors.npy", "publication_vectors.npy",
 }
 
 
@@ -36,21 +35,25 @@ def test_registered_as_annoy_by_its_distribution():
 
 
 def test_saves_the_documented_files(saved):
-    assert {p.name for p in saved.iterdir()} == SAVED_FILES
+    # one segment, and no Annoy file: a segment this small is scanned exactly
+    assert {p.name for p in saved.iterdir()} == {"engine.json", "segments"}
+    segment = saved / "segments" / "s000001"
+    assert {p.name for p in segment.iterdir()} == SEGMENT_FILES
     info = json.loads((saved / "engine.json").read_text())
     assert info["model"] == "all-MiniLM-L6-v2" and len(info["model_sha256"]) == 64
-    assert info["backend"] == "onnx" and info["dimension"] == 384
-    assert load_array(saved / "sentence_vectors.npy").dtype == np.float16
+    assert info["backend"] == "onnx" and info["dimension"] == 384 and info["format"] == 2
+    assert load_array(segment / "sentence_vectors.npy").dtype == np.float16
+    assert load_array(segment / "publication_vectors.npy").dtype == np.float32
 
 
 def test_load_memory_maps_the_large_files(saved, settings):
     engine = AnnoyEngine.load(saved, settings)
     try:
-        data = engine.data
-        assert _mapped(data.sentence_vectors) and _mapped(data.publication_vectors) and _mapped(data.owners)
+        (segment,) = engine.data.segments
+        assert _mapped(segment.sentence_vectors) and _mapped(segment.publication_vectors)
         maps = Path("/proc/self/maps").read_text()
-        for name in ("sentences.ann", "publications.ann", "sentences.txt"):
-            assert str(saved / name) in maps, f"{name} is not memory-mapped"
+        for name in ("sentences.txt", "sentence_vectors.npy", "publication_vectors.npy"):
+            assert str(saved / "segments" / "s000001" / name) in maps, f"{name} is not memory-mapped"
         assert engine.recommend(Query(publication_id=engine.data.publications.ids[0], k=3))
     finally:
         engine.close()
@@ -63,15 +66,19 @@ def test_a_closed_engine_says_so(saved, settings):
         engine.recommend(Query(text="anything", k=1))
 
 
+SEGMENT = Path("segments/s000001")
+
+
 @pytest.mark.parametrize(
     ("damage", "message"),
     [
-        (lambda f: (f / "sentence_vectors.npy").write_bytes(b"\x93NUMPY garbage"), "sentence_vectors.npy"),
+        (lambda f: (f / SEGMENT / "sentence_vectors.npy").write_bytes(b"\x93NUMPY garbage"), "sentence_vectors.npy"),
         (lambda f: (f / "engine.json").write_text('{"format": 99}'), "format 99"),
-        (lambda f: (f / "publications.ann").unlink(), "publications.ann"),
-        (lambda f: (f / "sentences.txt").write_text("short\n"), "sentences.txt"),
-        (lambda f: (f / "publications.jsonl").write_text('{"id": "x"}\n'), "publications.jsonl"),
-        (lambda f: np.save(f / "sentence_starts.npy", np.arange(3)), "sentence_starts.npy"),
+        (lambda f: (f / SEGMENT / "publication_vectors.npy").unlink(), "publication_vectors.npy"),
+        (lambda f: (f / SEGMENT / "sentences.txt").write_text("short\n"), "sentences.txt"),
+        (lambda f: (f / SEGMENT / "publications.jsonl").write_text('{"id": "x"}\n'), "publications.jsonl"),
+        (lambda f: np.save(f / SEGMENT / "sentence_starts.npy", np.arange(3)), "sentence_starts.npy"),
+        (lambda f: np.save(f / SEGMENT / "fingerprints.npy", np.zeros((2, 32), dtype=np.uint8)), "fingerprints.npy"),
     ],
 )
 def test_damaged_files_are_refused_with_the_file_named(saved, settings, tmp_path, damage, message):
