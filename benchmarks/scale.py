@@ -105,7 +105,7 @@ _ENCODER = SyntheticEncoder()
 class ScaleEngine(AnnoyEngine):
     """The annoy engine with the synthetic encoder (building and querying)."""
 
-    def _build_backend(self, model: Any) -> str:
+    def _build_backend(self, model: Any, previous: Any = None) -> str:
         return _ENCODER.backend
 
     def _build_encoder(self, model: Any, backend: str) -> tuple[Encoder, bool]:
@@ -326,7 +326,7 @@ def report(rows: list[dict[str, Any]], extra: dict[str, Any]) -> str:
     merge, rewrite = extra.get("merge"), extra.get("rewrite")
     if merge:
         lines += ["", f"Merge policy at {rows[-1]['sentences']:,} sentences: the build that found more than 10 "
-                  f"small segments in its tier merged {merge['merged']} of them in {merge['merge_s']:.1f} s (that "
+                  f"small segments in its tier ran {merge['merged']} merge(s) in {merge['merge_s']:.1f} s (that "
                   f"build: {merge['build_s']:.1f} s; shipped {merge['shipped'] / 1e6:.1f} MB, "
                   f"{100 * merge['shipped'] / merge['bytes']:.1f}% of the engine)."]
     if rewrite:
