@@ -247,14 +247,15 @@ class Stack:
         base.update(RECSYS_BROKER_URL=amqp_url, RECSYS_RESULTS_URL=redis_url, RECSYS_API_TOKEN=TOKEN,
                     RECSYS_ENGINE=engine, RECSYS_SOURCE=str(source), RECSYS_HEARTBEAT_INTERVAL="1",
                     RECSYS_CATCHUP_INTERVAL="3600", RECSYS_REQUEST_TIMEOUT="60", HF_HUB_OFFLINE="1",
-                    TRANSFORMERS_OFFLINE="1", PYTHONPATH=str(ROOT), RECSYS_CACHE_DIR=str(cache_dir() / "models"))
+                    TRANSFORMERS_OFFLINE="1", PYTHONPATH=str(ROOT), RECSYS_CACHE_DIR=str(cache_dir() / "models"),
+                    RECSYS_WORKER_METRICS_PORT="0")
         port = free_port()
         self.url = f"http://127.0.0.1:{port}"
         (work / "api").mkdir(parents=True)
         self.processes: list[Process] = [Process(
-            [str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}", "--workers", "2", "--timeout", "900",
-             "recsys_api.wsgi:app"],
-            dict(base, RECSYS_DATA_DIR=str(work / "api" / "data"), RECSYS_START_ENGINE=str(start)),
+            [str(BIN / "gunicorn"), "-c", str(ROOT / "deploy" / "gunicorn.conf.py"), "recsys_api.wsgi:app"],
+            dict(base, RECSYS_DATA_DIR=str(work / "api" / "data"), RECSYS_START_ENGINE=str(start),
+                 GUNICORN_CMD_ARGS=f"--bind 127.0.0.1:{port} --workers 2 --timeout 900"),
             work / "api" / "api.log")]
         self.http = httpx.Client(base_url=self.url, timeout=120)
         wait_until(self._healthy, 120, "the API to answer /health")
@@ -330,6 +331,7 @@ def run(engine: str, publications: list[Publication], label: str, shares: Sequen
         amqp_url: str, redis_url: str) -> list[Measure]:
     held = max(4, round(HELD_OUT * len(publications)))
     corpus, held_out = publications[:-held], publications[-held:]
+    work.mkdir(parents=True, exist_ok=True)
     source = work / "source.jsonl"
     write_source(source, corpus)
     start = start_archive(engine, corpus, label)
@@ -350,7 +352,7 @@ def run(engine: str, publications: list[Publication], label: str, shares: Sequen
             current = stack.engine()
             measure = Measure(
                 engine, int(current["publications"]), int(current.get("bytes") or 0), change,
-                (result.get("archive") or {}).get("uploaded"), [int(r["bytes_fetched"]) for r in reports],
+                (result.get("uploaded") or {}).get("bytes"), [int(r["bytes_fetched"]) for r in reports],
                 float(result.get("seconds") or 0.0), max(times.values()) - started, check(stack, change),
             )
             print(describe(measure), flush=True)
@@ -405,12 +407,15 @@ def table(measures: list[Measure]) -> str:
 
 
 def main() -> None:
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the stack on a kill too
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", type=Path, default=DATASET, help="the real publications file")
-    parser.add_argument("--engine", action="append", choices=["lexical", "annoy"], help="engines (default: both)")
+    parser.add_argument("--engine", action="append", help="engines (default: lexical and annoy)")
     parser.add_argument("--size", action="append", type=int, help="corpus sizes; 0 = the whole dataset "
                         "(default: 1000 and 0)")
     parser.add_argument("--change", action="append", type=float, help="changes as shares (default: 0.01, 0.1)")
+    parser.add_argument("--run", action="append", default=[], metavar="ENGINE:SIZE",
+                        help="one engine at one size (repeat; instead of --engine x --size)")
     parser.add_argument("--write-docs", action="store_true", help="write the table into docs/benchmarks.md")
     args = parser.parse_args()
     if not args.dataset.exists():
@@ -419,13 +424,14 @@ def main() -> None:
     measures: list[Measure] = []
     work = Path(tempfile.mkdtemp(prefix="recsys-rollout-"))
     try:
-        for engine in args.engine or ["lexical", "annoy"]:
-            for size in args.size or [1000, 0]:
-                sample = nested_sample(everything, size or len(everything))
-                label = f"{len(sample)}"
-                with private_vhost() as amqp_url, free_redis_db() as redis_url:  # a clean slate per stack
-                    measures += run(engine, sample, label, args.change or [0.01, 0.1], work / f"{engine}-{label}",
-                                    amqp_url, redis_url)
+        runs = [(e, int(n)) for e, _, n in (r.partition(":") for r in args.run)] or [
+            (engine, size) for engine in args.engine or ["lexical", "annoy"] for size in args.size or [1000, 0]]
+        for engine, size in runs:
+            sample = nested_sample(everything, size or len(everything))
+            label = f"{len(sample)}"
+            with private_vhost() as amqp_url, free_redis_db() as redis_url:  # a clean slate per stack
+                measures += run(engine, sample, label, args.change or [0.01, 0.1], work / f"{engine}-{label}",
+                                amqp_url, redis_url)
         text = table(measures)
         print(text)
         if args.write_docs:

@@ -76,7 +76,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from recsys.archive import MAX_MANIFEST_BYTES, FileEntry, Limits, Manifest, peek_manifest, verify
+from recsys.archive import MAX_MANIFEST_BYTES, FileEntry, Limits, Manifest, VerifiedArchive, peek_manifest, verify
 from recsys.blobs import BlobStore
 from recsys.errors import InvalidArchive, LockTimeout, StoreError
 from recsys.fsutil import fsync_dir, temp_name, write_atomic
@@ -314,6 +314,25 @@ class EngineStore:
                 ingested.files_reused, ingested.bytes_reused / 1e6, time.monotonic() - started,
             )
             return self._activate_locked(verified.manifest.version, generation, verified.sha256, current)
+
+    def stage(self, verified: VerifiedArchive, lock_timeout: float = 600.0) -> None:
+        """Put the files and manifest of an archive :func:`~recsys.archive.verify` (or
+        ``pack``) accepted into the blobs, without assembling or activating its version.
+
+        A builder stages its build before uploading it: when the API's broadcast comes,
+        this machine's processes find every file here and download nothing. Blobs no
+        kept version references are still deleted at the next activation.
+        """
+        with self.lock(lock_timeout), self._writing():
+            self._clean(everything=False)
+            started = time.monotonic()
+            ingested = self._ingest(verified.path, verified.manifest, verified.members, verified.manifest_bytes)
+            self._add_manifest(verified.manifest_bytes)
+            logger.info(
+                "engine store %s: staged version %s: %d files (%.1f MB) added to the blobs, %d already there, "
+                "in %.1f s", self.root, verified.manifest.version, ingested.files_added, ingested.bytes_added / 1e6,
+                ingested.files_reused, time.monotonic() - started,
+            )
 
     def adopt(self) -> None:
         """Adopt the files of the versions on disk into the blobs (see the module

@@ -176,9 +176,10 @@ def _build_holding(services: WorkerServices, lock: BuildLock, token: str, messag
         )
         if renewer.lost:
             raise BuildLockLost("the build lock was lost while building: not uploading (another build may be running)")
+        _stage_here(services, archive)
         answer, uploaded = _upload(services, archive, workdir, message_id)
         generation = answer.get("generation")
-        _install_here(services, archive.path, generation, archive.sha256)
+        _install_here(services, archive, generation)
         seconds = time.monotonic() - started
         logger.info("build %s: done in %.1f s: version %s is generation %s", message_id, seconds,
                     archive.manifest.version, generation)
@@ -244,13 +245,23 @@ def _upload(
     return answer, {"bytes": archive.size, "files": files, "thin": False}
 
 
-def _install_here(services: WorkerServices, path: Path, generation: Any, sha256: str) -> None:
+def _stage_here(services: WorkerServices, archive: VerifiedArchive) -> None:
+    """Put the build's files into this machine's blobs before the upload, so that the
+    broadcast that follows it finds them here (no process of this machine downloads)."""
+    try:
+        services.rollout.store.stage(archive)
+    except RecsysError as exc:
+        logger.warning("could not stage the build on this machine (it may download it back): %s", exc)
+
+
+def _install_here(services: WorkerServices, archive: VerifiedArchive, generation: Any) -> None:
     """Install the uploaded archive on this machine, so it need not download it back."""
     if not isinstance(generation, int) or isinstance(generation, bool):
         logger.warning("the API's answer has no generation; this machine will download the engine instead")
         return
     try:
-        services.rollout.install_built(path, generation=generation, sha256=sha256)
+        services.rollout.install_built(archive.path, generation=generation, sha256=archive.sha256,
+                                       manifest_sha256=archive.manifest_sha256)
         services.rollout.refresh()
     except RecsysError as exc:
         logger.warning("could not install the built engine on this machine (it will download it): %s", exc)

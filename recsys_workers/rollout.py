@@ -265,9 +265,13 @@ class Rollout:
             )
         return self.follow(target)
 
-    def install_built(self, archive: Path, *, generation: int, sha256: str) -> Installed:
+    def install_built(
+        self, archive: Path, *, generation: int, sha256: str, manifest_sha256: str | None = None
+    ) -> Installed:
         """Install the full archive this machine built and uploaded (no download needed),
-        unless the machine already has that generation or a newer one."""
+        unless the machine already has that generation or a newer one. When the build
+        was staged (:meth:`EngineStore.stage`, with ``manifest_sha256``) the version is
+        assembled from the blobs without reading the archive again."""
         with self.store.lock(DOWNLOAD_LOCK_TIMEOUT):
             try:
                 current = self.store.current()
@@ -278,7 +282,14 @@ class Rollout:
                 logger.info("this machine is already at generation %d (version %s); not installing the built "
                             "generation %d", current.generation, current.version, generation)
                 return current
-            installed = self.store.install(archive, generation=generation, sha256=sha256)
+            installed = None
+            if manifest_sha256 is not None and self.store.blobs.has(manifest_sha256):
+                try:
+                    installed = self.store.install_version(manifest_sha256, generation=generation, sha256=sha256)
+                except StoreError as exc:  # a staged blob was collected meanwhile
+                    logger.info("the staged build is incomplete (%s); installing from the archive", exc)
+            if installed is None:
+                installed = self.store.install(archive, generation=generation, sha256=sha256)
             record = RolloutProgress(generation, installed.version, installed.manifest_sha256,
                                      bytes_reused=installed.manifest.total_size, data_dir=str(self.store.root))
             Progress(self.rollouts, record).done()  # built here: nothing fetched

@@ -597,3 +597,15 @@ def test_a_first_wave_file_that_does_not_match_its_manifest_is_not_adopted(tmp_p
     assert store.blobs.has(sha(SHARED)) and not store.blobs.has(sha(OLD)) and not store.blobs.has(sha(b"bit rot"))
     assert "does not match its manifest entry" in caplog.text
     assert store.current().version == version(0)
+
+
+def test_a_staged_build_is_all_blobs_before_it_is_installed(store, archives):
+    built = verify(archives[0])
+    assert store.missing(built.manifest)  # nothing held yet
+    store.stage(built)
+    assert store.missing(built.manifest) == []
+    assert store.blobs.has(built.manifest_sha256)
+    assert store.current() is None  # staged, not installed
+    installed = store.install_version(built.manifest_sha256, generation=4, sha256=built.sha256)
+    assert (installed.version, installed.generation) == (built.manifest.version, 4)
+    assert (installed.path / "manifest.json").read_bytes() == built.manifest_bytes
