@@ -196,8 +196,10 @@ def write_source(path: Path, publications: Sequence[Publication]) -> None:
     os.replace(tmp, path)
 
 
-def start_archive(engine: str, publications: list[Publication], label: str) -> Path:
-    """The first engine over ``publications``, built once and kept in the benchmark cache."""
+def start_archive(engine: str, publications: list[Publication], label: str, previous: Path | None = None) -> Path:
+    """The first engine over ``publications``, built once and kept in the benchmark cache
+    (``previous``: an engine folder whose vectors the build may reuse, e.g. one
+    ``benchmarks/engine.py`` keeps in its cache)."""
     folder = cache_dir() / "rollout"
     folder.mkdir(exist_ok=True)
     out = folder / f"{engine}-{label}.zip"
@@ -207,7 +209,8 @@ def start_archive(engine: str, publications: list[Publication], label: str) -> P
     started = time.perf_counter()
     print(f"building the first {engine} engine over {len(publications):,} publications (kept in {out}) ...",
           flush=True)
-    build_archive(publications, out, engine=engine, registry=Registry.discover(), settings=settings)
+    build_archive(publications, out, engine=engine, registry=Registry.discover(), settings=settings,
+                  previous=previous)
     print(f"  built in {time.perf_counter() - started:.0f} s", flush=True)
     return out
 
@@ -328,13 +331,13 @@ def check(stack: Stack, change: Change) -> list[str]:
 
 
 def run(engine: str, publications: list[Publication], label: str, shares: Sequence[float], work: Path,
-        amqp_url: str, redis_url: str) -> list[Measure]:
+        amqp_url: str, redis_url: str, previous: Path | None = None) -> list[Measure]:
     held = max(4, round(HELD_OUT * len(publications)))
     corpus, held_out = publications[:-held], publications[-held:]
     work.mkdir(parents=True, exist_ok=True)
     source = work / "source.jsonl"
     write_source(source, corpus)
-    start = start_archive(engine, corpus, label)
+    start = start_archive(engine, corpus, label, previous if engine == "annoy" else None)
     stack = Stack(work / engine, engine, source, start, amqp_url, redis_url)
     measures = []
     try:
@@ -416,6 +419,9 @@ def main() -> None:
     parser.add_argument("--change", action="append", type=float, help="changes as shares (default: 0.01, 0.1)")
     parser.add_argument("--run", action="append", default=[], metavar="ENGINE:SIZE",
                         help="one engine at one size (repeat; instead of --engine x --size)")
+    parser.add_argument("--annoy-previous", type=Path, metavar="FOLDER",
+                        help="an annoy engine folder whose sentence vectors the first annoy engine reuses (e.g. "
+                             "the full-dataset engine benchmarks/engine.py keeps in its cache): no encoding")
     parser.add_argument("--write-docs", action="store_true", help="write the table into docs/benchmarks.md")
     args = parser.parse_args()
     if not args.dataset.exists():
@@ -431,7 +437,7 @@ def main() -> None:
             label = f"{len(sample)}"
             with private_vhost() as amqp_url, free_redis_db() as redis_url:  # a clean slate per stack
                 measures += run(engine, sample, label, args.change or [0.01, 0.1], work / f"{engine}-{label}",
-                                amqp_url, redis_url)
+                                amqp_url, redis_url, args.annoy_previous)
         text = table(measures)
         print(text)
         if args.write_docs:
