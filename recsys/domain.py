@@ -17,9 +17,11 @@ from recsys.query_limits import (
     MAX_ID_CHARS,
     MAX_K,
     MAX_LABEL_CHARS,
+    MAX_LEXICAL_WEIGHT,
     MAX_TEXT_CHARS,
     MAX_YEAR,
     MIN_K,
+    MIN_LEXICAL_WEIGHT,
     MIN_YEAR,
     has_words,
 )
@@ -154,6 +156,10 @@ class Query:
     label: str | None = None
     year_min: int | None = None
     year_max: int | None = None
+    #: The share of the lexical signal in a hybrid engine's fused score, from 0 (dense
+    #: only) to 1 (lexical only); None: the engine's own setting. Engines without a
+    #: lexical signal ignore it.
+    lexical_weight: float | None = None
 
     def __post_init__(self) -> None:
         # The limits are those of the API's request schema (recsys.query_limits).
@@ -180,6 +186,15 @@ class Query:
         _check_year("year_max", self.year_max)
         if self.year_min is not None and self.year_max is not None and self.year_min > self.year_max:
             raise InvalidQuery("'year_min' is greater than 'year_max'")
+        weight = self.lexical_weight
+        if weight is not None:
+            if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not (
+                MIN_LEXICAL_WEIGHT <= weight <= MAX_LEXICAL_WEIGHT
+            ):
+                raise InvalidQuery(
+                    f"'lexical_weight' must be a number from {MIN_LEXICAL_WEIGHT:g} to {MAX_LEXICAL_WEIGHT:g}"
+                )
+            object.__setattr__(self, "lexical_weight", float(weight))
 
     @property
     def has_filters(self) -> bool:
@@ -211,6 +226,7 @@ class Query:
                 label=data.get("label"),
                 year_min=data.get("year_min"),
                 year_max=data.get("year_max"),
+                lexical_weight=data.get("lexical_weight"),
             )
         except TypeError as exc:
             raise InvalidQuery(f"malformed query: {exc}") from exc
@@ -223,7 +239,7 @@ class Query:
             data["publication_id"] = self.publication_id
         if self.exclude_ids:
             data["exclude_ids"] = sorted(self.exclude_ids)
-        for key in ("label", "year_min", "year_max"):
+        for key in ("label", "year_min", "year_max", "lexical_weight"):
             if getattr(self, key) is not None:
                 data[key] = getattr(self, key)
         return data

@@ -13,12 +13,14 @@ import re
 __all__ = [
     "DEFAULT_K",
     "MAX_EXCLUDE_IDS",
+    "MAX_LEXICAL_WEIGHT",
     "MAX_ID_CHARS",
     "MAX_K",
     "MAX_LABEL_CHARS",
     "MAX_TEXT_CHARS",
     "MAX_YEAR",
     "MIN_K",
+    "MIN_LEXICAL_WEIGHT",
     "MIN_YEAR",
     "NOT_BLANK",
     "WORD",
@@ -37,6 +39,9 @@ MAX_ID_CHARS = 256
 MAX_LABEL_CHARS = 256
 #: Most ids in ``exclude_ids``.
 MAX_EXCLUDE_IDS = 1000
+#: The range of ``lexical_weight``: the share of the lexical signal in an engine's fused score.
+MIN_LEXICAL_WEIGHT = 0.0
+MAX_LEXICAL_WEIGHT = 1.0
 #: The year filters' range (inclusive).
 MIN_YEAR = 0
 MAX_YEAR = 9999

@@ -21,9 +21,11 @@ from recsys.query_limits import (
     MAX_ID_CHARS,
     MAX_K,
     MAX_LABEL_CHARS,
+    MAX_LEXICAL_WEIGHT,
     MAX_TEXT_CHARS,
     MAX_YEAR,
     MIN_K,
+    MIN_LEXICAL_WEIGHT,
     MIN_YEAR,
     NOT_BLANK,
     WORD,
@@ -65,6 +67,12 @@ RECOMMENDATION_REQUEST: dict[str, Any] = {
                   "nullable": True, "description": "only publications with this label"},
         "year_min": {**_YEAR, "description": "only publications from this year on (inclusive)"},
         "year_max": {**_YEAR, "description": "only publications up to this year (inclusive); >= year_min"},
+        "lexical_weight": {"type": "number", "minimum": MIN_LEXICAL_WEIGHT, "maximum": MAX_LEXICAL_WEIGHT,
+                           "nullable": True,
+                           "description": "the share of the lexical signal in the fused score of an engine that "
+                                          "has one (the default engine): 0 = dense similarity only, 1 = lexical "
+                                          "only; unset: the engine's setting. Engines without a lexical signal "
+                                          "ignore it"},
         "strict": {"type": "boolean", "default": False,
                    "description": "the worker must serve at least the API's current engine generation "
                                   "(it fetches it first if needed)"},

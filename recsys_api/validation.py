@@ -119,6 +119,9 @@ def problem(error: ValidationError) -> tuple[str | None, str]:
     if kind == "integer":
         low, high = rule["minimum"], rule["maximum"]
         return field, f"'{field}' must be a whole number from {low} to {high}, got {_shown(value)}"
+    if kind == "number":
+        low, high = rule["minimum"], rule["maximum"]
+        return field, f"'{field}' must be a number from {low:g} to {high:g}, got {_shown(value)}"
     if kind == "boolean":
         return field, f"'{field}' must be true or false, got {_shown(value)}"
     if kind == "array":

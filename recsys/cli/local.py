@@ -67,6 +67,8 @@ def add_commands(commands: Any) -> None:
     rec.add_argument("--year-min", type=int, help="only publications from this year on")
     rec.add_argument("--year-max", type=int, help="only publications up to this year")
     rec.add_argument("--exclude", action="append", default=[], metavar="ID", help="never recommend this id")
+    rec.add_argument("--lexical-weight", type=float, metavar="W",
+                     help="share of the lexical signal in a hybrid engine's score, 0-1 (default: the engine's)")
     rec.add_argument("--json", action="store_true", help="one compact JSON object per query on stdout")
     rec.set_defaults(handler=cmd_recommend)
 
@@ -224,6 +226,8 @@ def _queries(args: argparse.Namespace) -> list[dict[str, Any]]:
         common["year_min"] = args.year_min
     if args.year_max is not None:
         common["year_max"] = args.year_max
+    if args.lexical_weight is not None:
+        common["lexical_weight"] = args.lexical_weight
     queries = [dict(common, text=text) for text in args.texts]
     queries += [dict(common, publication_id=pub_id) for pub_id in args.publication_id]
     return queries

@@ -52,6 +52,10 @@ def test_invalid_records_say_what_is_wrong(record, message):
         ({"text": "a", "k": MAX_K + 1}, "'k' must be"),
         ({"text": "a", "k": True}, "'k' must be"),
         ({"text": "a", "year_min": 2020, "year_max": 2010}, "greater than"),
+        ({"text": "a", "lexical_weight": 1.5}, "'lexical_weight' must be a number from 0 to 1"),
+        ({"text": "a", "lexical_weight": -0.1}, "'lexical_weight' must be a number from 0 to 1"),
+        ({"text": "a", "lexical_weight": True}, "'lexical_weight' must be a number"),
+        ({"text": "a", "lexical_weight": "0.5"}, "'lexical_weight' must be a number"),
     ],
 )
 def test_query_rules(kwargs, message):
@@ -80,6 +84,10 @@ def test_query_dict_round_trip():
     q = Query.from_dict({"text": "t", "k": 3, "exclude_ids": ["b", "a"], "label": "x", "year_min": 2000})
     assert q.to_dict() == {"k": 3, "text": "t", "exclude_ids": ["a", "b"], "label": "x", "year_min": 2000}
     assert Query.from_dict(q.to_dict()) == q
+    weighted = Query.from_dict({"text": "t", "lexical_weight": 1})
+    assert weighted.lexical_weight == 1.0 and isinstance(weighted.lexical_weight, float)
+    assert weighted.to_dict() == {"k": 10, "text": "t", "lexical_weight": 1.0}
+    assert Query.from_dict(weighted.to_dict()) == weighted
 
 
 def test_recommendation_shape():

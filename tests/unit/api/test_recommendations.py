@@ -53,7 +53,8 @@ def test_every_filter_reaches_the_worker(harness):
 
 
 def test_null_filters_mean_no_filter(harness):
-    body = {"text": TEXT, "exclude_ids": None, "label": None, "year_min": None, "year_max": None}
+    body = {"text": TEXT, "exclude_ids": None, "label": None, "year_min": None, "year_max": None,
+            "lexical_weight": None}
 
     assert post(harness, body).status_code == 200
     assert harness.actors.requests == [{"text": TEXT, "k": 10, "strict": False, "min_generation": None}]
@@ -68,6 +69,9 @@ def test_null_filters_mean_no_filter(harness):
     {"text": TEXT, "year_min": 2000, "year_max": 2000},
     {"publication_id": "x" * 256},
     {"text": TEXT, "exclude_ids": ["x"] * 1000},
+    {"text": TEXT, "lexical_weight": 0},
+    {"text": TEXT, "lexical_weight": 1},
+    {"text": TEXT, "lexical_weight": 0.35},
 ])
 def test_bodies_at_the_limits_are_accepted(harness, body):
     assert post(harness, body).status_code == 200
@@ -103,6 +107,10 @@ def test_bodies_at_the_limits_are_accepted(harness, body):
     ({"text": TEXT, "year_max": 10000}, "year_max", "from 0 to 9999, got 10000"),
     ({"text": TEXT, "year_min": "2000"}, "year_min", 'got "2000"'),
     ({"text": TEXT, "year_min": 2011, "year_max": 2010}, "year_min", "must not be greater than 'year_max'"),
+    ({"text": TEXT, "lexical_weight": 1.01}, "lexical_weight", "'lexical_weight' must be a number from 0 to 1, got 1.01"),
+    ({"text": TEXT, "lexical_weight": -1}, "lexical_weight", "got -1"),
+    ({"text": TEXT, "lexical_weight": "0.3"}, "lexical_weight", 'got "0.3"'),
+    ({"text": TEXT, "lexical_weight": False}, "lexical_weight", "got false"),
     ({"text": TEXT, "strict": "yes"}, "strict", "'strict' must be true or false"),
     ({"text": TEXT, "strict": 1}, "strict", "'strict' must be true or false"),
     ({"text": TEXT, "limit": 3}, "limit", "unknown field(s) 'limit'; allowed: text, publication_id, k"),

@@ -32,7 +32,7 @@ def test_the_validator_uses_the_schema_the_spec_shows(harness):
 def test_the_schema_is_a_valid_draft_4_schema_and_names_every_field():
     OpenApi30Validator.check_schema(RECOMMENDATION_REQUEST)
     assert RECOMMEND_FIELDS == ("text", "publication_id", "k", "exclude_ids", "label", "year_min", "year_max",
-                                "strict")
+                                "lexical_weight", "strict")
 
 
 @pytest.mark.parametrize(("value", "valid"), [(10, True), (10.0, False), (True, False), (None, False), ("10", False)])
