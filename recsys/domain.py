@@ -247,14 +247,23 @@ class Query:
 
 @dataclass(frozen=True)
 class Evidence:
-    """One query sentence, the stored sentence it matched, and their similarity."""
+    """One query sentence, the stored sentence it matched, and their similarity.
+
+    ``terms``: the index terms the two share, where an engine's lexical signal carried
+    the result (a hybrid engine; lowercase, plurals folded); empty otherwise, and then
+    left out of :meth:`to_dict`."""
 
     query_sentence: str
     sentence: str
     score: float
+    terms: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return {"query_sentence": self.query_sentence, "sentence": self.sentence, "score": round(self.score, 6)}
+        out: dict[str, Any] = {"query_sentence": self.query_sentence, "sentence": self.sentence,
+                               "score": round(self.score, 6)}
+        if self.terms:
+            out["terms"] = list(self.terms)
+        return out
 
 
 @dataclass(frozen=True)

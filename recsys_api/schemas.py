@@ -109,7 +109,8 @@ SCHEMAS: dict[str, Any] = {
     "Evidence": {
         "type": "object",
         "required": ["query_sentence", "sentence", "score"],
-        "properties": {"query_sentence": _STRING, "sentence": _STRING, "score": {"type": "number"}},
+        "properties": {"query_sentence": _STRING, "sentence": _STRING, "score": {"type": "number"},
+                       "terms": {"type": "array", "items": _STRING}},
     },
     "Recommendation": {
         "type": "object",

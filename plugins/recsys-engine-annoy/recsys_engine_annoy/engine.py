@@ -50,9 +50,10 @@ from recsys_engine_annoy.encoders import (
     make_encoder,
     resolve_backend,
 )
+from recsys_engine_annoy.lexical import LexicalSignal, has_files, write_part
 from recsys_engine_annoy.merge import MergePolicy
 from recsys_engine_annoy.model import ModelInfo, resolve_model
-from recsys_engine_annoy.ranking import EngineData, QueryVectors, mean_vector, rank
+from recsys_engine_annoy.ranking import EngineData, Fusion, QueryVectors, mean_vector, rank
 from recsys_engine_annoy.segments import IndexRule, Segment
 from recsys_engine_annoy.settings import AnnoySettings, annoy_settings
 from recsys_engine_annoy.storage import PublicationRecords, PublicationTable
@@ -77,6 +78,7 @@ class AnnoyEngine(Engine):
         #: This plugin's settings (RECSYS_ANNOY_*), read once.
         self.options: AnnoySettings = annoy_settings(self.settings)
         self._data: EngineData | None = None
+        self._lexical: LexicalSignal | None = None
         self._info: layout.EngineInfo | None = None
         self._model: ModelInfo | None = None
         self._deleted: list[NDArray[np.int64]] = []
@@ -203,6 +205,7 @@ class AnnoyEngine(Engine):
         offsets = np.cumsum([0] + [len(s) for s in segments[:-1]])
         gone = np.concatenate([rows + first for rows, first in zip(deleted, offsets, strict=True)]).astype(np.int64)
         table = PublicationTable(PublicationRecords.concat(s.records for s in segments), gone)
+        self._lexical = LexicalSignal(segments, deleted)
         self._data = EngineData.of(tuple(segments), table)
         self._deleted = deleted
 
@@ -245,6 +248,11 @@ class AnnoyEngine(Engine):
     def save(self, folder: Path) -> EngineMetadata:
         data, info = self._require()
         layout.write_engine(folder, info, data.segments, self._deleted)
+        assert self._lexical is not None
+        for segment in data.segments:  # kept segments have theirs among the linked files
+            target = folder / layout.SEGMENTS_DIR / segment.id
+            if not has_files(target):
+                write_part(self._lexical.parts[segment.id], target)
         return EngineMetadata(
             publications=info.publications,
             sentences=info.sentences,
@@ -295,7 +303,21 @@ class AnnoyEngine(Engine):
 
     def recommend(self, query: Query) -> list[Recommendation]:
         data, _ = self._require()
-        return rank(data, query, self.query_vectors(query))
+        qv = self.query_vectors(query)
+        return rank(data, query, qv, self.fusion(query, qv))
+
+    def fusion(self, query: Query, qv: QueryVectors) -> Fusion | None:
+        """The lexical half of ``query``'s hybrid score (None: a weight of 0, or no indexed word)."""
+        weight = self.options.lexical_weight if query.lexical_weight is None else query.lexical_weight
+        if weight <= 0 or self._lexical is None:
+            return None
+        if qv.own_row is not None:
+            scores = self._lexical.row_scores(qv.own_row)
+        else:
+            scores = self._lexical.text_scores(query.text or "")
+        if scores is None:
+            scores = np.zeros(len(self.data.publications), dtype=np.float64)
+        return Fusion(weight, scores)
 
     def query_vectors(self, query: Query) -> QueryVectors:
         """The query's sentences and vectors: a text encoded with the engine's backend, or
@@ -351,6 +373,7 @@ class AnnoyEngine(Engine):
         if self._base is not None:
             self._base.close()
         self._data = self._info = self._base = None
+        self._lexical = None
         self._deleted = []
 
     def _require(self) -> tuple[EngineData, layout.EngineInfo]:

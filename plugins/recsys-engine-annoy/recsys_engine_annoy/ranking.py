@@ -40,10 +40,11 @@ from numpy.typing import NDArray
 
 from recsys.domain import Evidence, Query, Recommendation
 from recsys_engine_annoy.ann import similarities
+from recsys_engine_annoy.lexical import matched_terms
 from recsys_engine_annoy.segments import Segment
 from recsys_engine_annoy.storage import PublicationTable
 
-__all__ = ["MAX_EVIDENCE", "EngineData", "QueryVectors", "rank"]
+__all__ = ["MAX_EVIDENCE", "EngineData", "Fusion", "QueryVectors", "rank"]
 
 #: Evidence pairs kept per recommendation (the best ones).
 MAX_EVIDENCE = 10
@@ -116,6 +117,28 @@ class QueryVectors:
     sentence_searches: int = MAX_SENTENCE_SEARCHES
 
 
+@dataclass(frozen=True)
+class Fusion:
+    """The hybrid score: ``(1 - weight) * max(0, cosine) + weight * lexical[row]``, on 0-1.
+
+    ``lexical``: the TF-IDF cosine of the query with every global row (0-1)."""
+
+    weight: float
+    lexical: NDArray[np.float64]
+
+    def fuse(self, dense: NDArray[np.float32], rows: NDArray[np.int64] | slice) -> NDArray[np.float32]:
+        fused = (1.0 - self.weight) * np.maximum(dense, 0.0) + self.weight * self.lexical[rows]
+        return np.asarray(fused, dtype=np.float32)
+
+    def best(self, first: int, rows: int, count: int) -> NDArray[np.int64]:
+        """The (local) rows of the ``count`` best positive lexical scores among global rows ``first:first+rows``."""
+        part = self.lexical[first:first + rows]
+        positive = np.flatnonzero(part > 0)
+        if len(positive) > count:
+            positive = positive[np.argpartition(part[positive], len(positive) - count)[len(positive) - count:]]
+        return positive.astype(np.int64)
+
+
 def mean_vector(vectors: NDArray[np.float32]) -> NDArray[np.float32]:
     """The normalised mean of unit vectors (a zero vector stays zero)."""
     mean = vectors.mean(axis=0, dtype=np.float64)
@@ -123,8 +146,9 @@ def mean_vector(vectors: NDArray[np.float32]) -> NDArray[np.float32]:
     return np.asarray(mean / norm if norm > 0 else mean, dtype=np.float32)
 
 
-def rank(data: EngineData, query: Query, qv: QueryVectors) -> list[Recommendation]:
-    """The top ``query.k`` publications for ``qv``, filters applied, with evidence."""
+def rank(data: EngineData, query: Query, qv: QueryVectors, fusion: Fusion | None = None) -> list[Recommendation]:
+    """The top ``query.k`` publications for ``qv``, filters applied, with evidence; scores
+    fused with the lexical ones when ``fusion`` is given (else the cosine)."""
     pubs = data.publications
     allowed = pubs.allowed(query, qv.own_row)
     excluded = pubs.excluded(qv.own_row)
@@ -132,11 +156,11 @@ def rank(data: EngineData, query: Query, qv: QueryVectors) -> list[Recommendatio
     k = min(query.k, passing)
     if k == 0:
         return []
-    rows, scores = _candidates(data, qv, allowed, excluded, passing, k)
+    rows, scores = _candidates(data, qv, allowed, excluded, passing, k, fusion)
     best = _top_with_ties(scores, k)
     # ties broken by publication id: the same answer however the rows are cut into segments
     order = sorted(best.tolist(), key=lambda i: (-float(scores[i]), pubs.ids[int(rows[i])]))[:k]
-    return [_recommendation(data, qv, int(rows[i]), float(scores[i])) for i in order]
+    return [_recommendation(data, qv, int(rows[i]), float(scores[i]), fusion) for i in order]
 
 
 def _top_with_ties(scores: NDArray[np.float32], wanted: int) -> NDArray[np.int64]:
@@ -150,13 +174,14 @@ def _top_with_ties(scores: NDArray[np.float32], wanted: int) -> NDArray[np.int64
 
 def _candidates(
     data: EngineData, qv: QueryVectors, allowed: NDArray[np.bool_] | None, excluded: NDArray[np.int64],
-    passing: int, k: int,
+    passing: int, k: int, fusion: Fusion | None = None,
 ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
     """Global rows that may be in the top ``k`` and their scores. ``allowed``: the rows that
     pass the query's filters (None: no filters, every row but the ``excluded`` ones)."""
     if allowed is not None and (passing <= EXACT_FILTER_ROWS or passing <= EXACT_FILTER_SHARE * data.publications.live):
         rows = np.flatnonzero(allowed).astype(np.int64)
-        return rows, data.scores(rows, qv.mean)
+        dense = data.scores(rows, qv.mean)
+        return rows, dense if fusion is None else fusion.fuse(dense, rows)
     found_rows, found_scores = [], []
     bounds = np.searchsorted(excluded, data.offsets)
     for number, segment in enumerate(data.segments):
@@ -164,9 +189,9 @@ def _candidates(
         rows_out = excluded[bounds[number]:bounds[number + 1]] - first
         gate = _Gate(allowed[first:first + len(segment)] if allowed is not None else None, rows_out, len(segment))
         if segment.publication_index is None:
-            rows, scores = _scan(segment, qv.mean, gate, k)
+            rows, scores = _scan(segment, qv.mean, gate, k, first, fusion)
         else:
-            rows, scores = _search(segment, qv, gate, k)
+            rows, scores = _search(segment, qv, gate, k, first, fusion)
         found_rows.append(rows + first)
         found_scores.append(scores)
     return np.concatenate(found_rows), np.concatenate(found_scores)
@@ -207,13 +232,15 @@ class _Gate:
 
 
 def _scan(
-    segment: Segment, mean: NDArray[np.float32], gate: _Gate, k: int
+    segment: Segment, mean: NDArray[np.float32], gate: _Gate, k: int, first: int = 0, fusion: Fusion | None = None,
 ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
     """An exact scan of the segment: its top ``k`` (with ties) among the rows that pass."""
     wanted = min(k, gate.passing)
     if wanted == 0:
         return _EMPTY_ROWS, _EMPTY_SCORES
     scores = similarities(segment.publication_vectors, mean)
+    if fusion is not None:
+        scores = fusion.fuse(scores, slice(first, first + len(segment)))
     if gate.mask is not None:
         np.putmask(scores, ~gate.mask, np.float32(-np.inf))
     else:
@@ -223,7 +250,7 @@ def _scan(
 
 
 def _search(
-    segment: Segment, qv: QueryVectors, gate: _Gate, k: int
+    segment: Segment, qv: QueryVectors, gate: _Gate, k: int, first: int = 0, fusion: Fusion | None = None,
 ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
     """Candidates of an Annoy segment, scored exactly."""
     index = segment.publication_index
@@ -248,8 +275,11 @@ def _search(
             kept = gate.every()
         elif qv.sentence_searches > 0 and segment.sentence_index is not None:
             kept = np.union1d(kept, gate.keep(_sentence_candidates(segment, qv)))
+        if fusion is not None:  # the lexical signal's own best, which the vector indexes may miss
+            kept = np.union1d(kept, gate.keep(fusion.best(first, total, pool)))
     kept = np.asarray(kept, dtype=np.int64)
-    return kept, similarities(np.asarray(segment.publication_vectors[kept]), qv.mean)
+    dense = similarities(np.asarray(segment.publication_vectors[kept]), qv.mean)
+    return kept, dense if fusion is None else fusion.fuse(dense, kept + first)
 
 
 def _sentence_candidates(segment: Segment, qv: QueryVectors) -> NDArray[np.int64]:
@@ -264,19 +294,21 @@ def _sentence_candidates(segment: Segment, qv: QueryVectors) -> NDArray[np.int64
     return np.unique(owners).astype(np.int64)
 
 
-def _recommendation(data: EngineData, qv: QueryVectors, row: int, score: float) -> Recommendation:
+def _recommendation(data: EngineData, qv: QueryVectors, row: int, score: float,
+                    fusion: Fusion | None = None) -> Recommendation:
     pubs = data.publications
+    lexical = fusion is not None and fusion.weight > 0 and fusion.lexical[row] > 0
     return Recommendation(
         publication_id=pubs.ids[row],
         title=pubs.titles[row],
         score=score,
-        evidence=_evidence(data, qv, row),
+        evidence=_evidence(data, qv, row, terms=lexical),
         label=pubs.label(row),
         year=pubs.year(row),
     )
 
 
-def _evidence(data: EngineData, qv: QueryVectors, row: int) -> tuple[Evidence, ...]:
+def _evidence(data: EngineData, qv: QueryVectors, row: int, *, terms: bool = False) -> tuple[Evidence, ...]:
     segment, local = data.locate(row)
     start, end = int(segment.starts[local]), int(segment.starts[local + 1])
     stored = np.asarray(segment.sentence_vectors[start:end], dtype=np.float32)
@@ -285,7 +317,7 @@ def _evidence(data: EngineData, qv: QueryVectors, row: int) -> tuple[Evidence, .
     best_scores = similarity[np.arange(len(best)), best]
     order = np.lexsort((np.arange(len(best)), -best_scores))[:MAX_EVIDENCE]
     return tuple(
-        Evidence(query_sentence=qv.sentences[i], sentence=segment.texts[start + int(best[i])],
-                 score=float(best_scores[i]))
+        Evidence(query_sentence=qv.sentences[i], sentence=(sentence := segment.texts[start + int(best[i])]),
+                 score=float(best_scores[i]), terms=matched_terms(qv.sentences[i], sentence) if terms else ())
         for i in order
     )

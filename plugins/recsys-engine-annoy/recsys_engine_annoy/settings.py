@@ -14,10 +14,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from recsys.config import Field, PluginSettings, Settings, int_range, one_of, optional, parse_path
+from recsys.config import Field, PluginSettings, Settings, float_range, int_range, one_of, optional, parse_path
 
-__all__ = ["BACKEND_CHOICES", "SETTINGS", "AnnoySettings", "annoy_settings"]
+__all__ = ["BACKEND_CHOICES", "DEFAULT_LEXICAL_WEIGHT", "SETTINGS", "AnnoySettings", "annoy_settings"]
 
+#: The lexical share of the hybrid score (docs/engine-annoy.md "Hybrid retrieval" has the measurements).
+DEFAULT_LEXICAL_WEIGHT = 0.5
 #: ``RECSYS_ANNOY_EMBEDDING_BACKEND`` values (``auto`` resolves to one of the others).
 BACKEND_CHOICES = ("auto", "torch", "onnx", "onnx-int8")
 
@@ -32,6 +34,7 @@ class AnnoySettings:
     device: str = "auto"
     trees: int = 0
     search_k: int = 0
+    lexical_weight: float = DEFAULT_LEXICAL_WEIGHT
 
 
 SETTINGS: PluginSettings[AnnoySettings] = PluginSettings(
@@ -48,6 +51,9 @@ SETTINGS: PluginSettings[AnnoySettings] = PluginSettings(
         Field("trees", int_range(0, 10_000), "0", "Annoy trees; 0: derived from the corpus size"),
         Field("search_k", int_range(-1, 10_000_000), "0",
               "Annoy nodes inspected per query; 0: derived from trees and k; -1: Annoy's default"),
+        Field("lexical_weight", float_range(0.0, 1.0), str(DEFAULT_LEXICAL_WEIGHT),
+              "the lexical share w of the hybrid score (1 - w) * max(0, cosine) + w * TF-IDF cosine; 0: dense only; "
+              "a request's lexical_weight overrides it"),
     ),
     AnnoySettings,
     title="the default engine: SentenceTransformer sentence embeddings searched with Annoy",

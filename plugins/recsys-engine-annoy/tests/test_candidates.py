@@ -74,5 +74,6 @@ def test_text_queries_search_harder_than_by_id_queries_when_approximate(engine, 
 def test_an_annoy_segment_finds_what_an_exact_scan_finds_on_a_small_corpus(engine, small_corpus):
     data, _, _ = approximate(engine)
     for query in (Query(text=TEXT, k=10), Query(publication_id=small_corpus[7].id, k=10)):
-        got = [r.publication_id for r in ranking.rank(data, query, engine.query_vectors(query))]
+        qv = engine.query_vectors(query)
+        got = [r.publication_id for r in ranking.rank(data, query, qv, engine.fusion(query, qv))]
         assert got == [r.publication_id for r in engine.recommend(query)]

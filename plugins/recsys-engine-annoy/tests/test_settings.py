@@ -30,7 +30,7 @@ def test_the_setup_cfg_entry_point_names_the_declaration():
 def test_variables_are_under_the_plugins_prefix_and_model_keeps_its_old_name():
     assert {f.env for f in SETTINGS.fields} == {
         "RECSYS_ANNOY_MODEL", "RECSYS_ANNOY_EMBEDDING_BACKEND", "RECSYS_ANNOY_BATCH_SIZE", "RECSYS_ANNOY_DEVICE",
-        "RECSYS_ANNOY_TREES", "RECSYS_ANNOY_SEARCH_K",
+        "RECSYS_ANNOY_TREES", "RECSYS_ANNOY_SEARCH_K", "RECSYS_ANNOY_LEXICAL_WEIGHT",
     }
     assert SETTINGS.names - {f.env for f in SETTINGS.fields} == {"RECSYS_MODEL"}
     assert BACKEND_CHOICES == ("auto", *BACKENDS)

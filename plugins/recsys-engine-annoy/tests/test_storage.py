@@ -19,6 +19,9 @@ from recsys_engine_annoy.files import load_array
 SEGMENT_FILES = {
     "segment.json", "publications.jsonl", "fingerprints.npy", "sentences.txt", "sentence_offsets.npy",
     "sentence_starts.npy", "sentence_vectors.npy", "publication_vectors.npy",
+    # the lexical half of the hybrid score (recsys_engine_annoy.lexical)
+    "lexical.vocabulary.json", "lexical.document_frequency.npy", "lexical.publication_tf.data.npy",
+    "lexical.publication_tf.indices.npy", "lexical.publication_tf.indptr.npy",
 }
 
 

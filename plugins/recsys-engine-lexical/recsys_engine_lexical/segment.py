@@ -43,6 +43,7 @@ __all__ = [
     "publication_sentences",
     "ranges",
     "segment_id",
+    "sentence_segment",
 ]
 
 #: How often (in publications) a build reports its "split" progress.
@@ -175,12 +176,35 @@ def build_segment(
         offsets.append(len(sentences))
         if done % PROGRESS_EVERY == 0 or done == len(publications):
             progress("split", done, len(publications))
+    return _counted_segment(
+        segment_id(number), infos, _fingerprints(fingerprint(p) for p in publications), sentences, tokens,
+        np.asarray(offsets, dtype=np.int64), progress,
+    )
+
+
+def sentence_segment(
+    id: str, infos: Sequence[PublicationInfo], sentences: SentenceTexts, offsets: IntArray,  # noqa: A002
+    tokenizer: Tokenizer,
+) -> Segment:
+    """A segment of already split publications: ``infos[p]``'s sentences are
+    ``sentences[offsets[p]:offsets[p + 1]]`` (another engine's stored sentences, e.g. the
+    default engine's hybrid part). It has no fingerprints (all zero)."""
+    memo = tokenizer.memo()
+    tokens = [tokenizer(sentences[i], memo) for i in range(len(sentences))]
+    fingerprints = np.zeros((len(infos), FINGERPRINT_BYTES), dtype=np.uint8)
+    return _counted_segment(id, infos, fingerprints, sentences, tokens, np.asarray(offsets, dtype=np.int64))
+
+
+def _counted_segment(
+    id: str, infos: Sequence[PublicationInfo], fingerprints: npt.NDArray[np.uint8],  # noqa: A002
+    sentences: SentenceTexts, tokens: Sequence[Sequence[str]], sentence_offsets: IntArray,
+    progress: Progress = NULL_PROGRESS,
+) -> Segment:
     steps = 3
     progress("index", 0, steps)
     terms = sorted({term for sentence in tokens for term in sentence})
     sentence_counts = count_matrix(tokens, {term: column for column, term in enumerate(terms)})
     progress("index", 1, steps)
-    sentence_offsets = np.asarray(offsets, dtype=np.int64)
     n_sentences = len(sentences)
     membership = sp.csr_array(
         (np.ones(n_sentences, dtype=np.float32), np.arange(n_sentences), sentence_offsets),
@@ -191,9 +215,9 @@ def build_segment(
     publication_counts.sort_indices()
     progress("index", 2, steps)
     segment = Segment(
-        id=segment_id(number),
+        id=id,
         publications=infos,
-        fingerprints=_fingerprints(fingerprint(p) for p in publications),
+        fingerprints=fingerprints,
         terms=terms,
         document_frequency=np.bincount(publication_counts.indices, minlength=len(terms)).astype(np.int64),
         publication_tf=_sublinear(publication_counts),
