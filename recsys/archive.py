@@ -46,7 +46,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from recsys import __version__
 from recsys.config import Settings
@@ -161,6 +161,7 @@ def pack(
     engine_version: str | None = None,
     created_at: datetime | None = None,
     leave_out: Collection[str] = (),
+    quality: dict[str, Any] | None = None,
 ) -> VerifiedArchive:
     """Pack every regular file under ``folder`` (an Engine.save output) into the zip
     ``out`` with a manifest; written to a temporary name then renamed. Returns the
@@ -189,6 +190,7 @@ def pack(
         model=metadata.model,
         dimension=metadata.dimension,
         extra=dict(metadata.extra),
+        quality=quality,
     )
     try:
         manifest_bytes = manifest.to_json()

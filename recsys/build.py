@@ -12,12 +12,14 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from recsys.archive import Limits, VerifiedArchive, pack, verify
+from recsys.archive import Limits, VerifiedArchive, pack, read_manifest, verify
 from recsys.config import Settings
 from recsys.domain import Publication
-from recsys.engine import NULL_PROGRESS, EngineMetadata, Progress
+from recsys.engine import NULL_PROGRESS, Engine, EngineMetadata, Progress
 from recsys.errors import InvalidArchive, RecsysError
+from recsys.quality import compare
 from recsys.registry import Registry
 
 __all__ = ["build_archive"]
@@ -60,6 +62,7 @@ def build_archive(
             stage = time.monotonic()
             instance.fit(publications, progress=progress, previous=previous)
             logger.info("build: fitted engine %r in %.1fs", engine, time.monotonic() - stage)
+            quality = _measure_quality(instance, engine, engine_class, publications, previous, settings)
             stage = time.monotonic()
             metadata = instance.save(folder)
             if not isinstance(metadata, EngineMetadata):
@@ -67,7 +70,8 @@ def build_archive(
                     f"engine {engine!r} save() returned {type(metadata).__name__}, not EngineMetadata; fix the plugin"
                 )
             logger.info("build: saved engine %r in %.1fs", engine, time.monotonic() - stage)
-        packed = pack(folder, out, engine=engine, metadata=metadata, engine_version=registry.version_of(engine))
+        packed = pack(folder, out, engine=engine, metadata=metadata, engine_version=registry.version_of(engine),
+                      quality=quality)
     try:
         verified = verify(out, Limits.from_settings(settings), engines=registry.usable())
         if verified.sha256 != packed.sha256:
@@ -81,3 +85,28 @@ def build_archive(
         time.monotonic() - started,
     )
     return verified
+
+
+def _measure_quality(
+    built: Engine, engine: str, engine_class: type[Engine], publications: Sequence[Publication],
+    previous: Path | None, settings: Settings,
+) -> dict[str, Any] | None:
+    """The quality gate's comparison of ``built`` with the engine in ``previous``
+    (recsys.quality); None for the first engine, a change of plugin, or when the
+    previous engine cannot be measured (logged: the gate then has nothing to check)."""
+    if previous is None:
+        return None
+    try:
+        current = read_manifest(previous)
+    except RecsysError as exc:
+        logger.warning("build: no quality comparison: the previous engine's manifest: %s", exc)
+        return None
+    if current.engine != engine:
+        logger.info("build: engine plugin changes from %r to %r: no quality comparison", current.engine, engine)
+        return None
+    try:
+        with engine_class.load(previous, settings) as old:
+            return compare(built, old, publications, against=current.version)
+    except RecsysError as exc:
+        logger.warning("build: no quality comparison with engine %s: %s", current.version, exc)
+        return None

@@ -289,6 +289,9 @@ FIELDS: tuple[Field, ...] = (
     Field("keep_engines", int_range(2, 100), "3",
           "engine versions kept on each disk (the current one and previous ones for rollback); files no kept "
           "version uses are deleted"),
+    Field("quality_tolerance", float_range(0.0, 1.0), "0.02",
+          "a new engine whose quality metric is worse than the current engine's by more than this (absolute) is "
+          "refused (409 quality_gate) unless forced"),
     Field("cache_dir", optional(parse_path), "",
           "cache of what engine plugins derive (exported models, sentence vectors); empty: <data_dir>/cache"),
     # -- queues and timing
@@ -462,6 +465,7 @@ class Settings:
     source: str | None = None
     rebuild_cron: str = ""
     keep_engines: int = 3
+    quality_tolerance: float = 0.02
     cache_dir: Path | None = None
     request_queue: str = "recsys.requests"
     build_queue: str = "recsys.builds"

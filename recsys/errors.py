@@ -20,7 +20,9 @@ The hierarchy, with each class's ``code`` and HTTP ``status``::
      │    └── ArchiveTooLarge      too_large            413  an upload is larger than RECSYS_ARCHIVE_MAX_BYTES
      ├── ArchiveConflict           conflict             409  an upload not newer than the current archive,
      │    │                                                  or a rollback with nothing to roll back to
-     │    └── MissingFiles         missing_files        409  a thin archive leaves out files the API does not hold
+     │    ├── MissingFiles         missing_files        409  a thin archive leaves out files the API does not hold
+     │    └── QualityGate          quality_gate         409  a new engine's quality metric is worse than the current
+     │                                                       one's by more than RECSYS_QUALITY_TOLERANCE (not forced)
      ├── UnknownFile               unknown_file         404  a file asked for is no file of a kept engine version
      ├── StoreError                store                503  an engine or archive store could not be read or written
      │    └── LockTimeout          lock_timeout         503  another process held the store's lock for too long
@@ -65,6 +67,7 @@ __all__ = [
     "EngineNotFound",
     "IncompatibleEngine",
     "InternalError",
+    "QualityGate",
     "InvalidArchive",
     "InvalidDocument",
     "InvalidQuery",
@@ -172,6 +175,21 @@ class ArchiveConflict(RecsysError):
     code = "conflict"
     status = 409
     title = "Conflict"
+
+
+class QualityGate(ArchiveConflict):
+    """Raised when an upload's quality comparison (manifest ``quality``) shows a metric worse
+    than the current engine's by more than the tolerance; ``metric``, ``new``, ``current``
+    and ``tolerance`` say which and by how much."""
+
+    code = "quality_gate"
+    status = 409
+    title = "Quality gate"
+
+    def __init__(self, message: str, *, metric: str = "", new: float = 0.0, current: float = 0.0,
+                 tolerance: float = 0.0) -> None:
+        super().__init__(message)
+        self.metric, self.new, self.current, self.tolerance = metric, new, current, tolerance
 
 
 class MissingFiles(ArchiveConflict):
@@ -338,6 +356,7 @@ ERRORS: Mapping[str, type[RecsysError]] = {
         UnknownFile,
         ArchiveConflict,
         MissingFiles,
+        QualityGate,
         BuildBusy,
         BuildLockLost,
         UploadRefused,

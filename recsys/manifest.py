@@ -125,6 +125,10 @@ class Manifest:
     dimension: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     format: int = FORMAT_VERSION
+    #: The build's quality comparison with the engine then current (recsys.quality):
+    #: ``{"against", "metrics": {name: {"new", "current"}}, "queries"}``; None when the
+    #: build had nothing to compare with.
+    quality: dict[str, Any] | None = None
 
     @classmethod
     def from_dict(cls, data: Any) -> Manifest:
@@ -160,6 +164,7 @@ class Manifest:
         if not isinstance(extra, Mapping):
             raise InvalidArchive(f"{MANIFEST_NAME}: 'extra' must be a JSON object, got {_kind(extra)}")
         dimension = _optional_int(data, "dimension", minimum=1)
+        quality = _parse_quality(data.get("quality"))
         return cls(
             engine=engine,
             version=version,
@@ -173,6 +178,7 @@ class Manifest:
             dimension=dimension,
             extra=dict(extra),
             format=fmt,
+            quality=quality,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -189,6 +195,7 @@ class Manifest:
             "model": self.model,
             "dimension": self.dimension,
             "extra": dict(self.extra),
+            **({} if self.quality is None else {"quality": self.quality}),
             "files": [entry.to_dict() for entry in self.files],
         }
 
@@ -273,6 +280,26 @@ def _parse_files(raw: Any) -> tuple[FileEntry, ...]:
                 raise InvalidArchive(f"{MANIFEST_NAME}: {parent!r} is listed as a file and as the folder of {path!r}")
             parent = parent.rpartition("/")[0]
     return tuple(entries)
+
+
+def _parse_quality(value: Any) -> dict[str, Any] | None:
+    """The optional ``quality`` object: ``against`` (a version), ``metrics`` (each a pair of numbers)."""
+    if value is None:
+        return None
+    where = f"{MANIFEST_NAME}: 'quality'"
+    if not isinstance(value, Mapping):
+        raise InvalidArchive(f"{where} must be a JSON object, got {_kind(value)}")
+    if not isinstance(value.get("against"), str):
+        raise InvalidArchive(f"{where}.against must be the engine version compared with")
+    metrics = value.get("metrics")
+    if not isinstance(metrics, Mapping):
+        raise InvalidArchive(f"{where}.metrics must be a JSON object")
+    for name, pair in metrics.items():
+        if not (isinstance(pair, Mapping) and all(
+                isinstance(pair.get(side), int | float) and not isinstance(pair.get(side), bool)
+                for side in ("new", "current"))):
+            raise InvalidArchive(f"{where}.metrics.{name} must be {{\"new\": number, \"current\": number}}")
+    return dict(value)
 
 
 def _is_int(value: Any) -> TypeGuard[int]:

@@ -75,10 +75,19 @@ from recsys import archive
 from recsys.archive import FileEntry, Limits, Manifest, VerifiedArchive
 from recsys.blobs import BlobStore, valid_sha256
 from recsys.cluster import utcnow_iso
-from recsys.errors import ArchiveConflict, ArchiveTooLarge, InvalidArchive, MissingFiles, StoreError, UnknownFile
+from recsys.errors import (
+    ArchiveConflict,
+    ArchiveTooLarge,
+    InvalidArchive,
+    MissingFiles,
+    QualityGate,
+    StoreError,
+    UnknownFile,
+)
 from recsys.fsutil import fsync_dir, temp_name, write_atomic
 from recsys.locks import FileLock
 from recsys.manifest import valid_version
+from recsys.quality import regression
 from recsys.safezip import open_zip
 
 __all__ = [
@@ -180,7 +189,8 @@ class ArchiveStore(Protocol):
         """A file (or manifest) of a kept version, opened, and its size; UnknownFile otherwise."""
         ...
 
-    def install(self, stream: Readable, *, length: int | None, only_if_empty: bool = False) -> StoredVersion | None:
+    def install(self, stream: Readable, *, length: int | None, only_if_empty: bool = False,
+                force: bool = False) -> StoredVersion | None:
         """Receive, verify and install a full or thin archive as current (see the module's rules).
 
         Raises ArchiveTooLarge, InvalidArchive (also for a short upload), MissingFiles
@@ -237,12 +247,13 @@ def _mb(size: int) -> str:
 class DiskArchiveStore:
     """:class:`ArchiveStore` on a local folder, safe across processes (a file lock)."""
 
-    def __init__(self, folder: Path, limits: Limits, *, keep: int = 3) -> None:
+    def __init__(self, folder: Path, limits: Limits, *, keep: int = 3, quality_tolerance: float = 0.02) -> None:
         if keep < 2:
             raise ValueError("keep must be at least 2 (the current version and the previous one)")
         self.folder = Path(folder)
         self.limits = limits
         self.keep = keep
+        self.quality_tolerance = quality_tolerance
         self.incoming = self.folder / "incoming"
         self.full = self.folder / "full"
         self._state_path = self.folder / "state.json"
@@ -477,7 +488,8 @@ class DiskArchiveStore:
         """Whether the store holds this file (by sha256 and size)."""
         return self.blobs.has(entry.sha256) and self.blobs.size(entry.sha256) == entry.size
 
-    def install(self, stream: Readable, *, length: int | None, only_if_empty: bool = False) -> StoredVersion | None:
+    def install(self, stream: Readable, *, length: int | None, only_if_empty: bool = False,
+                force: bool = False) -> StoredVersion | None:
         if only_if_empty and self.current() is not None:
             return None
         if length is not None and length > self.limits.max_bytes:
@@ -490,11 +502,15 @@ class DiskArchiveStore:
             if only_if_empty and self.current() is not None:
                 return None  # another process installed one meanwhile (several API processes start at once)
             self._check_newer(verified.manifest, self._state().current)  # fail early; checked again under the lock
+            if not force:
+                self._check_quality(verified.manifest, self._state().current)
             staging = self._stage(verified)
             with self._locked() as state:
                 if only_if_empty and state.current is not None:
                     return None
                 self._check_newer(verified.manifest, state.current)
+                if not force:
+                    self._check_quality(verified.manifest, state.current)
                 received, reused = self._take(verified, staging)
                 new = StoredVersion(
                     generation=state.generation + 1, manifest=verified.manifest,
@@ -541,6 +557,26 @@ class DiskArchiveStore:
                         new.version, new.manifest_sha256, new.generation)
             self._collect(kept, dropped=[state.versions[0]])
             return self._described(new)
+
+    def _check_quality(self, manifest: Manifest, current: StoredVersion | None) -> None:
+        """QualityGate when the upload's comparison shows a metric worse than the current
+        engine's by more than the tolerance. Skipped for the first engine, a change of
+        plugin, and an upload that compared nothing (see recsys.quality)."""
+        if current is None or current.manifest.engine != manifest.engine:
+            return
+        worse = regression(manifest.quality, self.quality_tolerance)
+        if worse is None:
+            return
+        metric, new, was = worse
+        against = (manifest.quality or {}).get("against")
+        logger.warning("upload of engine version %s refused by the quality gate: %s %.4f against %.4f (%s)",
+                       manifest.version, metric, new, was, against)
+        raise QualityGate(
+            f"engine version {manifest.version} is worse than the engine it was measured against ({against}) on "
+            f"{metric}: {new:.4f} against {was:.4f}, more than RECSYS_QUALITY_TOLERANCE={self.quality_tolerance:g}; "
+            "check the corpus (a bad dump?), or upload with ?force=true to make it current anyway",
+            metric=metric, new=new, current=was, tolerance=self.quality_tolerance,
+        )
 
     def _check_newer(self, manifest: Manifest, current: StoredVersion | None) -> None:
         if current is not None and manifest.created <= current.manifest.created:

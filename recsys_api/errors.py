@@ -36,7 +36,7 @@ from typing import Any
 
 import falcon
 
-from recsys.errors import MissingFiles, RecsysError, StoreError, Unavailable, error_class
+from recsys.errors import MissingFiles, QualityGate, RecsysError, StoreError, Unavailable, error_class
 
 __all__ = ["ApiError", "http_error", "install", "status_line"]
 
@@ -123,6 +123,13 @@ def _on_missing_files(
     raise http_error(exc.code, exc.message, extra={"missing": exc.missing}) from exc
 
 
+def _on_quality_gate(
+    req: falcon.Request, resp: falcon.Response, exc: QualityGate, params: dict[str, Any]
+) -> None:
+    raise http_error(exc.code, exc.message, extra={
+        "metric": exc.metric, "new": exc.new, "current": exc.current, "tolerance": exc.tolerance}) from exc
+
+
 def _on_store_error(req: falcon.Request, resp: falcon.Response, exc: StoreError, params: dict[str, Any]) -> None:
     logger.error("%s %s failed: %s: %s", req.method, req.path, type(exc).__name__, exc.message)
     raise http_error(exc.code, exc.message) from exc
@@ -146,5 +153,6 @@ def install(app: falcon.App[falcon.Request, falcon.Response]) -> None:
     app.add_error_handler(Exception, _on_unexpected)
     app.add_error_handler(RecsysError, _on_recsys_error)
     app.add_error_handler(MissingFiles, _on_missing_files)
+    app.add_error_handler(QualityGate, _on_quality_gate)
     app.add_error_handler(StoreError, _on_store_error)
     app.add_error_handler(Unavailable, _on_unavailable)

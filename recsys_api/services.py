@@ -53,7 +53,8 @@ def redis_kv(url: str) -> RedisKV:
 
 def open_archive_store(settings: Settings) -> DiskArchiveStore:
     """The disk archive store under ``<RECSYS_DATA_DIR>/archives``."""
-    return DiskArchiveStore(settings.data_dir / "archives", Limits.from_settings(settings), keep=settings.keep_engines)
+    return DiskArchiveStore(settings.data_dir / "archives", Limits.from_settings(settings), keep=settings.keep_engines,
+                            quality_tolerance=settings.quality_tolerance)
 
 
 def rabbitmq_check(url: str) -> Callable[[], dict[str, Any]]:

@@ -107,7 +107,8 @@ class EngineArchive:
         stream = body_stream(req)  # with Content-Length, or chunked (read to its end)
         if stream is None:
             raise http_error("invalid_archive", "the request body is empty: send the engine archive (a zip file)")
-        installed = self.store.install(stream, length=req.content_length)  # MissingFiles: 409 listing them
+        force = req.get_param_as_bool("force", default=False)  # past the quality gate
+        installed = self.store.install(stream, length=req.content_length, force=bool(force))  # 409s: see errors
         assert installed is not None  # only_if_empty is False
         self.broadcaster.publish(installed)
         resp.status = falcon.HTTP_201

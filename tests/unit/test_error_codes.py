@@ -36,6 +36,7 @@ STATUS = {
     "unknown_file": 404,
     "conflict": 409,
     "missing_files": 409,
+    "quality_gate": 409,
     "build_running": 409,
     "build_lock_lost": 409,
     "upload_refused": 409,
