@@ -501,9 +501,10 @@ class DiskArchiveStore:
             verified = archive.verify(part, self.limits, engines=None, have=self._have)
             if only_if_empty and self.current() is not None:
                 return None  # another process installed one meanwhile (several API processes start at once)
-            self._check_newer(verified.manifest, self._state().current)  # fail early; checked again under the lock
+            current = self._state().current
+            self._check_newer(verified.manifest, current)  # fail early; checked again under the lock
             if not force:
-                self._check_quality(verified.manifest, self._state().current)
+                self._check_quality(verified.manifest, current)
             staging = self._stage(verified)
             with self._locked() as state:
                 if only_if_empty and state.current is not None:

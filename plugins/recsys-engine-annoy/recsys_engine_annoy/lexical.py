@@ -61,7 +61,7 @@ def _infos(segment: Segment) -> list[PublicationInfo]:
 def lexical_part(segment: Segment) -> LexicalSegment:
     """The segment's lexical part: read from its files, or built from its sentences."""
     infos = _infos(segment)
-    if segment.source is not None and (segment.source / _VOCABULARY).is_file():
+    if segment.source is not None and has_files(segment.source):
         folder = segment.source
         terms = read_json(folder, _VOCABULARY)
         if not isinstance(terms, list) or not all(isinstance(t, str) for t in terms):
@@ -107,10 +107,8 @@ class LexicalSignal:
     """The lexical scores of a query against every global row of the engine (the rows
     of its segments one after the other, tombstoned ones scoring 0)."""
 
-    def __init__(self, segments: Sequence[Segment], deleted: Sequence[NDArray[np.int64]],
-                 parts: dict[str, LexicalSegment] | None = None) -> None:
-        known = parts or {}
-        self.parts = {s.id: known.get(s.id) or lexical_part(s) for s in segments}
+    def __init__(self, segments: Sequence[Segment], deleted: Sequence[NDArray[np.int64]]) -> None:
+        self.parts = {s.id: lexical_part(s) for s in segments}
         self.index = LexicalIndex(TOKENIZER, [self.parts[s.id] for s in segments],
                                   {s.id: rows for s, rows in zip(segments, deleted, strict=True)})
 
