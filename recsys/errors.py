@@ -18,8 +18,8 @@ The hierarchy, with each class's ``code`` and HTTP ``status``::
      ├── NoEngine                  no_engine            503  no engine has been built or installed yet
      ├── InvalidArchive            invalid_archive      400  an engine archive failed verification
      │    └── ArchiveTooLarge      too_large            413  an upload is larger than RECSYS_ARCHIVE_MAX_BYTES
-     ├── ArchiveConflict           conflict             409  an upload not newer than the current archive,
-     │    │                                                  or a rollback with nothing to roll back to
+     ├── ArchiveConflict           not_newer            409  an upload not newer than the current archive
+     │    ├── NothingToRollBack    no_previous_version  409  a rollback with no previous version to roll back to
      │    ├── MissingFiles         missing_files        409  a thin archive leaves out files the API does not hold
      │    └── QualityGate          quality_gate         409  a new engine's quality metric is worse than the current
      │                                                       one's by more than RECSYS_QUALITY_TOLERANCE (not forced)
@@ -76,6 +76,7 @@ __all__ = [
     "LockTimeout",
     "MissingFiles",
     "NoEngine",
+    "NothingToRollBack",
     "RecsysError",
     "SourceError",
     "StoreError",
@@ -170,11 +171,20 @@ class ArchiveTooLarge(InvalidArchive):
 
 
 class ArchiveConflict(RecsysError):
-    """Raised when an upload is not newer than the current archive, or nothing is left to roll back to."""
+    """Raised when an upload is not newer than the current archive; the parent of every other
+    409 of the engine endpoints, each with a code of its own."""
 
-    code = "conflict"
+    code = "not_newer"
     status = 409
-    title = "Conflict"
+    title = "Not newer"
+
+
+class NothingToRollBack(ArchiveConflict):
+    """Raised when a rollback finds no previous engine version to roll back to."""
+
+    code = "no_previous_version"
+    status = 409
+    title = "No previous version"
 
 
 class QualityGate(ArchiveConflict):
@@ -355,6 +365,7 @@ ERRORS: Mapping[str, type[RecsysError]] = {
         UnknownPublication,
         UnknownFile,
         ArchiveConflict,
+        NothingToRollBack,
         MissingFiles,
         QualityGate,
         BuildBusy,

@@ -80,6 +80,7 @@ from recsys.errors import (
     ArchiveTooLarge,
     InvalidArchive,
     MissingFiles,
+    NothingToRollBack,
     QualityGate,
     StoreError,
     UnknownFile,
@@ -126,6 +127,10 @@ class StoredVersion:
     installed_at: str
     sha256: str | None = None
     size: int | None = None
+    #: What the quality gate made of this version when it became current (:func:`gate_outcome`):
+    #: ``{"outcome": "passed" | "forced" | "not_applied", ...}``; None for versions installed
+    #: before the gate existed.
+    gate: dict[str, Any] | None = None
 
     @property
     def version(self) -> str:
@@ -143,12 +148,15 @@ class StoredVersion:
             generation=self.generation, manifest_sha256=self.manifest_sha256, bytes=self.engine_bytes,
             installed_at=self.installed_at, sha256=self.sha256, size=self.size,
         )
+        if self.gate is not None:
+            body["quality_gate"] = self.gate
         return body
 
     def to_state(self) -> dict[str, Any]:
         return {
             "generation": self.generation, "manifest_sha256": self.manifest_sha256, "bytes": self.engine_bytes,
             "installed_at": self.installed_at, "manifest": self.manifest.to_dict(),
+            **({} if self.gate is None else {"gate": self.gate}),
         }
 
     @classmethod
@@ -160,6 +168,7 @@ class StoredVersion:
             generation=int(data["generation"]), manifest=Manifest.from_dict(data["manifest"]),
             manifest_sha256=manifest_sha256, engine_bytes=int(data["bytes"]),
             installed_at=str(data["installed_at"]),
+            gate=dict(data["gate"]) if isinstance(data.get("gate"), dict) else None,
         )
 
 
@@ -504,20 +513,19 @@ class DiskArchiveStore:
             current = self._state().current
             self._check_newer(verified.manifest, current)  # fail early; checked again under the lock
             if not force:
-                self._check_quality(verified.manifest, current)
+                self._check_quality(verified.manifest, current, force=False)
             staging = self._stage(verified)
             with self._locked() as state:
                 if only_if_empty and state.current is not None:
                     return None
                 self._check_newer(verified.manifest, state.current)
-                if not force:
-                    self._check_quality(verified.manifest, state.current)
+                gate = self._check_quality(verified.manifest, state.current, force=force)
                 received, reused = self._take(verified, staging)
                 new = StoredVersion(
                     generation=state.generation + 1, manifest=verified.manifest,
                     manifest_sha256=verified.manifest_sha256,
                     engine_bytes=verified.manifest.total_size + len(verified.manifest_bytes),
-                    installed_at=utcnow_iso(),
+                    installed_at=utcnow_iso(), gate=gate,
                 )
                 kept = [new, *state.versions][: self.keep]
                 self._commit(_State(new.generation, kept, state.history), new, "upload")
@@ -540,7 +548,7 @@ class DiskArchiveStore:
     def rollback(self) -> StoredVersion:
         with self._locked() as state:
             if not state.previous:
-                raise ArchiveConflict(
+                raise NothingToRollBack(
                     "there is no previous engine version to roll back to"
                     + ("" if state.current else " (no engine has been installed yet)")
                 )
@@ -551,7 +559,8 @@ class DiskArchiveStore:
                     f"the previous engine version {target.version} lacks {len(absent)} of its files in "
                     f"{self.blobs.root} (e.g. {absent[0]}); upload the engine again instead"
                 )
-            new = replace(target, generation=state.generation + 1, installed_at=utcnow_iso(), sha256=None, size=None)
+            new = replace(target, generation=state.generation + 1, installed_at=utcnow_iso(), sha256=None, size=None,
+                          gate={"outcome": "not_applied", "reason": "a rollback (it installs no new build)"})
             kept = [new, *state.previous[1:]]
             self._commit(_State(new.generation, kept, state.history), new, "rollback")
             logger.info("rollback: engine version %s (manifest %s) is current again as generation %d; no file copied",
@@ -559,17 +568,29 @@ class DiskArchiveStore:
             self._collect(kept, dropped=[state.versions[0]])
             return self._described(new)
 
-    def _check_quality(self, manifest: Manifest, current: StoredVersion | None) -> None:
+    def _check_quality(self, manifest: Manifest, current: StoredVersion | None, *, force: bool) -> dict[str, Any]:
         """QualityGate when the upload's comparison shows a metric worse than the current
-        engine's by more than the tolerance. Skipped for the first engine, a change of
-        plugin, and an upload that compared nothing (see recsys.quality)."""
-        if current is None or current.manifest.engine != manifest.engine:
-            return
+        engine's by more than the tolerance, unless ``force``; else the gate's outcome, as
+        ``GET /v1/engine`` shows it. Not applied to the first engine, a change of plugin,
+        and an upload that compared nothing (see recsys.quality)."""
+        if current is None:
+            return {"outcome": "not_applied", "reason": "the first engine"}
+        if current.manifest.engine != manifest.engine:
+            return {"outcome": "not_applied",
+                    "reason": f"a change of engine plugin ({current.manifest.engine} to {manifest.engine})"}
+        if not (manifest.quality or {}).get("metrics"):
+            return {"outcome": "not_applied",
+                    "reason": "the build compared nothing (no engine of its plugin to measure against, or no labels)"}
+        against = (manifest.quality or {}).get("against")
         worse = regression(manifest.quality, self.quality_tolerance)
         if worse is None:
-            return
+            return {"outcome": "passed", "against": against, "tolerance": self.quality_tolerance}
         metric, new, was = worse
-        against = (manifest.quality or {}).get("against")
+        if force:
+            logger.warning("upload of engine version %s forced past the quality gate: %s %.4f against %.4f (%s)",
+                           manifest.version, metric, new, was, against)
+            return {"outcome": "forced", "against": against, "tolerance": self.quality_tolerance,
+                    "metric": metric, "new": new, "current": was}
         logger.warning("upload of engine version %s refused by the quality gate: %s %.4f against %.4f (%s)",
                        manifest.version, metric, new, was, against)
         raise QualityGate(

@@ -22,12 +22,14 @@ class BuildStarter:
         self.lock = lock
         self.queue = queue
 
-    def start(self) -> str:
-        """Send one ``build_index``; returns its task id. Raises BuildBusy or Unavailable."""
+    def start(self, *, force: bool = False) -> str:
+        """Send one ``build_index`` (with ``force=True``: its upload passes the quality
+        gate); returns its task id. Raises BuildBusy or Unavailable."""
         reason = self.lock.busy()
         if reason is not None:
             raise BuildBusy(reason)
-        message = self.tasks.message(protocol.BUILD_ACTOR, self.queue)
+        # a normal build's message has no kwargs, as a first-wave worker expects
+        message = self.tasks.message(protocol.BUILD_ACTOR, self.queue, {"force": True} if force else None)
         if not self.lock.mark_queued(message.message_id):
             raise BuildBusy(self.lock.busy() or "a build was queued at the same moment")
         try:

@@ -281,6 +281,11 @@ def _paths() -> dict[str, Any]:
                     "it leaves out that the API does not hold is a 409 `missing_files` listing every such file."
                 ),
                 "operationId": "putArchive", "security": SECURED,
+                "parameters": [{
+                    "name": "force", "in": "query", "required": False, "schema": {"type": "boolean", "default": False},
+                    "description": "Make it current even when its quality comparison is worse than the current "
+                                   "engine's by more than RECSYS_QUALITY_TOLERANCE (the quality gate).",
+                }],
                 "requestBody": {"required": True, "content": {
                     "application/zip": {"schema": {"type": "string", "format": "binary"}},
                 }},
@@ -289,10 +294,13 @@ def _paths() -> dict[str, Any]:
                             **_json(_ref("EngineManifest"))},
                     **_errors(400, 401, 403, 413, 415, 503,
                               e400="The archive failed verification (the reason is in the description)."),
-                    "409": {"description": "The archive is not newer than the current one (`code: conflict`), or "
+                    "409": {"description": "The archive is not newer than the current one (`code: not_newer`); "
                                            "it is thin and leaves out files the API does not hold (`code: "
-                                           "missing_files`, with `missing`): upload the full archive",
-                            **_json(_ref("MissingFiles"))},
+                                           "missing_files`, with `missing`): upload the full archive; or its "
+                                           "quality comparison is worse than the current engine's (`code: "
+                                           "quality_gate`, with `metric`, `new`, `current`, `tolerance`): check "
+                                           "the corpus, or upload with `?force=true`",
+                            **_json(_ref("UploadConflict"))},
                 },
             },
         },
@@ -302,16 +310,24 @@ def _paths() -> dict[str, Any]:
             "responses": {
                 "200": {"description": "The version now current", "headers": _archive_headers(assembled=False),
                         **_json(_ref("EngineManifest"))},
-                **_errors(401, 403, 409, 503, e409="There is no previous version."),
+                **_errors(401, 403, 409, 503, e409="There is no previous version (`code: no_previous_version`)."),
             },
         }},
         "/v1/engine/builds": {"post": {
             "tags": ["engine"], "summary": "Start building a new engine (build_index)", "operationId": "build",
             "security": SECURED,
+            "requestBody": {"required": False, "content": {"application/json": {"schema": {
+                "type": "object", "additionalProperties": False,
+                "properties": {"force": {
+                    "type": "boolean", "default": False,
+                    "description": "The build's upload passes the quality gate (PUT /v1/engine/archive?force=true).",
+                }},
+            }}}},
             "responses": {
                 "202": {"description": "Sent: poll `status_url`", "headers": _location(),
                         **_json(_ref("TaskAccepted"))},
-                **_errors(401, 403, 409, 503, e409="A build is already queued or running."),
+                **_errors(400, 401, 403, 409, 413, 415, 503, e400="The body is not `{\"force\": true|false}`.",
+                          e409="A build is already queued or running (`code: build_running`)."),
             },
         }},
         "/v1/workers": {"get": {

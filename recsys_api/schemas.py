@@ -157,12 +157,17 @@ SCHEMAS: dict[str, Any] = {
             "progress": _ref("Progress"),
         },
     },
-    "MissingFiles": {
+    "UploadConflict": {
         "allOf": [_ref("Error"), {
             "type": "object",
             "description": "`missing` is there with `code: missing_files`: the files a thin archive left out that "
-                           "the API does not hold",
-            "properties": {"missing": {"type": "array", "items": _ref("FileEntry")}},
+                           "the API does not hold. `metric`, `new`, `current` and `tolerance` are there with "
+                           "`code: quality_gate`: the metric that got worse, and by how much.",
+            "properties": {
+                "missing": {"type": "array", "items": _ref("FileEntry")},
+                "metric": {"type": "string", "example": "text_p@10"},
+                "new": {"type": "number"}, "current": {"type": "number"}, "tolerance": {"type": "number"},
+            },
         }],
     },
     "FileEntry": {
@@ -197,6 +202,26 @@ SCHEMAS: dict[str, Any] = {
             "size": {"type": "integer", "nullable": True,
                      "description": "full archive size in bytes, null until it has been assembled"},
             "installed_at": _STRING,
+            "quality": {
+                "type": "object",
+                "description": "the build's comparison with the engine in service then (absent for a first engine, "
+                               "a change of plugin, or a corpus without labels): `against` (that version), "
+                               "`metrics` (`{name: {\"new\", \"current\"}}`: same-label p@10 of by-id and of "
+                               "text queries), `queries`",
+                "properties": {"against": _STRING, "metrics": {"type": "object"}, "queries": {"type": "object"}},
+            },
+            "quality_gate": {
+                "type": "object", "required": ["outcome"],
+                "description": "what the quality gate made of this version when it became current (absent for "
+                               "versions installed before the gate existed)",
+                "properties": {
+                    "outcome": {"type": "string", "enum": ["passed", "forced", "not_applied"]},
+                    "reason": {"type": "string", "description": "why it was not applied"},
+                    "against": _STRING, "tolerance": {"type": "number"},
+                    "metric": {"type": "string", "description": "forced: the metric worse than the tolerance"},
+                    "new": {"type": "number"}, "current": {"type": "number"},
+                },
+            },
         },
     },
     "Worker": {

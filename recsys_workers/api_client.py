@@ -380,10 +380,10 @@ class ApiClient:
                 state.received += len(chunk)
                 on_bytes(len(chunk))
 
-    def upload(self, path: Path) -> dict[str, Any]:
-        """PUT the archive at ``path``; returns the API's answer (the new current
-        engine with its ``generation``). Raises ConfigError without a token,
-        UploadRefused on a 4xx, Unavailable when every attempt failed."""
+    def upload(self, path: Path, *, force: bool = False) -> dict[str, Any]:
+        """PUT the archive at ``path`` (``force``: ``?force=true``, past the quality gate);
+        returns the API's answer (the new current engine with its ``generation``). Raises
+        ConfigError without a token, UploadRefused on a 4xx, Unavailable when every attempt failed."""
         if not self.token:
             raise ConfigError("RECSYS_API_TOKEN is empty: a worker needs the API's token to upload a built engine")
         size = path.stat().st_size
@@ -400,7 +400,8 @@ class ApiClient:
             try:
                 with path.open("rb") as body:
                     response = self._client.put(
-                        "/v1/engine/archive", content=_chunks(body), headers=headers, timeout=timeout
+                        "/v1/engine/archive", content=_chunks(body), headers=headers, timeout=timeout,
+                        params={"force": "true"} if force else None,
                     )
             except httpx.TransportError as exc:
                 problem = f"{type(exc).__name__}: {exc}"

@@ -98,9 +98,11 @@ def _previous_folder(services: WorkerServices) -> Path | None:
     return None
 
 
-def run_build(services: WorkerServices, message: Any, results: ResultBackend | None = None) -> dict[str, Any]:
+def run_build(services: WorkerServices, message: Any, results: ResultBackend | None = None, *,
+              force: bool = False) -> dict[str, Any]:
     """Run the build of ``message`` (a build_index message); returns the task's result.
-    ``results``: where the broker stores task results (to answer a redelivered copy).
+    ``results``: where the broker stores task results (to answer a redelivered copy);
+    ``force``: the upload asks the API to pass its quality gate.
 
     Raises BuildLockHeld when another build holds the lock, RecsysError when the
     build fails (nothing uploaded, the engine in service stays).
@@ -113,11 +115,12 @@ def run_build(services: WorkerServices, message: Any, results: ResultBackend | N
     except BuildLockHeld as held:
         if held.holder.get("message_id") != message_id:
             raise
-        return _await_original(services, message, results)
-    return _build_holding(services, lock, token, message_id)
+        return _await_original(services, message, results, force=force)
+    return _build_holding(services, lock, token, message_id, force=force)
 
 
-def _await_original(services: WorkerServices, message: Any, results: ResultBackend | None) -> dict[str, Any]:
+def _await_original(services: WorkerServices, message: Any, results: ResultBackend | None, *,
+                    force: bool) -> dict[str, Any]:
     """A redelivered copy: wait for the build of the same message to end elsewhere."""
     lock = services.build_lock
     logger.warning("build %s is redelivered while it still runs elsewhere; waiting for that build to end",
@@ -134,7 +137,7 @@ def _await_original(services: WorkerServices, message: Any, results: ResultBacke
             return dict(result)
     logger.warning("build %s ended elsewhere without a result (its worker died?); building again",
                    message.message_id)
-    return run_build(services, message, results)
+    return run_build(services, message, results, force=force)
 
 
 def _clean_builds_folder(folder: Path) -> None:
@@ -148,7 +151,8 @@ def _clean_builds_folder(folder: Path) -> None:
             leftover.unlink(missing_ok=True)
 
 
-def _build_holding(services: WorkerServices, lock: BuildLock, token: str, message_id: str) -> dict[str, Any]:
+def _build_holding(services: WorkerServices, lock: BuildLock, token: str, message_id: str, *,
+                   force: bool = False) -> dict[str, Any]:
     settings = services.settings
     started = time.monotonic()
     renewer = LockRenewer(lock, token)
@@ -177,7 +181,7 @@ def _build_holding(services: WorkerServices, lock: BuildLock, token: str, messag
         if renewer.lost:
             raise BuildLockLost("the build lock was lost while building: not uploading (another build may be running)")
         _stage_here(services, archive)
-        answer, uploaded = _upload(services, archive, workdir, message_id)
+        answer, uploaded = _upload(services, archive, workdir, message_id, force=force)
         generation = answer.get("generation")
         _install_here(services, archive, generation)
         seconds = time.monotonic() - started
@@ -216,10 +220,10 @@ def _api_holds(services: WorkerServices, archive: VerifiedArchive) -> set[str]:
 
 
 def _upload(
-    services: WorkerServices, archive: VerifiedArchive, workdir: Path, message_id: str
+    services: WorkerServices, archive: VerifiedArchive, workdir: Path, message_id: str, *, force: bool = False
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Upload ``archive``, thin when the API holds some of its files; returns the API's
-    answer and what was sent (``{"bytes", "files", "thin"}``)."""
+    """Upload ``archive``, thin when the API holds some of its files (``force``: past the
+    API's quality gate); returns the API's answer and what was sent (``{"bytes", "files", "thin"}``)."""
     api_url = services.settings.api_url
     files = len(archive.manifest.files)
     leave_out = _api_holds(services, archive)
@@ -232,7 +236,7 @@ def _upload(
                 message_id, archive.manifest.version, api_url, len(thin.members), files, thin.size / 1e6,
                 archive.size / 1e6,
             )
-            answer = services.api.upload(thin.path)
+            answer = services.api.upload(thin.path, force=force)
             return answer, {"bytes": thin.size, "files": len(thin.members), "thin": True}
         except MissingFiles as exc:
             logger.warning("build %s: the API lacks %d of the files the thin archive left out (%s); uploading "
@@ -241,7 +245,7 @@ def _upload(
             thin.path.unlink(missing_ok=True)
     logger.info("build %s: uploading %s (%.1f MB) to %s", message_id, archive.manifest.version,
                 archive.size / 1e6, api_url)
-    answer = services.api.upload(archive.path)
+    answer = services.api.upload(archive.path, force=force)
     return answer, {"bytes": archive.size, "files": files, "thin": False}
 
 

@@ -228,8 +228,8 @@ class EmbeddedServer:
         class Recording(BuildStarter):
             sent: str | None = None
 
-            def start(self) -> str:
-                self.sent = super().start()
+            def start(self, *, force: bool = False) -> str:
+                self.sent = super().start(force=force)
                 return self.sent
 
         builds = Recording(self._tasks, BuildLock(kv, settings.build_lock_ttl), settings.build_queue)

@@ -46,7 +46,7 @@ def _engine(archive: StoredVersion | None) -> dict[str, Any] | None:
         "engine": manifest.engine, "engine_version": manifest.engine_version, "version": archive.version,
         "generation": archive.generation, "publications": manifest.publications, "sentences": manifest.sentences,
         "created_at": manifest.created_at, "installed_at": archive.installed_at, "size": archive.engine_bytes,
-        "manifest_sha256": archive.manifest_sha256,
+        "manifest_sha256": archive.manifest_sha256, "quality": manifest.quality, "quality_gate": archive.gate,
     }
 
 

@@ -15,7 +15,7 @@ import falcon
 from recsys import protocol
 from recsys_api.archive_store import ArchiveStore, StoredVersion
 from recsys_api.auth import RequireToken, token_required
-from recsys_api.body import body_stream
+from recsys_api.body import body_stream, read_json
 from recsys_api.broadcast import Broadcaster
 from recsys_api.builds import BuildStarter
 from recsys_api.errors import ApiError, http_error
@@ -31,6 +31,8 @@ ARCHIVE_TYPES = ("application/zip", "application/octet-stream")
 IMMUTABLE = ["public", "max-age=31536000", "immutable"]
 #: The archive URL serves whichever version is current: revalidate (ETag) each time.
 REVALIDATE = ["no-cache"]
+#: The largest body of POST /v1/engine/builds (``{"force": true}``).
+BUILD_BODY_MAX_BYTES = 1024
 
 
 def _no_engine() -> ApiError:
@@ -137,4 +139,23 @@ class Builds:
 
     @falcon.before(token_required)
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        accepted(resp, self.builds.start())
+        accepted(resp, self.builds.start(force=_build_options(req)))
+
+
+def _build_options(req: falcon.Request) -> bool:
+    """``force`` of an optional JSON body ``{"force": true}`` (past the quality gate); no
+    body (or ``{}``) is a normal build. Anything else is a 400 naming the problem."""
+    if not req.content_length and req.get_header("Transfer-Encoding") is None:
+        return False
+    body = read_json(req, BUILD_BODY_MAX_BYTES)
+    if not isinstance(body, dict):
+        raise http_error("bad_request", "the body of POST /v1/engine/builds must be a JSON object such as "
+                         '{"force": true}, or nothing')
+    unknown = sorted(set(body) - {"force"})
+    if unknown:
+        raise http_error("bad_request", f"unknown field {unknown[0]!r}: the only option of a build is 'force'",
+                         extra={"field": unknown[0]})
+    force = body.get("force", False)
+    if not isinstance(force, bool):
+        raise http_error("bad_request", f"'force' must be true or false, not {force!r}", extra={"field": "force"})
+    return force

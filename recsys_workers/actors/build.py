@@ -1,4 +1,5 @@
-"""``build_index()``: build an engine from every publication and upload it to the API.
+"""``build_index(force=False)``: build an engine from every publication and upload it to the API
+(with ``force``: past the API's quality gate, ``PUT /v1/engine/archive?force=true``).
 
 Runs on ``RECSYS_BUILD_QUEUE`` so a long build never blocks requests or broadcasts;
 never retried; stopped after ``RECSYS_BUILD_TIME_LIMIT``. The work is
@@ -38,12 +39,12 @@ BUILD_PRIORITY = 20
 def declare_build_index(broker: Broker, services: WorkerServices) -> dramatiq.Actor[Any, Any]:
     limit = services.settings.build_time_limit
 
-    def build_index() -> dict[str, Any]:
+    def build_index(force: bool = False) -> dict[str, Any]:
         message = CurrentMessage.get_current_message()
         if message is None:  # called directly, not through a worker
             message = dramatiq.Message(queue_name=services.settings.build_queue, actor_name=protocol.BUILD_ACTOR,
                                        args=(), kwargs={}, options={}, message_id=str(uuid.uuid4()))
-        outcome = attempt(lambda: run_build(services, message, _results_of(broker)), logger=logger,
+        outcome = attempt(lambda: run_build(services, message, _results_of(broker), force=force), logger=logger,
                           failed=f"build {message.message_id} failed", what="the build",
                           limit=f"{limit} s (RECSYS_BUILD_TIME_LIMIT)", expected=(BuildLockHeld,),
                           consequence="; the engine in service is unchanged")

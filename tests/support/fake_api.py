@@ -118,7 +118,7 @@ class FakeApi:
         self.file_bytes = 0
         #: (sha256, first byte) of each Range request served.
         self.ranges: list[tuple[str, int]] = []
-        #: What each accepted upload carried: {"version", "thin", "files", "bytes"}.
+        #: What each accepted upload carried: {"version", "thin", "files", "bytes", "force"}.
         self.uploaded: list[dict[str, Any]] = []
         #: When set, GET /v1/engine/archive serves these bytes instead (a corruption).
         self.serve_instead: bytes | None = None
@@ -189,6 +189,7 @@ class FakeApi:
     # -- the endpoints ---------------------------------------------------------------
 
     def handle(self, method: str, path: str, headers: Any, body: bytes) -> Answer:
+        path, _, query = path.partition("?")
         if path == "/v1/engine" and method == "GET":
             current = self.current
             if current is None:
@@ -212,7 +213,7 @@ class FakeApi:
                 protocol.HEADER_SHA256: current.sha256,
             }, data
         if path == "/v1/engine/archive" and method == "PUT":
-            return self._upload(headers, body)
+            return self._upload(headers, body, force="force=true" in query.split("&"))
         if path == "/publications" and method == "GET":
             return self._publications()
         return _error(404, "404 Not Found", f"{method} {path}")
@@ -271,7 +272,7 @@ class FakeApi:
             return _error(self.publications_status, "Backend failure", "the publications backend is failing")
         return 200, {"Content-Type": "application/json"}, json.dumps(self.publications).encode()
 
-    def _upload(self, headers: Any, body: bytes) -> Answer:
+    def _upload(self, headers: Any, body: bytes, *, force: bool = False) -> Answer:
         if headers.get("authorization") != f"Bearer {self.token}":
             return _error(401, "Unauthorized", "a bearer token is required")
         with self._lock:
@@ -289,12 +290,12 @@ class FakeApi:
                 return _error(400, "Invalid archive", str(exc), code="invalid_archive")
             current = self.current
             if current is not None and verified.manifest.created_at <= current.created_at:
-                return _error(409, "Conflict", "the archive is not newer than the current one", code="conflict")
+                return _error(409, "Not newer", "the archive is not newer than the current one", code="not_newer")
             stored = self._store(path, verified)
         with self._lock:
             self.uploads += 1
             self.uploaded.append({"version": stored.version, "thin": verified.thin, "files": len(verified.members),
-                                  "bytes": len(body)})
+                                  "bytes": len(body), "force": force})
         if self.on_upload is not None:
             self.on_upload(stored)
         return 201, {"Content-Type": "application/json"}, json.dumps(stored.info(first_wave=self.first_wave)).encode()
@@ -327,7 +328,8 @@ class FakeApi:
     def transport(self) -> httpx.MockTransport:
         def handler(request: httpx.Request) -> httpx.Response:
             body = request.read()
-            status, headers, content = self.handle(request.method, request.url.path, request.headers, body)
+            target = request.url.raw_path.decode("ascii")  # with the query
+            status, headers, content = self.handle(request.method, target, request.headers, body)
             if isinstance(content, Cut):
                 return httpx.Response(status, headers=headers, content=_breaking(content.data))
             if isinstance(content, Stall):

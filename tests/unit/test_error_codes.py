@@ -34,7 +34,8 @@ STATUS = {
     "invalid_archive": 400,
     "unknown_publication": 404,
     "unknown_file": 404,
-    "conflict": 409,
+    "not_newer": 409,
+    "no_previous_version": 409,
     "missing_files": 409,
     "quality_gate": 409,
     "build_running": 409,
@@ -176,7 +177,7 @@ def test_a_code_from_a_newer_worker_is_a_500_that_keeps_the_code(harness):
     (ERRORS["lock_timeout"]("the store's lock was held 30 s"), logging.ERROR),
     (ERRORS["unavailable"]("Redis is unreachable"), logging.WARNING),
     (ERRORS["no_engine"]("nothing built yet"), None),  # an answer, not a fault
-    (ERRORS["conflict"]("not newer"), None),
+    (ERRORS["not_newer"]("not newer"), None),
 ])
 def test_the_api_logs_each_class_as_its_handler_says(harness, caplog, error, level):
     with caplog.at_level(logging.INFO, logger="recsys_api"):

@@ -67,17 +67,24 @@ def test_a_build_whose_corpus_lost_half_its_abstracts_is_stopped_by_the_gate(tmp
     assert good.manifest.quality is not None and regression(good.manifest.quality, 0.02) is None
     for pair in good.manifest.quality["metrics"].values():
         assert pair["new"] == pytest.approx(pair["current"])
-    # forced, the damaged one is made current anyway
+    # forced, the damaged one is made current anyway, and GET /v1/engine says so (also after a restart)
     assert install(store, bad, force=True).version == bad.manifest.version
+    shown = DiskArchiveStore(tmp_path / "store", Limits(), quality_tolerance=0.02).current().to_dict()
+    assert shown["quality"] == quality
+    assert shown["quality_gate"] == {"outcome": "forced", "against": first.manifest.version, "tolerance": 0.02,
+                                     "metric": worse[0], "new": worse[1], "current": worse[2]}
+    assert store.rollback().to_dict()["quality_gate"]["outcome"] == "not_applied"
 
 
 def test_the_gate_is_skipped_for_a_change_of_plugin_and_holds_within_the_tolerance(tmp_path):
     store = DiskArchiveStore(tmp_path / "store", Limits(), quality_tolerance=0.5)
     first = build(tmp_path, "first", CORPUS)
-    install(store, first)
+    assert install(store, first).gate == {"outcome": "not_applied", "reason": "the first engine"}
     damaged = [dataclasses.replace(p, abstract="") if i % 2 else p for i, p in enumerate(CORPUS)]
     bad = build(tmp_path, "bad", damaged, previous=unpacked(tmp_path, first))
-    assert install(store, bad).version == bad.manifest.version  # within a tolerance of 0.5
+    installed = install(store, bad)
+    assert installed.version == bad.manifest.version  # within a tolerance of 0.5
+    assert installed.gate == {"outcome": "passed", "against": first.manifest.version, "tolerance": 0.5}
     assert regression({"against": "v", "metrics": {"by_id_p@10": {"new": 0.4, "current": 0.5}}}, 0.02) == (
         "by_id_p@10", 0.4, 0.5)
     assert regression({"against": "v", "metrics": {"by_id_p@10": {"new": 0.49, "current": 0.5}}}, 0.02) is None

@@ -87,8 +87,25 @@
       ["publications", count(engine.publications)], ["sentences", count(engine.sentences)],
       ["created", when(engine.created_at)], ["installed", when(engine.installed_at)], ["size", bytes(engine.size)],
     ];
+    if (engine.quality_gate) rows.push(["quality gate", gateText(engine.quality_gate)]);
+    const metrics = (engine.quality && engine.quality.metrics) || {};
+    for (const [name, pair] of Object.entries(metrics)) {
+      rows.push([name, `${figure(pair.new)} (engine it replaced: ${figure(pair.current)})`]);
+    }
     return el("div", {class: "card", "data-generation": engine.generation}, el("h3", {text: title}),
       el("dl", {}, rows.map(([k, v]) => [el("dt", {text: k}), el("dd", {text: String(v)})])));
+  }
+
+  function figure(value) {
+    return typeof value === "number" ? value.toFixed(3) : "?";
+  }
+
+  function gateText(gate) {
+    if (gate.outcome === "passed") return `passed (tolerance ${gate.tolerance})`;
+    if (gate.outcome === "forced") {
+      return `forced past it: ${gate.metric} ${figure(gate.new)} against ${figure(gate.current)}`;
+    }
+    return `not applied: ${gate.reason || "?"}`;
   }
 
   function renderEngine(engine) {

@@ -106,6 +106,10 @@ def test_the_engine_and_the_one_a_rollback_would_bring_back(harness):
                                       "size"}
     assert engine["current"]["size"] == second.engine_bytes and engine["current"]["publications"] == 1
     assert engine["current"]["manifest_sha256"] == second.manifest_sha256
+    # the quality gate's figures: these test archives compared nothing
+    assert engine["current"]["quality"] is None
+    assert engine["current"]["quality_gate"]["outcome"] == "not_applied"
+    assert engine["previous"]["quality_gate"] == {"outcome": "not_applied", "reason": "the first engine"}
 
 
 def beat(kv, interval: int, *, host: str, pid: int, data_dir: str, generation: int | None, ago: float = 0.0,

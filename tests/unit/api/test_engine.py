@@ -160,7 +160,7 @@ def test_an_upload_not_newer_than_the_current_is_409_and_changes_nothing(harness
     response = harness.upload(harness.archive(minutes=minutes))
 
     assert response.status_code == 409
-    assert response.json["code"] == "conflict"
+    assert response.json["code"] == "not_newer"
     assert "is not newer than the current engine" in response.json["description"]
     assert harness.client.simulate_get("/v1/engine").json == current
     assert len(harness.broadcaster.published) == 1
@@ -382,3 +382,33 @@ def test_a_build_that_cannot_be_sent_is_503_and_does_not_block_the_next(make_har
     assert refused.status_code == 503
     assert "RabbitMQ" in refused.json["description"]
     assert accepted.status_code == 202
+
+
+@pytest.mark.parametrize(("body", "kwargs"), [(None, {}), ("{}", {}), ('{"force": false}', {}),
+                                             ('{"force": true}', {"force": True})])
+def test_a_build_takes_force_and_passes_it_to_the_worker(make_harness, body, kwargs):
+    h = make_harness(worker=False)
+    headers = {**AUTH, "Content-Type": "application/json"} if body is not None else AUTH
+
+    response = call(h, "POST", "/v1/engine/builds", headers, body=body)
+
+    assert response.status_code == 202, response.json
+    assert [m.kwargs for m in h.queued(h.settings.build_queue)] == [kwargs]
+
+
+@pytest.mark.parametrize(("body", "field", "says"), [
+    ('{"force": "yes"}', "force", "'force' must be true or false"),
+    ('{"forse": true}', "forse", "unknown field 'forse'"),
+    ("[true]", None, "must be a JSON object"),
+    ("not json", None, "not valid JSON"),
+])
+def test_a_bad_build_body_is_400_and_sends_nothing(make_harness, body, field, says):
+    h = make_harness(worker=False)
+
+    response = call(h, "POST", "/v1/engine/builds", {**AUTH, "Content-Type": "application/json"}, body=body)
+
+    assert response.status_code == 400
+    assert response.json["code"] == "bad_request"
+    assert response.json.get("field") == field
+    assert says in response.json["description"]
+    assert h.queued(h.settings.build_queue) == []

@@ -35,6 +35,12 @@ def test_a_build_fetches_builds_uploads_and_installs_here(app, worker, fake_api)
     assert app.services.build_lock.holder() is None
 
 
+def test_a_forced_build_uploads_with_force_and_a_normal_one_without(app, worker, fake_api):
+    assert "error" not in run(app, app.actors.build_index)
+    assert "error" not in run(app, app.actors.build_index, force=True)
+    assert [u["force"] for u in fake_api.uploaded] == [False, True]
+
+
 def test_a_build_clears_the_apis_queued_marker(app, worker):
     message = app.actors.build_index.message()
     assert app.services.build_lock.mark_queued(message.message_id)
@@ -174,7 +180,7 @@ def test_a_rebuild_uploads_a_thin_archive_and_installs_the_full_one_here(app, wo
     assert second["uploaded"]["thin"] is True and second["uploaded"]["files"] == 1
     assert second["uploaded"]["bytes"] < second["archive"]["size"]
     assert fake_api.uploaded[-1] == {"version": second["engine"]["version"], "thin": True, "files": 1,
-                                     "bytes": second["uploaded"]["bytes"]}
+                                     "bytes": second["uploaded"]["bytes"], "force": False}
     assert "thin" in caplog.text and "1 of 3 files" in caplog.text
     # The API serves it whole; this machine installed its own full archive: nothing downloaded
     assert verify_bytes(tmp_path, fake_api.current.data).thin is False
