@@ -28,6 +28,7 @@ __all__ = [
     "exact_twin",
     "measure_archive",
     "measure_float16",
+    "measure_evaluate",
     "measure_known_item",
     "measure_latency",
     "measure_memory",
@@ -219,6 +220,26 @@ def measure_known_item(engine: AnnoyEngine, corpus: list[Publication], queries: 
     return {"queries": len(picked), "recall1_se": float(np.sqrt(share * (1 - share) / len(picked))),
             "mrr10": float(np.mean(reciprocal)), "recall1": share,
             "recall10": top10 / len(picked), "p50_ms": p50, "p99_ms": p99}
+
+
+def measure_evaluate(engine: AnnoyEngine, blind: AnnoyEngine, corpus: list[Publication], settings: Settings, *,
+                     lexical: bool) -> list[dict[str, Any]]:
+    """The measures of ``recsys evaluate`` (:func:`recsys.evaluate.evaluate`, seed 42): the
+    engine (``blind``: built without titles, for known-item search) and the lexical engine."""
+    from recsys.evaluate import draw_queries, evaluate, withhold_titles
+    from recsys.registry import Registry
+
+    queries = draw_queries(corpus)
+    rows = [{"engine": "annoy", **evaluate(engine, queries, titles_withheld=blind)}]
+    registry = Registry.discover()
+    if lexical and "lexical" in registry.usable():
+        plain, untitled = registry.get("lexical")(settings), registry.get("lexical")(settings)
+        plain.fit(corpus)
+        untitled.fit(withhold_titles(corpus))
+        rows.append({"engine": "lexical", **evaluate(plain, queries, titles_withheld=untitled)})
+        plain.close()
+        untitled.close()
+    return rows
 
 
 def _normalised_means(vectors: np.ndarray, starts: np.ndarray) -> np.ndarray:

@@ -32,6 +32,7 @@ class Report:
         self.sample: dict[str, Any] = {}
         self.vectors: dict[str, dict[str, float]] = {}
         self.known: list[tuple[int, str, dict[str, float]]] = []
+        self.evaluated: list[tuple[int, str, list[dict[str, Any]]]] = []
         self.float16: list[tuple[int, str, dict[str, Any]]] = []
         self.deltas: list[tuple[int, str, dict[str, Any]]] = []
         self.equivalence: dict[str, dict[str, Any]] = {}
@@ -60,6 +61,9 @@ class Report:
 
     def add_known(self, size: int, backend: str, result: dict[str, float]) -> None:
         self.known.append((size, backend, result))
+
+    def add_evaluate(self, size: int, backend: str, rows: list[dict[str, Any]]) -> None:
+        self.evaluated.append((size, backend, rows))
 
     def add_float16(self, size: int, backend: str, result: dict[str, Any]) -> None:
         self.float16.append((size, backend, result))
@@ -90,6 +94,7 @@ class Report:
             ("Same-label precision@10 of by-id recommendations (500 publications, seed 42)", self._quality),
             ("Known-item search: a title as the query, titles left out of the index",
              self._known),
+            ("`recsys evaluate`: both kinds of query, the default engine beside the lexical one", self._evaluated),
             ("float16 sentence vectors against float32", self._float16),
             ("Memory: two processes serving the largest engine", self._memory),
             ("Archive of the largest engine", self._archive),
@@ -272,6 +277,21 @@ class Report:
             "\n\nAn engine built over the same publications with their titles left out; the title of each "
             "sampled publication (seed 11) is the text query (k=10), and the rank of that publication is scored. "
             "The backends answer the same sampled titles.")
+
+    def _evaluated(self) -> str:
+        rows = []
+        for size, backend, measured in self.evaluated:
+            for row in measured:
+                known = row.get("known_item") or {}
+                figures = [row["by_id"]["p@10"], row["text"]["p@10"],
+                           *(known.get(k, float("nan")) for k in ("mrr@10", "recall@1", "recall@10"))]
+                rows.append([f"{size:,}", f"`{backend}`", row["engine"], *(f"{x:.3f}" for x in figures)])
+        return _table(["publications", "backend", "engine", "by-id p@10", "text p@10", "known-item MRR@10", "R@1",
+                       "R@10"], rows) + (
+            "\n\n`recsys.evaluate.evaluate` (what `recsys evaluate` prints) on one query set drawn with seed 42: "
+            "same-label precision@10 of by-id queries and of one-sentence text queries (a sentence of an abstract), "
+            "and known-item search (titles as queries, against engines built with titles left out). The default "
+            "engine answers at its configured lexical weight.")
 
     def _float16(self) -> str:
         rows = []

@@ -24,6 +24,9 @@ larger) and each embedding backend it measures:
   matches, and the lexical engine;
 * known-item search: for 1,000 sampled publications (seed 11), the title as the query
   against an engine built without titles: MRR@10, recall@1 and recall@10;
+* ``recsys evaluate``'s measures (:func:`recsys.evaluate.evaluate`, one seeded query set):
+  by-id and text same-label p@10 and known-item MRR@10 / recall@1 / recall@10, the default
+  engine (at its lexical weight) beside the lexical engine;
 * float16 against float32: rankings from the stored float16 sentence vectors against
   those from the float32 vectors of the cache (by id and one-sentence text), and what
   float16 publication vectors would change;
@@ -81,8 +84,8 @@ CHANGED_SHARE = 0.01
 #: Changes whose downloaded share is measured, and the sizes they are measured at.
 DELTA_SHARES = (0.01, 0.10)
 DELTA_SIZES = (1_000,)
-SKIPPABLE = ("rebuild", "delta", "equivalence", "latency", "recall", "quality", "known", "float16", "lexical",
-             "memory", "archive")
+SKIPPABLE = ("rebuild", "delta", "equivalence", "latency", "recall", "quality", "known", "evaluate", "float16",
+             "lexical", "memory", "archive")
 #: Publications of the equivalence check (real encoding: three builds per backend).
 EQUIVALENCE_SIZE = 1_000
 
@@ -359,6 +362,7 @@ def measure_size(bench: Bench, report: Any, size: int, backend: str, skip: set[s
                  changes: dict[tuple[int, float], dict[str, Any]], *, largest: bool) -> None:
     """Every measurement of one size and backend."""
     from _engine_measure import (
+        measure_evaluate,
         measure_float16,
         measure_known_item,
         measure_latency,
@@ -386,11 +390,18 @@ def measure_size(bench: Bench, report: Any, size: int, backend: str, skip: set[s
     if "float16" not in skip:
         report.add_float16(size, backend, measure_float16(engine, corpus, bench.vectors(backend)))
     engine.close()
-    if "known" not in skip:
+    if "known" not in skip or "evaluate" not in skip:
         ensure_build(bench, size, backend, no_titles=True)
         blind = AnnoyEngine.load(bench.engine_folder(size, backend, "notitle-"), settings)
-        log(f"known-item search in {size} publications ({backend})")
-        report.add_known(size, backend, measure_known_item(blind, corpus))
+        if "known" not in skip:
+            log(f"known-item search in {size} publications ({backend})")
+            report.add_known(size, backend, measure_known_item(blind, corpus))
+        if "evaluate" not in skip:
+            log(f"recsys evaluate's measures on {size} publications ({backend})")
+            engine = AnnoyEngine.load(bench.engine_folder(size, backend), settings)
+            lexical = "lexical" not in skip and backend == default
+            report.add_evaluate(size, backend, measure_evaluate(engine, blind, corpus, bench.settings, lexical=lexical))
+            engine.close()
         blind.close()
 
 
