@@ -12,7 +12,9 @@ index is made of them, the collection statistics are combined over the live
 live publication, sorted), the document frequencies, N, the idf and each publication's
 vector norm. A query is scored as ``tf @ (q * idf) / norm`` per segment. Each
 publication's score is computed from its own row with the same values, in the same
-order (columns sorted by term in every segment), so scores are exactly those of one
+order (columns sorted by term in every segment; the products summed in float64 in that
+order, from each segment's postings: its columns, kept in memory beside the rows, so a
+query touches only the publications that hold one of its terms), so scores are exactly those of one
 index built from scratch over the same publications, however they are segmented. Ties
 go to the smaller publication id, which does not depend on segmentation either.
 
@@ -64,6 +66,9 @@ class _Part:
     identity: bool  # to_global is 0, 1, 2, ...: the index's columns are the segment's
     publication_arrays: tuple[IntArray, IntArray, FloatArray]  # indptr, indices, data
     sentence_arrays: tuple[IntArray, IntArray, FloatArray]
+    #: The publication matrix by column (CSC: indptr per local column, rows, data): the postings.
+    postings: tuple[IntArray, IntArray, FloatArray]
+    from_global: IntArray  # the local column of each index column, -1 where this segment has none
 
 
 class LexicalIndex:
@@ -116,9 +121,14 @@ class LexicalIndex:
             inverse = np.zeros(len(segment))
             np.divide(1.0, norms, out=inverse, where=live & (norms > 0))
             identity = len(to_global) == len(terms) and bool(np.array_equal(to_global, np.arange(len(terms))))
+            from_global = np.full(len(terms) + 1, -1, dtype=np.int64)
+            from_global[to_global] = np.arange(len(to_global))
+            from_global[len(terms)] = -1  # where the segment's terms no live publication holds went
+            columns = sp.csc_array(segment.publication_tf)
             parts.append(_Part(
                 segment, start, live, to_global, weights, inverse, identity,
                 _arrays(segment.publication_tf), _arrays(segment.sentence_tf),
+                (np.asarray(columns.indptr), np.asarray(columns.indices), np.asarray(columns.data)), from_global,
             ))
             start += len(segment)
         self._parts = tuple(parts)
@@ -207,15 +217,38 @@ class LexicalIndex:
         return sp.csr_array((weighted, np.concatenate(columns), indptr), shape=(n_rows, len(self.terms)))
 
     def scores(self, query: sp.csr_array) -> npt.NDArray[np.float64]:
-        """The cosine of one query vector (1 x terms) with every global row (0 for tombstoned rows)."""
-        dense = np.zeros(len(self.terms) + 1, dtype=np.float32)
-        dense[query.indices] = query.data if self.prescaled else query.data * self.idf[query.indices]
+        """The cosine of one query vector (1 x terms) with every global row (0 for tombstoned rows).
+
+        Only the postings of the query's terms are read: the cost follows how many
+        publications hold them, not the size of the collection."""
+        columns = np.asarray(query.indices, dtype=np.int64)
+        order = np.argsort(columns, kind="stable")
+        columns = columns[order]
+        values = np.asarray(query.data, dtype=np.float64)[order]
+        if not self.prescaled:
+            values = values * self.idf[columns]
         out = np.empty(len(self.publications))
         for part in self._parts:
-            local = dense[: len(self.terms)] if part.identity else dense[part.to_global]
-            raw = part.segment.publication_tf @ local
+            local = columns if part.identity else part.from_global[columns]
+            held = local >= 0
+            raw = _postings_product(part.postings, local[held], values[held], len(part.segment))
             np.multiply(raw, part.inverse_norms, out=out[part.start : part.start + len(part.segment)])
         return out
+
+
+def _postings_product(postings: tuple[IntArray, IntArray, FloatArray], columns: IntArray, weights: FloatArray,
+                      rows: int) -> FloatArray:
+    """``matrix @ q`` for a sparse ``q`` (``columns`` ascending, ``weights``), from the
+    matrix's columns: each row's products summed in float64 in column order."""
+    indptr, row_of, data = postings
+    starts = indptr[columns]
+    lengths = indptr[columns + 1] - starts
+    total = int(lengths.sum())
+    if not total:
+        return np.zeros(rows)
+    entries = np.arange(total) + np.repeat(starts - (np.cumsum(lengths) - lengths), lengths)
+    products = data[entries].astype(np.float64) * np.repeat(weights, lengths)
+    return np.bincount(row_of[entries], weights=products, minlength=rows).astype(np.float64, copy=False)
 
 
 def _arrays(matrix: sp.csr_array) -> tuple[IntArray, IntArray, FloatArray]:
