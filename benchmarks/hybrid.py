@@ -10,7 +10,9 @@ with :func:`recsys.evaluate.evaluate` on one seeded query set, for each ``lexica
 same-label p@10 of by-id and of text queries, and known-item MRR@10, recall@1 and @10.
 The lexical engine is measured beside it. It also times a one-sentence text query at each
 weight (encoding excluded: the sentence vectors come from a memo, so this is the ranking's
-cost, which the weight changes) and the lexical half alone over the whole corpus.
+cost, which the weight changes), the whole query at the default weight with the sentence
+encoded for real, the lexical half alone over the whole corpus, and the saved engine's bytes
+(all files, and the lexical part's).
 
 Sentence vectors are kept in ``<cache>/hybrid/<size>-<seed>.npz`` (the sample's distinct
 sentences, encoded once with onnx), so a rerun only ranks.
@@ -23,6 +25,7 @@ import dataclasses
 import hashlib
 import json
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -105,6 +108,16 @@ def build(settings: Settings, publications: list[Publication]) -> AnnoyEngine:
     return engine
 
 
+def engine_bytes(engine: AnnoyEngine) -> dict[str, float]:
+    """MB of the saved engine's files: all of them, and the lexical part's (``lexical.*``)."""
+    with tempfile.TemporaryDirectory() as folder:
+        engine.save(Path(folder))
+        files = [f for f in Path(folder).rglob("*") if f.is_file()]
+        total = sum(f.stat().st_size for f in files)
+        lexical = sum(f.stat().st_size for f in files if f.name.startswith("lexical."))
+    return {"engine_mb": total / 1e6, "lexical_mb": lexical / 1e6}
+
+
 def latency(engine: Any, sentences: Sequence[str], forget: MemoEncoder | None = None) -> list[float]:
     """p50/p99 ms of one-sentence queries; with ``forget``, each sentence is dropped from
     that memo first, so the time includes encoding it for real (the whole query)."""
@@ -173,9 +186,11 @@ def main() -> None:
     # the whole one-sentence query at the default weight, encoding included
     whole = latency(Weighted(annoy, DEFAULT_LEXICAL_WEIGHT), sentences, forget=memo)
     full = lexical_at_scale(everything, sentences)
-    text = render(rows, size, queries.to_dict(), full, whole)
+    sizes = engine_bytes(annoy)
+    text = render(rows, size, queries.to_dict(), full, whole, sizes)
     print(text)
-    print(json.dumps({"rows": rows, "full_corpus_lexical_ms": full, "whole_query_ms": whole}), file=sys.stderr)
+    print(json.dumps({"rows": rows, "full_corpus_lexical_ms": full, "whole_query_ms": whole, **sizes}),
+          file=sys.stderr)
     if args.write_docs:
         write_section("hybrid", text)
 
@@ -198,7 +213,7 @@ def lexical_at_scale(everything: list[Publication], sentences: Sequence[str]) ->
 
 
 def render(rows: list[dict[str, Any]], size: int, queries: dict[str, Any], full: list[float],
-           whole: list[float]) -> str:
+           whole: list[float], sizes: dict[str, float]) -> str:
     lines = [
         "### Hybrid retrieval: the lexical weight",
         "",
@@ -218,7 +233,8 @@ def render(rows: list[dict[str, Any]], size: int, queries: dict[str, Any], full:
         "*ranking ms*: one-sentence text queries in process, encoding excluded (vectors from a memo). "
         f"The lexical half alone over the whole corpus (vectorize + score every publication): p50 {full[0]:.2f} ms, "
         f"p99 {full[1]:.2f} ms. The whole one-sentence query at the default weight, the sentence encoded for real "
-        f"(onnx, 2 threads): p50 {whole[0]:.2f} ms, p99 {whole[1]:.2f} ms.",
+        f"(onnx, 2 threads): p50 {whole[0]:.2f} ms, p99 {whole[1]:.2f} ms. The saved engine over the sample: "
+        f"{sizes['engine_mb']:.1f} MB, of which the lexical files (`lexical.*`) {sizes['lexical_mb']:.1f} MB.",
     ]
     return "\n".join(lines) + "\n"
 
