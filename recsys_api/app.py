@@ -35,6 +35,7 @@ from recsys_api.archive_store import ArchiveStore
 from recsys_api.auth import RequireToken
 from recsys_api.broadcast import Broadcaster, PikaBroadcaster
 from recsys_api.builds import BuildStarter
+from recsys_api.features import FeatureGate
 from recsys_api.metrics import Metrics, MetricsMiddleware
 from recsys_api.openapi import build_spec
 from recsys_api.queues import QueueStats
@@ -101,7 +102,8 @@ def create_app(
     }))
     app.add_route("/metrics", MetricsPage(metrics))
     add_docs_routes(app, build_spec())
-    app.add_route("/v1/recommendations", Recommendations(settings, tasks, archive_store, metrics))
+    features = FeatureGate(Heartbeats(kv, settings.heartbeat_interval), settings.request_queue)
+    app.add_route("/v1/recommendations", Recommendations(settings, tasks, archive_store, metrics, features))
     progress = ProgressStore(kv, settings.result_ttl)
     app.add_route("/v1/tasks/{task_id}", Task(tasks, settings.result_ttl, progress))
     app.add_route("/v1/engine", EngineManifest(archive_store))

@@ -206,12 +206,17 @@ def _recommendations() -> dict[str, Any]:
                 "202": {"description": "Accepted (`Prefer: respond-async`): poll `status_url`",
                         "headers": {**_location(), "Preference-Applied": {"schema": {"type": "string"}}},
                         **_json(_ref("TaskAccepted"))},
-                **_errors(400, 404, 411, 413, 415, 500, 503,
+                **_errors(400, 404, 411, 413, 415, 500,
                           e400="The body breaks a rule of the schema (the description names the field and the "
                                "rule), is not UTF-8 or not strict JSON, or the Prefer header is malformed.",
                           e404="The engine holds no publication with this `publication_id`.",
-                          e415="Not `Content-Type: application/json`, or a charset other than utf-8.",
-                          e503="No engine has been built yet, or Redis/RabbitMQ is unreachable."),
+                          e415="Not `Content-Type: application/json`, or a charset other than utf-8.",),
+                "503": {"description": "No engine has been built yet (`code: no_engine`; while the first build "
+                                       "runs, with its `task_id` and `status_url`), a live worker pool of an "
+                                       "older version lacks a feature the request uses (`code: "
+                                       "feature_unavailable`, with `features` and `pools`: upgrade the workers "
+                                       "first), or Redis/RabbitMQ is unreachable.",
+                        "headers": {"Retry-After": {"schema": {"type": "string"}}}, **_json(_ref("Unavailable"))},
                 "504": {"description": "No worker answered in time (the task may still finish: poll `status_url`), "
                                        "or the worker itself timed out (`code: timeout`)",
                         "headers": _location(required=False), **_json(_ref("TaskTimeout"))},

@@ -99,6 +99,23 @@ SCHEMAS: dict[str, Any] = {
             "properties": {"task_id": _STRING, "status_url": _STRING},
         }],
     },
+    "Unavailable": {
+        "allOf": [_ref("Error"), {
+            "type": "object",
+            "description": "`feature_unavailable`: `features` the request uses and the live worker `pools` (of an "
+                           "older version) lacking them; `no_engine` while the first build runs: that build's "
+                           "`task_id` and `status_url`",
+            "properties": {
+                "features": {"type": "array", "items": _STRING},
+                "pools": {"type": "array", "items": {
+                    "type": "object",
+                    "properties": {"host": _STRING, "recsys_version": _NULLABLE_STRING, "protocol": {"type": "integer"},
+                                   "workers": {"type": "integer"}, "lacking": {"type": "array", "items": _STRING}},
+                }},
+                "task_id": _STRING, "status_url": _STRING,
+            },
+        }],
+    },
     "NotReady": {
         "allOf": [_ref("Error"), {
             "type": "object", "required": ["checks"],
@@ -231,6 +248,11 @@ SCHEMAS: dict[str, Any] = {
             "host": _NULLABLE_STRING, "pid": _NULLABLE_INT, "generation": _NULLABLE_INT,
             "version": _NULLABLE_STRING, "queues": {"type": "array", "items": _STRING, "nullable": True},
             "seen_at": _NULLABLE_STRING,
+            "protocol": {"type": "integer", "description": "the wire contract's version it speaks (1: an older "
+                                                            "worker that does not say)"},
+            "features": {"type": "array", "items": _STRING,
+                         "description": "the request features it supports (none for an older worker)"},
+            "recsys_version": _NULLABLE_STRING,
         },
     },
     "Rollout": {

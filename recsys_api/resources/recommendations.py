@@ -10,6 +10,7 @@ from recsys.errors import WaitTimeout
 from recsys_api.archive_store import ArchiveStore
 from recsys_api.body import read_json
 from recsys_api.errors import http_error
+from recsys_api.features import FeatureGate
 from recsys_api.metrics import Metrics
 from recsys_api.prefer import parse_prefer
 from recsys_api.resources._replies import accepted, task_error, task_url
@@ -25,15 +26,19 @@ def prefers_async(req: falcon.Request) -> bool:
 
 
 class Recommendations:
-    def __init__(self, settings: Settings, tasks: TaskClient, store: ArchiveStore, metrics: Metrics) -> None:
+    def __init__(self, settings: Settings, tasks: TaskClient, store: ArchiveStore, metrics: Metrics,
+                 features: FeatureGate | None = None) -> None:
         self.settings = settings
         self.tasks = tasks
         self.store = store
         self.metrics = metrics
+        self.features = features
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         asynchronous = prefers_async(req)
         request = validate_recommendation(read_json(req, self.settings.max_body_bytes))
+        if self.features is not None:  # 503 feature_unavailable while an older pool is live
+            self.features.require(protocol.needed_features(request))
         request["min_generation"] = self.store.generation()
         # A task answered within the request never shows its id: it is recorded only when
         # the id is handed out (202 here, or 504 below), which saves a Redis round trip.
