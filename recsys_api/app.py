@@ -103,7 +103,8 @@ def create_app(
     app.add_route("/metrics", MetricsPage(metrics))
     add_docs_routes(app, build_spec())
     features = FeatureGate(Heartbeats(kv, settings.heartbeat_interval), settings.request_queue)
-    app.add_route("/v1/recommendations", Recommendations(settings, tasks, archive_store, metrics, features))
+    app.add_route("/v1/recommendations", Recommendations(settings, tasks, archive_store, metrics, features,
+                                                                   builds))
     progress = ProgressStore(kv, settings.result_ttl)
     app.add_route("/v1/tasks/{task_id}", Task(tasks, settings.result_ttl, progress))
     app.add_route("/v1/engine", EngineManifest(archive_store))

@@ -2,7 +2,8 @@
 
 Every error body is JSON ``{"title", "description"}``, plus ``code`` for a recsys
 error and fields that help the client act (``field`` on a 400 from validation,
-``task_id`` and ``status_url`` on a 504, ``checks`` on a failed ``/ready``,
+``task_id`` and ``status_url`` on a 504 and on a 503 ``no_engine`` while the first
+build runs, ``checks`` on a failed ``/ready``,
 ``missing`` on a 409 ``missing_files``, ``features`` and ``pools`` on a 503
 ``feature_unavailable``).
 
@@ -107,14 +108,16 @@ HINTS = {
 
 
 def http_error(
-    code: str, message: str, *, extra: dict[str, Any] | None = None, headers: dict[str, str] | None = None
+    code: str, message: str, *, extra: dict[str, Any] | None = None, headers: dict[str, str] | None = None,
+    hint: bool = True,
 ) -> ApiError:
     """The HTTP error for error ``code`` with ``message``: the status and title of the
     code (500 for a code this version does not know), ``code`` in the body, the code's
-    hint, and ``Retry-After`` on a 503."""
+    hint (unless ``hint`` is False: a message that says better), and ``Retry-After`` on
+    a 503."""
     kind = error_class(code)
-    hint = HINTS.get(code)
-    description = f"{message} ({hint})" if hint and hint not in message else message
+    shown = HINTS.get(code) if hint else None
+    description = f"{message} ({shown})" if shown and shown not in message else message
     all_headers = {"Retry-After": RETRY_AFTER} if kind.status == 503 else {}
     all_headers.update(headers or {})
     return ApiError(kind.status, kind.title, description or code, extra={"code": code, **(extra or {})},
