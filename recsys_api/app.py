@@ -10,6 +10,8 @@ Routes (see docs/api.md and ``GET /openapi.json``)::
     GET  /v1/workers                    GET  /v1/engines
     GET  /console (+ /console/assets/*) GET  /v1/console/state
 
+Every GET route answers HEAD too (:class:`recsys_api.head.HeadRouter`).
+
 The app never imports torch or an engine plugin: engines are listed from their
 entry points without loading them.
 """
@@ -36,6 +38,7 @@ from recsys_api.auth import RequireToken
 from recsys_api.broadcast import Broadcaster, PikaBroadcaster
 from recsys_api.builds import BuildStarter
 from recsys_api.features import FeatureGate
+from recsys_api.head import HeadRouter, HeadStreams
 from recsys_api.metrics import Metrics, MetricsMiddleware
 from recsys_api.openapi import build_spec
 from recsys_api.queues import QueueStats
@@ -92,7 +95,8 @@ def create_app(
     if registry_records is None:
         registry_records = Registry.discover(load=False).records()
 
-    app = falcon.App(middleware=[MetricsMiddleware(metrics)])
+    middleware: list[Any] = [MetricsMiddleware(metrics), HeadStreams()]
+    app = falcon.App(middleware=middleware, router=HeadRouter())  # HEAD wherever GET works (recsys_api.head)
     errors.install(app)
     app.add_route("/health", Health())
     app.add_route("/ready", Ready({

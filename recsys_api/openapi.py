@@ -361,6 +361,7 @@ def build_spec() -> dict[str, Any]:
                 f"Limits: `k` {MIN_K}-{MAX_K}; `text` up to {MAX_TEXT_CHARS} characters after trimming; ids up to "
                 f"{MAX_ID_CHARS} characters; labels up to {MAX_LABEL_CHARS}; up to {MAX_EXCLUDE_IDS} "
                 "`exclude_ids`.\n\nBuilds, uploads and rollbacks need `Authorization: Bearer <RECSYS_API_TOKEN>`."
+                "\n\nEvery `GET` also answers `HEAD`: the same status and headers, no body."
             ),
             "license": {"name": "Apache-2.0"},
         },
