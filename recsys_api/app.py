@@ -105,7 +105,7 @@ def create_app(
         "engine": engine_check(archive_store),
     }))
     app.add_route("/metrics", MetricsPage(metrics))
-    add_docs_routes(app, build_spec())
+    add_docs_routes(app, build_spec, archive_store)  # its examples: the current engine's corpus
     features = FeatureGate(Heartbeats(kv, settings.heartbeat_interval), settings.request_queue)
     app.add_route("/v1/recommendations", Recommendations(settings, tasks, archive_store, metrics, features,
                                                                    builds))

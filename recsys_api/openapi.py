@@ -9,6 +9,7 @@ and a schemathesis run checks the app against it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from recsys import __version__, protocol
@@ -172,7 +173,23 @@ def _archive_get() -> dict[str, Any]:
 SECURED: list[dict[str, list[str]]] = [{"bearerAuth": []}]
 
 
-def _recommendations() -> dict[str, Any]:
+def _request_examples(example: Mapping[str, str] | None) -> dict[str, Any]:
+    """The "Try it out" bodies: on the served engine's own corpus (its manifest's
+    ``example``) when it has one, else on :data:`EXAMPLE_TEXT`."""
+    text = (example or {}).get("text") or EXAMPLE_TEXT
+    examples: dict[str, Any] = {
+        "text": {"summary": "publications similar to a text", "value": {"text": text, "k": 5}},
+        "filtered": {"summary": "with filters",
+                     "value": {"text": text, "k": 3, "year_min": 2000, "strict": False}},
+    }
+    publication_id = (example or {}).get("publication_id")
+    if publication_id:
+        examples["publication"] = {"summary": "publications similar to a stored one",
+                                   "value": {"publication_id": publication_id, "k": 5}}
+    return examples
+
+
+def _recommendations(example: Mapping[str, str] | None = None) -> dict[str, Any]:
     return {
         "post": {
             "tags": ["recommendations"],
@@ -193,12 +210,7 @@ def _recommendations() -> dict[str, Any]:
                 "required": True,
                 "content": {JSON: {
                     "schema": _ref("RecommendationRequest"),
-                    "examples": {
-                        "text": {"summary": "publications similar to a text",
-                                 "value": {"text": EXAMPLE_TEXT, "k": 5}},
-                        "filtered": {"summary": "with filters",
-                                     "value": {"text": EXAMPLE_TEXT, "k": 3, "year_min": 2000, "strict": False}},
-                    },
+                    "examples": _request_examples(example),
                 }},
             },
             "responses": {
@@ -225,7 +237,7 @@ def _recommendations() -> dict[str, Any]:
     }
 
 
-def _paths() -> dict[str, Any]:
+def _paths(example: Mapping[str, str] | None) -> dict[str, Any]:
     return {
         "/health": {"get": {
             "tags": ["operations"], "summary": "Liveness: the process answers (no dependency is checked)",
@@ -254,7 +266,7 @@ def _paths() -> dict[str, Any]:
             "responses": {"200": {"description": "HTML page",
                                   "content": {"text/html": {"schema": {"type": "string"}}}}},
         }},
-        "/v1/recommendations": _recommendations(),
+        "/v1/recommendations": _recommendations(example),
         "/v1/tasks/{task_id}": {"get": {
             "tags": ["recommendations"], "summary": "A task's status and result", "operationId": "getTask",
             "parameters": [{"name": "task_id", "in": "path", "required": True, "schema": {"type": "string"},
@@ -348,8 +360,10 @@ def _paths() -> dict[str, Any]:
     }
 
 
-def build_spec() -> dict[str, Any]:
-    """The OpenAPI document (a fresh dict each call)."""
+def build_spec(example: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The OpenAPI document (a fresh dict each call). ``example``: the current engine's
+    example query (``Manifest.example``: ``text``, ``publication_id``) for the request
+    examples; None: generic ones."""
     return {
         "openapi": "3.0.3",
         "info": {
@@ -370,7 +384,7 @@ def build_spec() -> dict[str, Any]:
             {"name": "engine", "description": "The engine: manifest, archive, rollout, builds, workers"},
             {"name": "operations", "description": "Health, readiness, metrics, documentation"},
         ],
-        "paths": _paths(),
+        "paths": _paths(example),
         "components": {
             "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer",
                                                "description": "the API token, RECSYS_API_TOKEN"}},

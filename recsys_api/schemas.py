@@ -219,6 +219,12 @@ SCHEMAS: dict[str, Any] = {
             "size": {"type": "integer", "nullable": True,
                      "description": "full archive size in bytes, null until it has been assembled"},
             "installed_at": _STRING,
+            "example": {
+                "type": "object",
+                "description": "an example query from the engine's corpus (the request examples of /docs use it); "
+                               "absent for an archive without one",
+                "properties": {"text": _STRING, "publication_id": _STRING},
+            },
             "quality": {
                 "type": "object",
                 "description": "the build's comparison with the engine in service then (absent for a first engine, "
