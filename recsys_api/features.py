@@ -23,7 +23,7 @@ from typing import Any
 
 from recsys import protocol
 from recsys.cluster import Heartbeats
-from recsys.errors import FeatureUnavailable
+from recsys.errors import FeatureUnavailable, Unavailable
 
 __all__ = ["FeatureGate", "worker_pools"]
 
@@ -73,12 +73,17 @@ class FeatureGate:
     def require(self, features: Iterable[str], *, what: str = "this request") -> None:
         """Return when every live pool has every one of ``features``; else raise
         FeatureUnavailable naming the missing features and the pools that lack them.
-        Raises Unavailable when the heartbeats cannot be read (Redis down)."""
+        When the heartbeats cannot be read (Redis down) it returns too: the task's send
+        then answers the 503 ``unavailable``, through the circuit that spares Redis."""
         needed = set(features)
         if not needed:
             return
+        try:
+            pools = self.pools()
+        except Unavailable:  # Redis down: the task's send says so, through its circuit
+            return
         lacking = []
-        for pool in self.pools():
+        for pool in pools:
             missing = sorted(needed - set(pool["features"]))
             if missing:
                 lacking.append({key: value for key, value in pool.items() if key != "features"} | {"lacking": missing})

@@ -6,7 +6,7 @@ import falcon
 
 from recsys import protocol
 from recsys.config import Settings
-from recsys.errors import WaitTimeout
+from recsys.errors import Unavailable, WaitTimeout
 from recsys_api.archive_store import ArchiveStore
 from recsys_api.body import read_json
 from recsys_api.builds import BuildStarter
@@ -72,6 +72,9 @@ class Recommendations:
 
     def _refuse_while_building(self) -> None:
         """No engine yet: while the first build runs, 503 with its task link."""
-        task_id = self.builds.running() if self.builds is not None else None
+        try:
+            task_id = self.builds.running() if self.builds is not None else None
+        except Unavailable:  # Redis down: the task's send says so, through its circuit
+            return
         if task_id is not None:
             raise building(task_id)

@@ -202,3 +202,13 @@ def test_the_workers_endpoint_shows_each_workers_protocol_and_features(harness):
     assert workers["new-host"] == workers["new-host"] | {
         "protocol": 2, "features": sorted(protocol.WORKER_FEATURES), "recsys_version": __version__}
     assert set(asdict(WorkerInfo())) >= {"protocol", "features", "recsys_version"}
+
+
+def test_the_gate_lets_a_request_through_when_redis_is_down():
+    class DownKV(MemoryKV):
+        def scan(self, prefix):
+            from recsys.errors import Unavailable
+
+            raise Unavailable("Redis at 127.0.0.1:1 is unreachable")
+
+    FeatureGate(Heartbeats(DownKV(), 5), "recsys.requests").require({"like"})  # the send reports the outage
