@@ -90,3 +90,19 @@ def test_two_query_sentences_matching_one_stored_sentence_are_told_apart(capsys)
 
 def test_an_evidence_line_without_a_query_sentence_shows_the_match_alone():
     assert _evidence_line({"sentence": "Halos.", "score": 0.5}) == "0.500  “Halos.”"
+
+
+def test_recsys_build_with_q_after_the_subcommand_builds(tmp_path: Path, monkeypatch, capsys):
+    from recsys.cli.main import main
+    from tests.support.engines import publications
+
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps(p.to_dict()) + "\n" for p in publications(12)))
+    monkeypatch.chdir(tmp_path)
+
+    code = main(["build", "--engine", "lexical", "--source", str(corpus), "--out", "engine.zip", "-q"])
+
+    assert code == 0, capsys.readouterr().err
+    assert (tmp_path / "engine.zip").is_file()
+    assert "wrote engine.zip" in capsys.readouterr().out
+    assert main(["verify", "engine.zip", "-q"]) == 0
