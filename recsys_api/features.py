@@ -95,11 +95,10 @@ class FeatureGate:
             f"lacks {', '.join(pool['lacking'])}"
             for pool in lacking
         )
+        counted = f"{len(lacking)} live worker pool" + (" does" if len(lacking) == 1 else "s do")
         raise FeatureUnavailable(
-            f"{what} uses {', '.join(repr(n) for n in names)}, which {len(lacking)} live worker "
-            f"pool{'s' if len(lacking) != 1 else ''} of an older version do{'es' if len(lacking) == 1 else ''} not "
-            f"support yet: {shown}. Upgrade the workers first (docs/operations.md, 'Upgrades'), "
-            "or retry without it",
+            f"{what} uses {', '.join(repr(n) for n in names)}, which {counted} not support yet: {shown}; "
+            "upgrade the workers first, then the API (docs/operations.md, 'Upgrade'), or retry without it",
             features=names, pools=lacking,
         )
 

@@ -125,7 +125,7 @@ def test_the_gate_names_the_features_and_the_pools_lacking_them():
     assert [(p["host"], p["lacking"]) for p in error.pools] == [("new-host", ["offset"]),
                                                                  ("old-host", ["like", "offset"])]
     assert "'like', 'offset'" in error.message and "old-host" in error.message
-    assert "Upgrade the workers first" in error.message
+    assert "upgrade the workers first" in error.message
 
 
 def test_without_live_workers_the_gate_lets_the_request_through():
