@@ -162,6 +162,7 @@ def pack(
     created_at: datetime | None = None,
     leave_out: Collection[str] = (),
     quality: dict[str, Any] | None = None,
+    example: dict[str, str] | None = None,
 ) -> VerifiedArchive:
     """Pack every regular file under ``folder`` (an Engine.save output) into the zip
     ``out`` with a manifest; written to a temporary name then renamed. Returns the
@@ -191,6 +192,7 @@ def pack(
         dimension=metadata.dimension,
         extra=dict(metadata.extra),
         quality=quality,
+        example=example,
     )
     try:
         manifest_bytes = manifest.to_json()

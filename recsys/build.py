@@ -21,8 +21,12 @@ from recsys.engine import NULL_PROGRESS, Engine, EngineMetadata, Progress
 from recsys.errors import InvalidArchive, RecsysError
 from recsys.quality import compare
 from recsys.registry import Registry
+from recsys.text import split_sentences
 
-__all__ = ["build_archive"]
+__all__ = ["build_archive", "corpus_example"]
+
+#: The longest example text a build records (a few sentences).
+EXAMPLE_CHARS = 300
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +48,8 @@ def build_archive(
     ``workdir``: where the temporary folder goes (default: beside ``out``, so that
     a large engine is not written to a small /tmp).
 
-    The manifest records the plugin distribution's version and recsys's. Raises
+    The manifest records the plugin distribution's version and recsys's, and an
+    example query from the corpus (:func:`corpus_example`). Raises
     EngineNotFound / EngineLoadError for a missing or broken plugin, what the
     engine raises for unusable input, and InvalidArchive (``out`` removed) when the
     result does not pass :func:`recsys.archive.verify` with the settings' limits.
@@ -71,7 +76,7 @@ def build_archive(
                 )
             logger.info("build: saved engine %r in %.1fs", engine, time.monotonic() - stage)
         packed = pack(folder, out, engine=engine, metadata=metadata, engine_version=registry.version_of(engine),
-                      quality=quality)
+                      quality=quality, example=corpus_example(publications))
     try:
         verified = verify(out, Limits.from_settings(settings), engines=registry.usable())
         if verified.sha256 != packed.sha256:
@@ -110,3 +115,28 @@ def _measure_quality(
     except RecsysError as exc:
         logger.warning("build: no quality comparison with engine %s: %s", current.version, exc)
         return None
+
+
+def corpus_example(publications: Sequence[Publication]) -> dict[str, str] | None:
+    """An example query from the corpus, for the API's Swagger examples: the opening
+    sentences (up to :data:`EXAMPLE_CHARS`) of one publication's abstract (else its
+    text) and that publication's id. The publication is the middle one by id among those
+    with body text, so a build of the same corpus picks the same; None when none has any."""
+    usable = sorted((p for p in publications if (p.abstract or p.text or "").strip()), key=lambda p: p.id)
+    if not usable:
+        return None
+    chosen = usable[len(usable) // 2]
+    return {"text": _opening(chosen.abstract or chosen.text or ""), "publication_id": chosen.id}
+
+
+def _opening(body: str) -> str:
+    """The first sentences of ``body`` that fit in EXAMPLE_CHARS (at least one, cut at a word)."""
+    text = ""
+    for sentence in split_sentences(body) or [body.strip()]:
+        candidate = f"{text} {sentence}".strip()
+        if text and len(candidate) > EXAMPLE_CHARS:
+            break
+        text = candidate
+    if len(text) > EXAMPLE_CHARS:
+        text = text[:EXAMPLE_CHARS].rsplit(" ", 1)[0].rstrip(" ,;:") + "…"
+    return text

@@ -27,8 +27,10 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from recsys import __version__
 from recsys.errors import BuildLockHeld
 from recsys.kv import KV
+from recsys.protocol import PROTOCOL_VERSION, WORKER_FEATURES
 
 __all__ = ["BuildLock", "Heartbeats", "RolloutProgress", "Rollouts", "TaskRecords", "WorkerInfo", "utcnow_iso"]
 
@@ -51,7 +53,9 @@ def utcnow_iso() -> str:
 
 @dataclass
 class WorkerInfo:
-    """What a worker process reports about itself in its heartbeat."""
+    """What a worker process reports about itself in its heartbeat: where it runs, its
+    queues and engine, and what it supports (``protocol``, ``features``,
+    ``recsys_version``: see :mod:`recsys.protocol`, "Mixed versions")."""
 
     host: str = field(default_factory=socket.gethostname)
     pid: int = field(default_factory=os.getpid)
@@ -62,6 +66,9 @@ class WorkerInfo:
     data_dir: str | None = None
     started_at: str = field(default_factory=utcnow_iso)
     seen_at: str = ""
+    protocol: int = PROTOCOL_VERSION
+    features: list[str] = field(default_factory=lambda: sorted(WORKER_FEATURES))
+    recsys_version: str = __version__
 
     @property
     def key(self) -> str:

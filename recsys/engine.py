@@ -48,8 +48,9 @@ NULL_PROGRESS: Progress = _null_progress
 class LogProgress:
     """A Progress that logs each stage's count, rate per second and time left.
 
-    It logs at most every ``interval`` seconds per stage, and always the last step
-    (``done == total``)::
+    It logs at most every ``interval`` seconds per stage, and always a stage's first
+    step and its last (``done == total``: a stage of unknown total reports its end
+    with ``total=done``, as :func:`recsys.sources.load_publications` does)::
 
         encode: 12000/320000 sentences (4.0%), 512/s, about 10m02s left
     """
@@ -65,7 +66,8 @@ class LogProgress:
         now = time.monotonic()
         started, first_done = self._started.setdefault(stage, (now, done))
         finished = total is not None and done >= total
-        if not finished and now - self._last_log.get(stage, 0.0) < self.interval:
+        # a stage's first step is always logged (a monotonic clock may start near 0)
+        if not finished and now - self._last_log.get(stage, float("-inf")) < self.interval:
             return
         self._last_log[stage] = now
         self.logger.info("%s", self.describe(stage, done, total, now - started, done - first_done))

@@ -30,6 +30,8 @@ The hierarchy, with each class's ``code`` and HTTP ``status``::
      │    ├── InvalidDocument                                a source file's JSON document does not parse
      │    └── InvalidRecord        invalid_record       500  one source record is not a usable publication
      ├── Unavailable               unavailable          503  Redis, RabbitMQ or the API cannot be reached
+ │    └── FeatureUnavailable   feature_unavailable  503  a request uses a feature that a live worker pool
+ │                                                       (an older version) lacks; names both
      ├── InvalidQuery              bad_request          400  a recommendation query is malformed
      │    └── UnknownPublication   unknown_publication  404  a query names a publication id the engine does not hold
      ├── BuildBusy                 build_running        409  a build is already queued or running
@@ -65,6 +67,7 @@ __all__ = [
     "ConfigError",
     "EngineLoadError",
     "EngineNotFound",
+    "FeatureUnavailable",
     "IncompatibleEngine",
     "InternalError",
     "QualityGate",
@@ -269,6 +272,23 @@ class Unavailable(RecsysError):
     title = "Service unavailable"
 
 
+class FeatureUnavailable(Unavailable):
+    """Raised when a request needs features that a live worker pool does not support yet
+    (a pool of an older version, during an upgrade); ``features`` names them and
+    ``pools`` the pools lacking them (``{"host", "recsys_version", "protocol", "workers",
+    "lacking"}`` each)."""
+
+    code = "feature_unavailable"
+    status = 503
+    title = "Feature unavailable"
+
+    def __init__(self, message: str, *, features: list[str] | None = None,
+                 pools: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.features = list(features or [])
+        self.pools = list(pools or [])
+
+
 class InvalidQuery(RecsysError):
     """Raised when a recommendation query is malformed."""
 
@@ -382,6 +402,7 @@ ERRORS: Mapping[str, type[RecsysError]] = {
         EngineLoadError,
         IncompatibleEngine,
         Unavailable,
+        FeatureUnavailable,
         StoreError,
         LockTimeout,
         TaskTimeout,

@@ -129,6 +129,10 @@ class Manifest:
     #: ``{"against", "metrics": {name: {"new", "current"}}, "queries"}``; None when the
     #: build had nothing to compare with.
     quality: dict[str, Any] | None = None
+    #: An example query from the engine's own corpus (``{"text", "publication_id"}``,
+    #: :func:`recsys.build.corpus_example`): the API's Swagger examples use it. None for
+    #: an archive without one (a generic example is shown then).
+    example: dict[str, str] | None = None
 
     @classmethod
     def from_dict(cls, data: Any) -> Manifest:
@@ -179,6 +183,7 @@ class Manifest:
             extra=dict(extra),
             format=fmt,
             quality=quality,
+            example=_parse_example(data.get("example")),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -196,6 +201,7 @@ class Manifest:
             "dimension": self.dimension,
             "extra": dict(self.extra),
             **({} if self.quality is None else {"quality": self.quality}),
+            **({} if self.example is None else {"example": dict(self.example)}),
             "files": [entry.to_dict() for entry in self.files],
         }
 
@@ -280,6 +286,22 @@ def _parse_files(raw: Any) -> tuple[FileEntry, ...]:
                 raise InvalidArchive(f"{MANIFEST_NAME}: {parent!r} is listed as a file and as the folder of {path!r}")
             parent = parent.rpartition("/")[0]
     return tuple(entries)
+
+
+#: The longest example text kept from a manifest.
+MAX_EXAMPLE_CHARS = 1000
+
+
+def _parse_example(value: Any) -> dict[str, str] | None:
+    """The optional ``example``: its ``text`` and ``publication_id`` that are non-blank
+    strings (a text up to :data:`MAX_EXAMPLE_CHARS`, an id up to 256 characters); an
+    unusable example is dropped, not refused: it only illustrates the API."""
+    if not isinstance(value, Mapping):
+        return None
+    limits = {"text": MAX_EXAMPLE_CHARS, "publication_id": 256}
+    example = {key: item.strip() for key, item in value.items()
+               if key in limits and isinstance(item, str) and item.strip() and len(item) <= limits[key]}
+    return example or None
 
 
 def _parse_quality(value: Any) -> dict[str, Any] | None:

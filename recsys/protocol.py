@@ -36,6 +36,15 @@ Engine endpoints of the API that workers use:
   409 ``missing_files`` (with ``missing``: ``[{"path", "sha256", "size"}]``) when a thin
   one leaves out files the API does not hold.
 
+Mixed versions (docs/operations.md, *Upgrades*): each worker process's heartbeat
+(:class:`recsys.cluster.WorkerInfo`) carries ``protocol`` (:data:`PROTOCOL_VERSION`),
+``features`` (:data:`WORKER_FEATURES`: the request features of :data:`FEATURES` it
+implements) and ``recsys_version``. A heartbeat without ``features`` is a worker of an
+older version: it supports none of them (:func:`heartbeat_features`). The API asks
+:func:`needed_features` which features a request body uses and answers 503
+``feature_unavailable`` while a live worker pool lacks one of them (an older worker
+ignores a field it does not know: it would answer, wrongly, instead of refusing).
+
 The broadcast ``engine_updated`` is a Dramatiq message (``Message.encode()``) with
 ``queue_name`` = the broadcast exchange's name and ``kwargs`` = ``{"generation",
 "version", "created_at", "manifest_sha256"}``, published to the fanout exchange
@@ -45,19 +54,24 @@ The broadcast ``engine_updated`` is a Dramatiq message (``Message.encode()``) wi
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 from recsys.errors import RecsysError
 
 __all__ = [
     "BUILD_ACTOR",
     "ENGINE_UPDATED_ACTOR",
+    "FEATURES",
     "HEADER_GENERATION",
     "HEADER_SHA256",
     "HEADER_VERSION",
+    "PROTOCOL_VERSION",
     "RECOMMEND_ACTOR",
+    "WORKER_FEATURES",
     "error_of",
     "error_result",
+    "heartbeat_features",
+    "needed_features",
 ]
 
 #: ``recommend(request)``: request = the validated POST /v1/recommendations body
@@ -87,3 +101,57 @@ def error_of(result: object) -> dict[str, str] | None:
         error = result["error"]
         return {"code": str(error.get("code", "internal")), "message": str(error.get("message", ""))}
     return None
+
+
+#: The version of this contract a worker's heartbeat reports: 1 for workers whose
+#: heartbeat has no ``protocol`` (no ``features`` either), 2 since API 1.1.
+PROTOCOL_VERSION: Final = 2
+
+#: The request features that not every worker version has: each is a field of the
+#: recommendation request (used when set: see :func:`needed_features`), except
+#: ``batch``, the batch endpoint.
+FEATURES: Final = ("lexical_weight", "like", "unlike", "diversity", "min_score", "offset", "batch")
+
+#: The features this version's workers implement: what their heartbeats advertise.
+#: A feature joins it in the same change that teaches the ``recommend`` actor (or the
+#: batch actor) to use it, never before.
+WORKER_FEATURES: Final[frozenset[str]] = frozenset({"lexical_weight"})
+
+#: Values of a request field that do not use its feature (an older worker, which
+#: ignores the field, answers such a request right): unset, null, an empty list, and
+#: the defaults below.
+_UNUSED: Final[dict[str, tuple[Any, ...]]] = {"offset": (0,), "diversity": (0,)}
+
+
+def _uses(name: str, value: Any) -> bool:
+    if value is None or value is False or value == []:
+        return False
+    return value not in _UNUSED.get(name, ())
+
+
+def needed_features(body: Mapping[str, Any], batch: bool = False) -> set[str]:
+    """The features of :data:`FEATURES` that a request ``body`` uses.
+
+    A recommendation request uses a field's feature when the field is set to a value
+    other than null, ``[]`` or its default (``offset`` 0, ``diversity`` 0). A batch
+    (``batch=True``) needs ``"batch"`` plus the features of its own fields and of each
+    query in its ``queries`` list.
+    """
+    fields = (name for name in FEATURES if name != "batch")
+    needed = {name for name in fields if name in body and _uses(name, body[name])}
+    if batch:
+        needed.add("batch")
+        queries = body.get("queries")
+        for query in queries if isinstance(queries, list) else ():
+            if isinstance(query, Mapping):
+                needed |= needed_features(query)
+    return needed
+
+
+def heartbeat_features(heartbeat: Mapping[str, Any]) -> frozenset[str]:
+    """The features a worker's heartbeat advertises; none for a heartbeat without a
+    ``features`` list (a worker older than :data:`PROTOCOL_VERSION` 2)."""
+    features = heartbeat.get("features")
+    if not isinstance(features, list):
+        return frozenset()
+    return frozenset(name for name in features if isinstance(name, str))

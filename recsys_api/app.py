@@ -10,6 +10,8 @@ Routes (see docs/api.md and ``GET /openapi.json``)::
     GET  /v1/workers                    GET  /v1/engines
     GET  /console (+ /console/assets/*) GET  /v1/console/state
 
+Every GET route answers HEAD too (:class:`recsys_api.head.HeadRouter`).
+
 The app never imports torch or an engine plugin: engines are listed from their
 entry points without loading them.
 """
@@ -35,6 +37,8 @@ from recsys_api.archive_store import ArchiveStore
 from recsys_api.auth import RequireToken
 from recsys_api.broadcast import Broadcaster, PikaBroadcaster
 from recsys_api.builds import BuildStarter
+from recsys_api.features import FeatureGate
+from recsys_api.head import HeadRouter, HeadStreams
 from recsys_api.metrics import Metrics, MetricsMiddleware
 from recsys_api.openapi import build_spec
 from recsys_api.queues import QueueStats
@@ -91,7 +95,8 @@ def create_app(
     if registry_records is None:
         registry_records = Registry.discover(load=False).records()
 
-    app = falcon.App(middleware=[MetricsMiddleware(metrics)])
+    middleware: list[Any] = [MetricsMiddleware(metrics), HeadStreams()]
+    app = falcon.App(middleware=middleware, router=HeadRouter())  # HEAD wherever GET works (recsys_api.head)
     errors.install(app)
     app.add_route("/health", Health())
     app.add_route("/ready", Ready({
@@ -100,8 +105,10 @@ def create_app(
         "engine": engine_check(archive_store),
     }))
     app.add_route("/metrics", MetricsPage(metrics))
-    add_docs_routes(app, build_spec())
-    app.add_route("/v1/recommendations", Recommendations(settings, tasks, archive_store, metrics))
+    add_docs_routes(app, build_spec, archive_store)  # its examples: the current engine's corpus
+    features = FeatureGate(Heartbeats(kv, settings.heartbeat_interval), settings.request_queue)
+    app.add_route("/v1/recommendations", Recommendations(settings, tasks, archive_store, metrics, features,
+                                                                   builds))
     progress = ProgressStore(kv, settings.result_ttl)
     app.add_route("/v1/tasks/{task_id}", Task(tasks, settings.result_ttl, progress))
     app.add_route("/v1/engine", EngineManifest(archive_store))

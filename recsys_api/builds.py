@@ -38,3 +38,11 @@ class BuildStarter:
             self.lock.clear_queued(message.message_id)
             raise
         return message.message_id
+
+    def running(self) -> str | None:
+        """The task id of the build now running or queued (the build lock's holder's, else
+        the queued marker's), or None when there is none."""
+        holder = self.lock.holder()
+        if holder is not None and holder.get("message_id"):
+            return str(holder["message_id"])
+        return self.lock.queued()

@@ -2,8 +2,10 @@
 
 Every error body is JSON ``{"title", "description"}``, plus ``code`` for a recsys
 error and fields that help the client act (``field`` on a 400 from validation,
-``task_id`` and ``status_url`` on a 504, ``checks`` on a failed ``/ready``,
-``missing`` on a 409 ``missing_files``).
+``task_id`` and ``status_url`` on a 504 and on a 503 ``no_engine`` while the first
+build runs, ``checks`` on a failed ``/ready``,
+``missing`` on a 409 ``missing_files``, ``features`` and ``pools`` on a 503
+``feature_unavailable``).
 
 :func:`http_error` turns an error code and its message into the HTTP error, with
 the status and title of the code in the one table (:data:`recsys.errors.ERRORS`),
@@ -20,6 +22,7 @@ RecsysError         :func:`http_error` of its code; a 500 is logged as an error
 MissingFiles        the same (409), with ``missing``: the files a thin upload lacks
 StoreError          the same (503), logged as an error: the disk of RECSYS_DATA_DIR
 Unavailable         the same (503), logged as a warning: Redis or RabbitMQ is down
+FeatureUnavailable  the same (503), with ``features`` and ``pools`` (not logged: an answer)
 any other           500 ``internal``, logged with its traceback
 ==================  =========================================================
 
@@ -36,7 +39,15 @@ from typing import Any
 
 import falcon
 
-from recsys.errors import MissingFiles, QualityGate, RecsysError, StoreError, Unavailable, error_class
+from recsys.errors import (
+    FeatureUnavailable,
+    MissingFiles,
+    QualityGate,
+    RecsysError,
+    StoreError,
+    Unavailable,
+    error_class,
+)
 
 __all__ = ["ApiError", "http_error", "install", "status_line"]
 
@@ -97,14 +108,16 @@ HINTS = {
 
 
 def http_error(
-    code: str, message: str, *, extra: dict[str, Any] | None = None, headers: dict[str, str] | None = None
+    code: str, message: str, *, extra: dict[str, Any] | None = None, headers: dict[str, str] | None = None,
+    hint: bool = True,
 ) -> ApiError:
     """The HTTP error for error ``code`` with ``message``: the status and title of the
     code (500 for a code this version does not know), ``code`` in the body, the code's
-    hint, and ``Retry-After`` on a 503."""
+    hint (unless ``hint`` is False: a message that says better), and ``Retry-After`` on
+    a 503."""
     kind = error_class(code)
-    hint = HINTS.get(code)
-    description = f"{message} ({hint})" if hint and hint not in message else message
+    shown = HINTS.get(code) if hint else None
+    description = f"{message} ({shown})" if shown and shown not in message else message
     all_headers = {"Retry-After": RETRY_AFTER} if kind.status == 503 else {}
     all_headers.update(headers or {})
     return ApiError(kind.status, kind.title, description or code, extra={"code": code, **(extra or {})},
@@ -140,6 +153,12 @@ def _on_unavailable(req: falcon.Request, resp: falcon.Response, exc: Unavailable
     raise http_error(exc.code, exc.message) from exc
 
 
+def _on_feature_unavailable(
+    req: falcon.Request, resp: falcon.Response, exc: FeatureUnavailable, params: dict[str, Any]
+) -> None:
+    raise http_error(exc.code, exc.message, extra={"features": exc.features, "pools": exc.pools}) from exc
+
+
 def _on_unexpected(req: falcon.Request, resp: falcon.Response, exc: Exception, params: dict[str, Any]) -> None:
     logger.exception("%s %s failed with an unexpected %s", req.method, req.path, type(exc).__name__)
     raise http_error(
@@ -156,3 +175,4 @@ def install(app: falcon.App[falcon.Request, falcon.Response]) -> None:
     app.add_error_handler(QualityGate, _on_quality_gate)
     app.add_error_handler(StoreError, _on_store_error)
     app.add_error_handler(Unavailable, _on_unavailable)
+    app.add_error_handler(FeatureUnavailable, _on_feature_unavailable)

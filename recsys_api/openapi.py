@@ -9,6 +9,7 @@ and a schemathesis run checks the app against it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from recsys import __version__, protocol
@@ -172,7 +173,23 @@ def _archive_get() -> dict[str, Any]:
 SECURED: list[dict[str, list[str]]] = [{"bearerAuth": []}]
 
 
-def _recommendations() -> dict[str, Any]:
+def _request_examples(example: Mapping[str, str] | None) -> dict[str, Any]:
+    """The "Try it out" bodies: on the served engine's own corpus (its manifest's
+    ``example``) when it has one, else on :data:`EXAMPLE_TEXT`."""
+    text = (example or {}).get("text") or EXAMPLE_TEXT
+    examples: dict[str, Any] = {
+        "text": {"summary": "publications similar to a text", "value": {"text": text, "k": 5}},
+        "filtered": {"summary": "with filters",
+                     "value": {"text": text, "k": 3, "year_min": 2000, "strict": False}},
+    }
+    publication_id = (example or {}).get("publication_id")
+    if publication_id:
+        examples["publication"] = {"summary": "publications similar to a stored one",
+                                   "value": {"publication_id": publication_id, "k": 5}}
+    return examples
+
+
+def _recommendations(example: Mapping[str, str] | None = None) -> dict[str, Any]:
     return {
         "post": {
             "tags": ["recommendations"],
@@ -193,12 +210,7 @@ def _recommendations() -> dict[str, Any]:
                 "required": True,
                 "content": {JSON: {
                     "schema": _ref("RecommendationRequest"),
-                    "examples": {
-                        "text": {"summary": "publications similar to a text",
-                                 "value": {"text": EXAMPLE_TEXT, "k": 5}},
-                        "filtered": {"summary": "with filters",
-                                     "value": {"text": EXAMPLE_TEXT, "k": 3, "year_min": 2000, "strict": False}},
-                    },
+                    "examples": _request_examples(example),
                 }},
             },
             "responses": {
@@ -206,12 +218,17 @@ def _recommendations() -> dict[str, Any]:
                 "202": {"description": "Accepted (`Prefer: respond-async`): poll `status_url`",
                         "headers": {**_location(), "Preference-Applied": {"schema": {"type": "string"}}},
                         **_json(_ref("TaskAccepted"))},
-                **_errors(400, 404, 411, 413, 415, 500, 503,
+                **_errors(400, 404, 411, 413, 415, 500,
                           e400="The body breaks a rule of the schema (the description names the field and the "
                                "rule), is not UTF-8 or not strict JSON, or the Prefer header is malformed.",
                           e404="The engine holds no publication with this `publication_id`.",
-                          e415="Not `Content-Type: application/json`, or a charset other than utf-8.",
-                          e503="No engine has been built yet, or Redis/RabbitMQ is unreachable."),
+                          e415="Not `Content-Type: application/json`, or a charset other than utf-8.",),
+                "503": {"description": "No engine has been built yet (`code: no_engine`; while the first build "
+                                       "runs, with its `task_id` and `status_url`), a live worker pool of an "
+                                       "older version lacks a feature the request uses (`code: "
+                                       "feature_unavailable`, with `features` and `pools`: upgrade the workers "
+                                       "first), or Redis/RabbitMQ is unreachable.",
+                        "headers": {"Retry-After": {"schema": {"type": "string"}}}, **_json(_ref("Unavailable"))},
                 "504": {"description": "No worker answered in time (the task may still finish: poll `status_url`), "
                                        "or the worker itself timed out (`code: timeout`)",
                         "headers": _location(required=False), **_json(_ref("TaskTimeout"))},
@@ -220,7 +237,7 @@ def _recommendations() -> dict[str, Any]:
     }
 
 
-def _paths() -> dict[str, Any]:
+def _paths(example: Mapping[str, str] | None) -> dict[str, Any]:
     return {
         "/health": {"get": {
             "tags": ["operations"], "summary": "Liveness: the process answers (no dependency is checked)",
@@ -249,7 +266,7 @@ def _paths() -> dict[str, Any]:
             "responses": {"200": {"description": "HTML page",
                                   "content": {"text/html": {"schema": {"type": "string"}}}}},
         }},
-        "/v1/recommendations": _recommendations(),
+        "/v1/recommendations": _recommendations(example),
         "/v1/tasks/{task_id}": {"get": {
             "tags": ["recommendations"], "summary": "A task's status and result", "operationId": "getTask",
             "parameters": [{"name": "task_id", "in": "path", "required": True, "schema": {"type": "string"},
@@ -343,8 +360,10 @@ def _paths() -> dict[str, Any]:
     }
 
 
-def build_spec() -> dict[str, Any]:
-    """The OpenAPI document (a fresh dict each call)."""
+def build_spec(example: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The OpenAPI document (a fresh dict each call). ``example``: the current engine's
+    example query (``Manifest.example``: ``text``, ``publication_id``) for the request
+    examples; None: generic ones."""
     return {
         "openapi": "3.0.3",
         "info": {
@@ -356,6 +375,7 @@ def build_spec() -> dict[str, Any]:
                 f"Limits: `k` {MIN_K}-{MAX_K}; `text` up to {MAX_TEXT_CHARS} characters after trimming; ids up to "
                 f"{MAX_ID_CHARS} characters; labels up to {MAX_LABEL_CHARS}; up to {MAX_EXCLUDE_IDS} "
                 "`exclude_ids`.\n\nBuilds, uploads and rollbacks need `Authorization: Bearer <RECSYS_API_TOKEN>`."
+                "\n\nEvery `GET` also answers `HEAD`: the same status and headers, no body."
             ),
             "license": {"name": "Apache-2.0"},
         },
@@ -364,7 +384,7 @@ def build_spec() -> dict[str, Any]:
             {"name": "engine", "description": "The engine: manifest, archive, rollout, builds, workers"},
             {"name": "operations", "description": "Health, readiness, metrics, documentation"},
         ],
-        "paths": _paths(),
+        "paths": _paths(example),
         "components": {
             "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer",
                                                "description": "the API token, RECSYS_API_TOKEN"}},

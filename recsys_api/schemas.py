@@ -99,6 +99,23 @@ SCHEMAS: dict[str, Any] = {
             "properties": {"task_id": _STRING, "status_url": _STRING},
         }],
     },
+    "Unavailable": {
+        "allOf": [_ref("Error"), {
+            "type": "object",
+            "description": "`feature_unavailable`: `features` the request uses and the live worker `pools` (of an "
+                           "older version) lacking them; `no_engine` while the first build runs: that build's "
+                           "`task_id` and `status_url`",
+            "properties": {
+                "features": {"type": "array", "items": _STRING},
+                "pools": {"type": "array", "items": {
+                    "type": "object",
+                    "properties": {"host": _STRING, "recsys_version": _NULLABLE_STRING, "protocol": {"type": "integer"},
+                                   "workers": {"type": "integer"}, "lacking": {"type": "array", "items": _STRING}},
+                }},
+                "task_id": _STRING, "status_url": _STRING,
+            },
+        }],
+    },
     "NotReady": {
         "allOf": [_ref("Error"), {
             "type": "object", "required": ["checks"],
@@ -202,6 +219,12 @@ SCHEMAS: dict[str, Any] = {
             "size": {"type": "integer", "nullable": True,
                      "description": "full archive size in bytes, null until it has been assembled"},
             "installed_at": _STRING,
+            "example": {
+                "type": "object",
+                "description": "an example query from the engine's corpus (the request examples of /docs use it); "
+                               "absent for an archive without one",
+                "properties": {"text": _STRING, "publication_id": _STRING},
+            },
             "quality": {
                 "type": "object",
                 "description": "the build's comparison with the engine in service then (absent for a first engine, "
@@ -231,6 +254,11 @@ SCHEMAS: dict[str, Any] = {
             "host": _NULLABLE_STRING, "pid": _NULLABLE_INT, "generation": _NULLABLE_INT,
             "version": _NULLABLE_STRING, "queues": {"type": "array", "items": _STRING, "nullable": True},
             "seen_at": _NULLABLE_STRING,
+            "protocol": {"type": "integer", "description": "the wire contract's version it speaks (1: an older "
+                                                            "worker that does not say)"},
+            "features": {"type": "array", "items": _STRING,
+                         "description": "the request features it supports (none for an older worker)"},
+            "recsys_version": _NULLABLE_STRING,
         },
     },
     "Rollout": {

@@ -18,7 +18,7 @@ from recsys.registry import Registry
 
 logger = logging.getLogger("recsys.cli")
 
-STAGE_UNITS = {"fetch": "publications", "split": "publications", "encode": "sentences", "index": "items"}
+STAGE_UNITS = {"fetch": "records", "split": "publications", "encode": "sentences", "index": "items"}
 
 
 def add_commands(commands: Any) -> None:
@@ -283,8 +283,18 @@ def _print_human(raw: dict[str, Any], result: dict[str, Any]) -> None:
         suffix = f"  [{meta}]" if meta else ""
         print(f"{rank:>3}. {rec['score']:.3f}  {rec['publication_id']}  {rec['title']}{suffix}")
         for ev in rec["evidence"][:2]:
-            print(f"       {ev['score']:.3f}  “{_clip(ev['sentence'])}”")
+            print(f"       {_evidence_line(ev)}")
     print()
+
+
+def _evidence_line(evidence: dict[str, Any]) -> str:
+    """``0.830  “query sentence” → “matched sentence”``: which query sentence matched which
+    sentence of the publication (two evidence lines may match the same stored sentence)."""
+    matched = f"“{_clip(evidence['sentence'])}”"
+    query = evidence.get("query_sentence")
+    if query:
+        matched = f"“{_clip(str(query), 60)}” → {matched}"
+    return f"{evidence['score']:.3f}  {matched}"
 
 
 def _clip(text: str, width: int = 100) -> str:

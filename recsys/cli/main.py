@@ -68,8 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Settings come from RECSYS_* environment variables and ./.env (see 'recsys settings').",
     )
     parser.add_argument("--version", action="version", version=f"recsys {__version__}")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
-    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors on stderr")
+    _add_log_flags(parser, default=True)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     local.add_commands(commands)
 
@@ -87,7 +86,18 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--threads", type=int, default=16, help="HTTP threads (default: %(default)s)")
     serve.add_argument("--worker-threads", type=int, default=2, help="worker threads (default: %(default)s)")
     serve.set_defaults(handler=_serve)
+    for command in commands.choices.values():  # `recsys build ... -q` as well as `recsys -q build ...`
+        _add_log_flags(command, default=False)
     return parser
+
+
+def _add_log_flags(parser: argparse.ArgumentParser, *, default: bool) -> None:
+    """``-v``/``-q`` on the main parser (``default``: with their defaults) and on each
+    subcommand's (without: a flag not given after the subcommand keeps the main one's)."""
+    parser.add_argument("-v", "--verbose", action="count", default=0 if default else argparse.SUPPRESS,
+                        help="more log output (-vv: debug)")
+    parser.add_argument("-q", "--quiet", action="store_true", default=False if default else argparse.SUPPRESS,
+                        help="only warnings and errors on stderr")
 
 
 def missing_modules(names: Iterable[str]) -> list[str]:

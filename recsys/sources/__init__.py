@@ -82,7 +82,9 @@ def load_publications(source: Source, progress: Progress = NULL_PROGRESS) -> lis
 
     Invalid records are skipped and counted (the first :data:`LOGGED_INVALID`
     logged with their reason); for a duplicate id the last record wins, in the
-    position of that last record. Reports ``progress("fetch", records_read)``.
+    position of that last record. Reports ``progress("fetch", records_read)`` as it
+    reads, and ``progress("fetch", read, read)`` once the source is exhausted, so that
+    a throttled hook (LogProgress) always shows the final count.
     Raises SourceError when the source fails or has no valid record.
     """
     by_id: dict[str, Publication] = {}
@@ -102,6 +104,7 @@ def load_publications(source: Source, progress: Progress = NULL_PROGRESS) -> lis
                 duplicates += 1
             by_id[publication.id] = publication
         progress("fetch", read)
+    progress("fetch", read, read)  # the last step: its count is always logged and stored
     if invalid > LOGGED_INVALID:
         logger.warning("skipped %d more invalid records of %s", invalid - LOGGED_INVALID, source.description)
     if not by_id:

@@ -9,11 +9,13 @@ comes from a CDN.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import falcon
 
+from recsys_api.archive_store import ArchiveStore
 from recsys_api.metrics import Metrics
 
 __all__ = ["DocsPage", "MetricsPage", "OpenApiSpec", "add_docs_routes", "swagger_ui_folder"]
@@ -35,12 +37,28 @@ def swagger_ui_folder() -> Path:
 
 
 class OpenApiSpec:
-    def __init__(self, spec: dict[str, Any]) -> None:
-        self.body = json.dumps(spec, indent=1).encode()
+    """``GET /openapi.json``: the spec whose request examples come from the current
+    engine's corpus (its manifest's ``example``), rebuilt when the engine changes;
+    generic examples before the first engine or for an archive without one."""
+
+    def __init__(self, build: Callable[[Mapping[str, str] | None], dict[str, Any]],
+                 store: ArchiveStore | None = None) -> None:
+        self.build = build
+        self.store = store
+        self._served: tuple[str | None, bytes] | None = None
+
+    def body(self) -> bytes:
+        current = self.store.current() if self.store is not None else None
+        key = current.manifest_sha256 if current is not None else None
+        served = self._served
+        if served is None or served[0] != key:
+            example = current.manifest.example if current is not None else None
+            served = self._served = (key, json.dumps(self.build(example), indent=1).encode())
+        return served[1]
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         resp.content_type = falcon.MEDIA_JSON
-        resp.data = self.body
+        resp.data = self.body()
 
 
 class _StaticPage:
@@ -67,8 +85,14 @@ class MetricsPage:
         resp.data, resp.content_type = self.metrics.render()
 
 
-def add_docs_routes(app: falcon.App[falcon.Request, falcon.Response], spec: dict[str, Any]) -> None:
-    app.add_route("/openapi.json", OpenApiSpec(spec))
+def add_docs_routes(
+    app: falcon.App[falcon.Request, falcon.Response],
+    build: Callable[[Mapping[str, str] | None], dict[str, Any]],
+    store: ArchiveStore | None = None,
+) -> None:
+    """``/openapi.json`` (the spec ``build`` makes for the current engine of ``store``),
+    ``/docs`` and Swagger UI's assets."""
+    app.add_route("/openapi.json", OpenApiSpec(build, store))
     app.add_route("/docs", DocsPage())
     app.add_static_route(ASSETS_PREFIX, swagger_ui_folder())
     app.add_static_route(UI_PREFIX, STATIC_FOLDER)

@@ -6,13 +6,15 @@ import falcon
 
 from recsys import protocol
 from recsys.config import Settings
-from recsys.errors import WaitTimeout
+from recsys.errors import Unavailable, WaitTimeout
 from recsys_api.archive_store import ArchiveStore
 from recsys_api.body import read_json
+from recsys_api.builds import BuildStarter
 from recsys_api.errors import http_error
+from recsys_api.features import FeatureGate
 from recsys_api.metrics import Metrics
 from recsys_api.prefer import parse_prefer
-from recsys_api.resources._replies import accepted, task_error, task_url
+from recsys_api.resources._replies import accepted, building, task_error, task_url
 from recsys_api.tasks import TaskClient
 from recsys_api.validation import validate_recommendation
 
@@ -25,16 +27,23 @@ def prefers_async(req: falcon.Request) -> bool:
 
 
 class Recommendations:
-    def __init__(self, settings: Settings, tasks: TaskClient, store: ArchiveStore, metrics: Metrics) -> None:
+    def __init__(self, settings: Settings, tasks: TaskClient, store: ArchiveStore, metrics: Metrics,
+                 features: FeatureGate | None = None, builds: BuildStarter | None = None) -> None:
         self.settings = settings
         self.tasks = tasks
         self.store = store
         self.metrics = metrics
+        self.features = features
+        self.builds = builds
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         asynchronous = prefers_async(req)
         request = validate_recommendation(read_json(req, self.settings.max_body_bytes))
+        if self.features is not None:  # 503 feature_unavailable while an older pool is live
+            self.features.require(protocol.needed_features(request))
         request["min_generation"] = self.store.generation()
+        if request["min_generation"] is None:
+            self._refuse_while_building()
         # A task answered within the request never shows its id: it is recorded only when
         # the id is handed out (202 here, or 504 below), which saves a Redis round trip.
         message = self.tasks.send(
@@ -56,5 +65,16 @@ class Recommendations:
             ) from None
         error = protocol.error_of(result)
         if error is not None:
+            if error["code"] == "no_engine" and request["min_generation"] is None:
+                self._refuse_while_building()
             raise task_error(error)
         resp.media = result
+
+    def _refuse_while_building(self) -> None:
+        """No engine yet: while the first build runs, 503 with its task link."""
+        try:
+            task_id = self.builds.running() if self.builds is not None else None
+        except Unavailable:  # Redis down: the task's send says so, through its circuit
+            return
+        if task_id is not None:
+            raise building(task_id)

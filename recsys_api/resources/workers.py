@@ -8,12 +8,13 @@ from typing import Any
 
 import falcon
 
+from recsys import protocol
 from recsys.cluster import Heartbeats, RolloutProgress, Rollouts
 from recsys_api.archive_store import ArchiveStore
 
 __all__ = ["Workers", "workers_report"]
 
-FIELDS = ("host", "pid", "generation", "version", "queues", "seen_at")
+FIELDS = ("host", "pid", "generation", "version", "queues", "seen_at", "recsys_version")
 ROLLOUT_FIELDS = ("host", *(f.name for f in fields(RolloutProgress) if f.name != "host"))
 
 
@@ -24,12 +25,17 @@ def workers_report(
 
     ``converged`` is true only when an engine exists, at least one live worker serves
     recommendations (its queues include the request queue, or it reports none), and
-    every such worker serves the current generation. Workers that only build are
-    listed but do not count. ``rollouts``: each worker machine's last rollout report
+    every such worker serves the current generation. Each worker has its ``protocol``
+    (1 for an older worker that does not say), ``features`` and ``recsys_version``.
+    Workers that only build are listed but do not count. ``rollouts``: each worker machine's last rollout report
     (:class:`recsys.cluster.Rollouts`, kept an hour), by host and data dir.
     """
     current = store.current()
-    workers = [{key: beat.get(key) for key in FIELDS} for beat in heartbeats.live()]
+    workers: list[dict[str, Any]] = [
+        {**{key: beat.get(key) for key in FIELDS}, "protocol": beat.get("protocol") or 1,
+         "features": sorted(protocol.heartbeat_features(beat))}
+        for beat in heartbeats.live()
+    ]
     serving = [w for w in workers if not w["queues"] or request_queue in (w["queues"] or ())]
     converged = (
         current is not None and bool(serving) and all(w["generation"] == current.generation for w in serving)

@@ -52,6 +52,7 @@ STATUS = {
     "engine_load": 503,
     "incompatible_engine": 503,
     "unavailable": 503,
+    "feature_unavailable": 503,
     "store": 503,
     "lock_timeout": 503,
     "timeout": 504,

@@ -130,7 +130,7 @@ def test_progress_reports_every_record_read(tmp_path: Path) -> None:
 
     load_publications(FileSource(path), lambda stage, done, total=None: calls.append((stage, done, total)))
 
-    assert calls == [("fetch", n, None) for n in range(1, 7)]
+    assert calls == [*(("fetch", n, None) for n in range(1, 7)), ("fetch", 6, 6)]  # the end: its total
 
 
 def test_iterating_a_source_yields_the_valid_publications_only(tmp_path: Path) -> None:

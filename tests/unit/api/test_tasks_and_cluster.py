@@ -105,7 +105,8 @@ def test_without_an_engine_workers_are_listed_and_not_converged(harness):
     assert body["version"] is None
     assert body["converged"] is False
     assert [(w["host"], w["pid"], w["generation"]) for w in body["workers"]] == [("w1", 1, None)]
-    assert set(body["workers"][0]) == {"host", "pid", "generation", "version", "queues", "seen_at"}
+    assert set(body["workers"][0]) == {"host", "pid", "generation", "version", "queues", "seen_at", "protocol",
+                                       "features", "recsys_version"}
 
 
 def test_converged_only_when_every_serving_worker_has_the_current_generation(harness):

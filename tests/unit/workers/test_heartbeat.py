@@ -8,6 +8,8 @@ import time
 
 import dramatiq
 
+import recsys
+from recsys import protocol
 from recsys.cluster import Heartbeats
 from recsys.kv import MemoryKV
 from recsys_workers.periodic import HeartbeatThread
@@ -30,6 +32,9 @@ def test_a_heartbeat_reports_the_loaded_engine(app, fake_api, archives):
     [beat] = Heartbeats(app.services.kv, 1).live()
     assert beat["pid"] == os.getpid() and beat["queues"] == ["recsys.requests"]
     assert beat["generation"] is None and beat["version"] is None
+    # what it supports, for the API's feature gate (recsys.protocol, "Mixed versions")
+    assert (beat["protocol"], beat["features"]) == (protocol.PROTOCOL_VERSION, sorted(protocol.WORKER_FEATURES))
+    assert beat["recsys_version"] == recsys.__version__
     stored = fake_api.publish(archives())
     app.services.rollout.pull_current()
     app.services.rollout.refresh()
