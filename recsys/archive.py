@@ -162,6 +162,8 @@ def pack(
     created_at: datetime | None = None,
     leave_out: Collection[str] = (),
     quality: dict[str, Any] | None = None,
+    kind: str | None = None,
+    changes_through: int | None = None,
 ) -> VerifiedArchive:
     """Pack every regular file under ``folder`` (an Engine.save output) into the zip
     ``out`` with a manifest; written to a temporary name then renamed. Returns the
@@ -191,6 +193,8 @@ def pack(
         dimension=metadata.dimension,
         extra=dict(metadata.extra),
         quality=quality,
+        kind=kind,
+        changes_through=changes_through,
     )
     try:
         manifest_bytes = manifest.to_json()

@@ -24,6 +24,8 @@ The hierarchy, with each class's ``code`` and HTTP ``status``::
      │    └── QualityGate          quality_gate         409  a new engine's quality metric is worse than the current
      │                                                       one's by more than RECSYS_QUALITY_TOLERANCE (not forced)
      ├── UnknownFile               unknown_file         404  a file asked for is no file of a kept engine version
+     ├── UnknownChange             unknown_change       404  a publication change id the change log does not hold
+     ├── ApplyRefused              apply_refused        409  a live-update apply could not be built, checked or uploaded
      ├── StoreError                store                503  an engine or archive store could not be read or written
      │    └── LockTimeout          lock_timeout         503  another process held the store's lock for too long
      ├── SourceError               source               500  the publications source failed or had no valid record
@@ -58,6 +60,7 @@ from typing import Any, ClassVar
 __all__ = [
     "ERRORS",
     "ArchiveConflict",
+    "ApplyRefused",
     "ArchiveTooLarge",
     "BuildBusy",
     "BuildLockHeld",
@@ -83,6 +86,7 @@ __all__ = [
     "TaskInterrupted",
     "TaskTimeout",
     "Unavailable",
+    "UnknownChange",
     "UnknownFile",
     "UnknownPublication",
     "UploadRefused",
@@ -225,6 +229,22 @@ class UnknownFile(RecsysError):
     title = "Unknown file"
 
 
+class UnknownChange(RecsysError):
+    """Raised when a publication change id is not in the API's change log."""
+
+    code = "unknown_change"
+    status = 404
+    title = "Unknown change"
+
+
+class ApplyRefused(RecsysError):
+    """Raised when a live-update apply could not be built, checked or uploaded (its changes are refused)."""
+
+    code = "apply_refused"
+    status = 409
+    title = "Apply refused"
+
+
 class StoreError(RecsysError):
     """Raised when an on-disk engine or archive store cannot be read or written."""
 
@@ -364,6 +384,7 @@ ERRORS: Mapping[str, type[RecsysError]] = {
         InvalidArchive,
         UnknownPublication,
         UnknownFile,
+        UnknownChange,
         ArchiveConflict,
         NothingToRollBack,
         MissingFiles,
@@ -371,6 +392,7 @@ ERRORS: Mapping[str, type[RecsysError]] = {
         BuildBusy,
         BuildLockLost,
         UploadRefused,
+        ApplyRefused,
         ArchiveTooLarge,
         InternalError,
         ConfigError,

@@ -15,6 +15,7 @@ from recsys import __version__, protocol
 from recsys.query_limits import MAX_EXCLUDE_IDS, MAX_ID_CHARS, MAX_K, MAX_LABEL_CHARS, MAX_TEXT_CHARS, MIN_K
 from recsys_api import prefer
 from recsys_api.openapi_console import CONSOLE_SCHEMAS, console_paths
+from recsys_api.openapi_publications import PUBLICATION_SCHEMAS, publication_paths
 from recsys_api.schemas import SCHEMAS
 
 __all__ = ["build_spec"]
@@ -340,6 +341,7 @@ def _paths() -> dict[str, Any]:
             "responses": {"200": _ok("Engine plugins", _ref("Engines"))},
         }},
         **console_paths(_errors),
+        **publication_paths(_errors),
     }
 
 
@@ -362,12 +364,13 @@ def build_spec() -> dict[str, Any]:
         "tags": [
             {"name": "recommendations", "description": "Ask for recommendations and follow tasks"},
             {"name": "engine", "description": "The engine: manifest, archive, rollout, builds, workers"},
+            {"name": "publications", "description": "Live updates: push publications, follow their changes"},
             {"name": "operations", "description": "Health, readiness, metrics, documentation"},
         ],
         "paths": _paths(),
         "components": {
             "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer",
                                                "description": "the API token, RECSYS_API_TOKEN"}},
-            "schemas": {**SCHEMAS, **CONSOLE_SCHEMAS},
+            "schemas": {**SCHEMAS, **CONSOLE_SCHEMAS, **PUBLICATION_SCHEMAS},
         },
     }

@@ -202,7 +202,7 @@ class EmbeddedServer:
                                  result_ttl=settings.result_ttl)
         app = create_app(
             settings, broker=broker, result_backend=worker_app.results, kv=kv,
-            archive_store=self.archives, broadcaster=broadcaster,
+            archive_store=self.archives, broadcaster=broadcaster, resend=True,
         )
         self._server.wsgi_app = app
         self._server_thread = threading.Thread(target=self._server.serve, name="http", daemon=True)
