@@ -60,7 +60,7 @@ def exit_code_for(error: RecsysError) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from recsys.cli import local
+    from recsys.cli import local, push
 
     parser = argparse.ArgumentParser(
         prog="recsys",
@@ -72,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors on stderr")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     local.add_commands(commands)
+    push.add_command(commands)
 
     serve = commands.add_parser(
         "serve",
