@@ -102,7 +102,7 @@ def create_app(
         registry_records = Registry.discover(load=False).records()
 
     live = LiveUpdates(changes if changes is not None else ChangeLog(settings.data_dir), tasks,
-                       settings.build_queue, archive_store)
+                       settings.build_queue, archive_store, BuildLock(kv, settings.build_lock_ttl))
 
     app = falcon.App(middleware=[MetricsMiddleware(metrics)])
     errors.install(app)

@@ -16,6 +16,7 @@ import threading
 
 from recsys import protocol
 from recsys.changes import ChangeLog
+from recsys.cluster import BuildLock
 from recsys.errors import RecsysError
 from recsys_api.archive_store import ArchiveStore, StoredVersion
 from recsys_api.tasks import TaskClient
@@ -26,7 +27,9 @@ logger = logging.getLogger(__name__)
 
 
 class LiveUpdates:
-    def __init__(self, changes: ChangeLog, tasks: TaskClient, queue: str, store: ArchiveStore) -> None:
+    def __init__(self, changes: ChangeLog, tasks: TaskClient, queue: str, store: ArchiveStore,
+                 lock: BuildLock | None = None) -> None:
+        self.lock = lock
         self.changes = changes
         self.tasks = tasks
         self.queue = queue
@@ -56,15 +59,27 @@ class LiveUpdates:
                         applied, rolled_back, version.generation, version.manifest.changes_through)
 
     def tick(self) -> None:
-        """Follow the current engine, and send an apply if changes are pending."""
+        """Follow the current engine, and send an apply if changes are pending (not while
+        a build or apply holds the build lock: its holder, or the next tick, takes them)."""
         current = self.store.current()
         if current is not None:
             self.follow(current)
         pending = self.changes.pending()
-        if pending:
+        if pending and self._lock_held():
+            logger.debug("%d publication changes pending; the build lock is held, not re-sending", len(pending))
+        elif pending:
             logger.info("%d publication changes pending (%d..%d): sending apply_changes", len(pending), pending[0],
                         pending[-1])
             self.send_apply()
+
+
+    def _lock_held(self) -> bool:
+        if self.lock is None:
+            return False
+        try:
+            return self.lock.holder() is not None
+        except RecsysError:  # Redis unreachable: send anyway (the worker checks the lock itself)
+            return False
 
 
 class Resender(threading.Thread):

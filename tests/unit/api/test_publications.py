@@ -10,7 +10,7 @@ import pytest
 from recsys import protocol
 from recsys.archive import pack
 from recsys.changes import ChangeLog
-from recsys.cluster import TaskRecords
+from recsys.cluster import BuildLock, TaskRecords
 from recsys.engine import EngineMetadata
 from recsys_api.live import LiveUpdates
 from recsys_api.tasks import TaskClient
@@ -154,3 +154,18 @@ def test_the_resender_follows_the_engine_and_resends_pending_applies(make_harnes
     live.tick()
     assert changes.get(1)["status"] == "applied"
     assert len(harness.queued(harness.settings.build_queue)) == 1
+
+
+def test_the_resender_does_not_resend_while_the_build_lock_is_held(make_harness):
+    harness = make_harness(worker=False)
+    changes = ChangeLog(harness.settings.data_dir)
+    changes.record([PUB], [])
+    tasks = TaskClient(harness.broker, harness.backend, TaskRecords(harness.kv, 60), result_ttl=60)
+    lock = BuildLock(harness.kv, 60)
+    live = LiveUpdates(changes, tasks, harness.settings.build_queue, harness.store, lock)
+    token = lock.acquire(message_id="a-full-build")
+    live.tick()
+    assert harness.queued(harness.settings.build_queue) == []
+    lock.release(token)
+    live.tick()
+    assert [m.actor_name for m in harness.queued(harness.settings.build_queue)] == [protocol.APPLY_ACTOR]
