@@ -106,3 +106,38 @@ def test_an_unreachable_api_leaves_the_changes_pending(app, worker, fake_api, ch
     fake_api.upload_failures = []
     assert run(app, app.actors.apply_changes)["applied"][0]["changes"] == [1]
     assert changes.get(1)["status"] == "applied"
+
+
+def test_an_apply_whose_engine_does_not_load_back_with_its_count_is_refused(app, worker, fake_api, changes,
+                                                                           monkeypatch):
+    from recsys.testing.stub import StubEngine
+
+    assert "error" not in run(app, app.actors.build_index)
+    changes.record([PUB], [])
+    monkeypatch.setattr(StubEngine, "publication_count", property(lambda self: 3))
+    result = run(app, app.actors.apply_changes)
+    assert result["error"]["code"] == "apply_refused"
+    assert "holds 3 publications once loaded, not 21" in changes.get(1)["reason"]
+    assert fake_api.uploads == 1  # nothing uploaded
+
+
+def test_changes_pushed_during_a_full_build_stay_pending_for_the_next_apply(app, worker, fake_api, changes,
+                                                                           monkeypatch):
+    import recsys_workers.building as building
+
+    changes.record([PUB], [])
+    original_build = building.build_archive
+
+    def build_then_push(*args, **kwargs):
+        archive = original_build(*args, **kwargs)
+        changes.record([{**PUB, "id": "pushed-during"}], [])  # after the build read the pushed set
+        return archive
+
+    monkeypatch.setattr(building, "build_archive", build_then_push)
+    result = run(app, app.actors.build_index)
+    assert "error" not in result, result
+    assert fake_api.current.manifest["changes_through"] == 1
+    assert changes.get(1)["status"] == "applied" and changes.get(2)["status"] == "pending"
+    monkeypatch.setattr(building, "build_archive", original_build)
+    applied = run(app, app.actors.apply_changes)["applied"]
+    assert applied[0]["changes"] == [2] and changes.get(2)["status"] == "applied"
