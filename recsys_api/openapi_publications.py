@@ -115,7 +115,7 @@ def publication_paths(errors: Callable[..., dict[str, Any]]) -> dict[str, Any]:
                 {"name": "status", "in": "query", "schema": {"type": "string", "enum": list(STATUSES)}},
                 {"name": "id", "in": "query", "schema": _STRING, "description": "changes of this publication"},
                 {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
-                {"name": "before", "in": "query", "schema": {"type": "integer", "minimum": 1},
+                {"name": "before", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 2**62},
                  "description": "changes with a smaller id (paging)"},
             ],
             "responses": {"200": _ok("Changes", _ref("Changes")), **errors(400, 503)},
@@ -131,7 +131,7 @@ def publication_paths(errors: Callable[..., dict[str, Any]]) -> dict[str, Any]:
             "operationId": "refuseChanges", "security": SECURED,
             "requestBody": {"required": True, "content": {JSON: {"schema": {
                 "type": "object", "required": ["changes_through", "reason"],
-                "properties": {"changes_through": {"type": "integer", "minimum": 0},
+                "properties": {"changes_through": {"type": "integer", "minimum": 0, "maximum": 2**62},
                                "reason": {"type": "string", "minLength": 1, "pattern": r"^\s*\S"}}}}}},
             "responses": {"200": _ok("Marked", {"type": "object", "properties": {"refused": {"type": "integer"}}}),
                           **errors(400, 401, 403, 413, 415, 503)},
@@ -145,7 +145,8 @@ def publication_paths(errors: Callable[..., dict[str, Any]]) -> dict[str, Any]:
             "delete": {
                 "tags": tags, "summary": "Clear the pushed set once the source has caught up (operators)",
                 "operationId": "clearPushed", "security": SECURED,
-                "parameters": [{"name": "through", "in": "query", "schema": {"type": "integer", "minimum": 0},
+                "parameters": [{"name": "through", "in": "query", "schema": {"type": "integer", "minimum": 0,
+                                                                             "maximum": 2**62},
                                 "description": "only the changes up to this id (default: all that are not pending)"}],
                 "responses": {"200": _ok("Cleared", {"type": "object", "properties": {
                     "cleared": {"type": "integer"}, "pending": {"type": "integer"}}}),

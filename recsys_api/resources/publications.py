@@ -30,6 +30,8 @@ MAX_ITEMS = 1000
 #: Most changes one GET /v1/publications/changes lists.
 MAX_LIST = 1000
 MAX_ID_CHARS = 256
+#: The largest change id (SQLite integers are 64-bit).
+MAX_CHANGE_ID = 2**62
 _BODY_MAX_BYTES = 64 * 1024
 _FIELDS = ("id", "title", "abstract", "text", "full_text", "year", "authors", "label", "url")
 _QUOTED = re.compile(r"'([a-z_]+)'")
@@ -136,7 +138,7 @@ class Changes:
         if status is not None and status not in STATUSES:
             raise _bad(f"'status' must be one of {', '.join(STATUSES)}, got {status!r}", "status")
         limit = req.get_param_as_int("limit", min_value=1, max_value=MAX_LIST, default=100)
-        before = req.get_param_as_int("before", min_value=1)
+        before = req.get_param_as_int("before", min_value=1, max_value=MAX_CHANGE_ID)
         publication_id = req.get_param("id")
         found = self.changes.find(status=status, publication_id=publication_id, limit=limit, before=before)
         resp.media = {"changes": found, "counts": self.changes.counts()}
@@ -155,7 +157,8 @@ class Change:
         self.changes = changes
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, change_id: str) -> None:
-        found = self.changes.get(int(change_id)) if change_id.isdigit() and len(change_id) < 19 else None
+        number = int(change_id) if change_id.isascii() and change_id.isdigit() and len(change_id) < 19 else None
+        found = self.changes.get(number) if number is not None else None
         if found is None:
             raise UnknownChange(f"no publication change {change_id!r}: list them with GET /v1/publications/changes")
         resp.media = found
@@ -175,7 +178,7 @@ class Pushed:
     @falcon.before(token_required)
     def on_delete(self, req: falcon.Request, resp: falcon.Response) -> None:
         _known_params(req, "through")
-        through = req.get_param_as_int("through", min_value=0)
+        through = req.get_param_as_int("through", min_value=0, max_value=MAX_CHANGE_ID)
         resp.media = {"cleared": self.changes.clear_pushed(through), "pending": len(self.changes.pending())}
 
 
@@ -190,8 +193,8 @@ class RefusedChanges:
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = read_json(req, _BODY_MAX_BYTES)
         through = body.get("changes_through") if isinstance(body, dict) else None
-        if isinstance(through, bool) or not isinstance(through, int) or through < 0:
-            raise _bad("'changes_through' must be a whole number >= 0", "changes_through")
+        if isinstance(through, bool) or not isinstance(through, int) or not 0 <= through <= MAX_CHANGE_ID:
+            raise _bad(f"'changes_through' must be a whole number from 0 to {MAX_CHANGE_ID}", "changes_through")
         reason = body.get("reason")
         if not isinstance(reason, str) or not reason.strip():
             raise _bad("'reason' must say why the apply was refused", "reason")
