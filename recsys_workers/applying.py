@@ -58,7 +58,7 @@ from recsys_workers.building import (
 )
 from recsys_workers.services import WorkerServices
 
-__all__ = ["MAX_ROUNDS", "run_apply"]
+__all__ = ["MAX_ROUNDS", "pending_changes", "run_apply"]
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +87,15 @@ def run_apply(services: WorkerServices, message_id: str) -> dict[str, Any]:
             return {"status": "no_engine" if services.api.current() is None else "done", "applied": rounds}
         rounds.append(outcome)
     return {"status": "done", "applied": rounds}
+
+
+def pending_changes(services: WorkerServices) -> tuple[int, ...]:
+    """The ids of the pushed changes still pending (none when the API cannot say: logged)."""
+    try:
+        return services.api.pushed().pending
+    except RecsysError as exc:
+        logger.warning("cannot ask the API for pending publication changes: %s", exc)
+        return ()
 
 
 def _apply_holding(services: WorkerServices, token: str, message_id: str) -> dict[str, Any] | None:
@@ -123,6 +132,9 @@ def _apply_holding(services: WorkerServices, token: str, message_id: str) -> dic
             previous=previous_folder(services), kind="apply", changes_through=through, measure_quality=False,
             check_load=True,
         )
+        if archive.manifest.publications != len(corpus):
+            raise ApplyRefused(f"the applied engine holds {archive.manifest.publications} publications, not the "
+                               f"{len(corpus)} of its corpus")
         if renewer.lost:
             raise BuildLockLost("the build lock was lost while applying: not uploading (another build may run)")
         stage_here(services, archive)
