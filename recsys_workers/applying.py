@@ -2,8 +2,9 @@
 
 1. Read the API's pushed set (``GET /v1/publications/pushed``); nothing pending: done.
 2. Take the cluster-wide build lock (held by another apply: that apply picks up what
-   is pending when it is done, see 5; held by a full build: the API's resender sends
-   the apply again later), renewed from a thread while applying.
+   is pending when it is done, see 5; held by a full build: that build sends an apply
+   when it ends, and the API's resender sends one while the lock is free), renewed from
+   a thread while applying.
 3. Read the pushed set again (everything pushed until now is coalesced into this one
    apply), fetch the source's publications, merge (:func:`recsys.changes.merge`) and
    build incrementally on this machine's engine with :func:`recsys.build.build_archive`:
