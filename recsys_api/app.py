@@ -96,13 +96,13 @@ def create_app(
         broker_url=settings.broker_url, results_url=results_url, circuit=results_circuit(result_backend, results_url),
     )
     builds = BuildStarter(tasks, BuildLock(kv, settings.build_lock_ttl), settings.build_queue)
-    metrics = Metrics(archive_store)
     require_token = RequireToken(settings.api_token)
     if registry_records is None:
         registry_records = Registry.discover(load=False).records()
 
     live = LiveUpdates(changes if changes is not None else ChangeLog(settings.data_dir), tasks,
                        settings.build_queue, archive_store, BuildLock(kv, settings.build_lock_ttl))
+    metrics = Metrics(archive_store, changes=live.changes)
 
     app = falcon.App(middleware=[MetricsMiddleware(metrics)])
     errors.install(app)

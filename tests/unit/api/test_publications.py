@@ -169,3 +169,10 @@ def test_the_resender_does_not_resend_while_the_build_lock_is_held(make_harness)
     lock.release(token)
     live.tick()
     assert [m.actor_name for m in harness.queued(harness.settings.build_queue)] == [protocol.APPLY_ACTOR]
+
+
+def test_metrics_count_the_changes_by_status(harness):
+    push(harness, {"upsert": [PUB]})
+    text = harness.client.simulate_get("/metrics").text
+    assert 'recsys_publication_changes{status="pending"} 1.0' in text
+    assert 'recsys_publication_changes{status="applied"} 0.0' in text
