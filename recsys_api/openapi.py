@@ -357,7 +357,8 @@ def build_spec() -> dict[str, Any]:
                 "workers behind a queue; the engine endpoints manage the engine they use.\n\n"
                 f"Limits: `k` {MIN_K}-{MAX_K}; `text` up to {MAX_TEXT_CHARS} characters after trimming; ids up to "
                 f"{MAX_ID_CHARS} characters; labels up to {MAX_LABEL_CHARS}; up to {MAX_EXCLUDE_IDS} "
-                "`exclude_ids`.\n\nBuilds, uploads and rollbacks need `Authorization: Bearer <RECSYS_API_TOKEN>`."
+                "`exclude_ids`.\n\nBuilds, uploads, rollbacks and live updates (`POST /v1/publications`, the pushed "
+                "set) need `Authorization: Bearer <RECSYS_API_TOKEN>`."
             ),
             "license": {"name": "Apache-2.0"},
         },
