@@ -19,6 +19,7 @@ entry points without loading them.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -71,6 +72,7 @@ def create_app(
     broker_check: Callable[[], Any] | None = None,
     changes: ChangeLog | None = None,
     resend: bool = False,
+    resend_stop: threading.Event | None = None,
 ) -> falcon.App[falcon.Request, falcon.Response]:
     """Build the app on the given dependencies.
 
@@ -81,7 +83,8 @@ def create_app(
     StubBroker). ``changes``: the publication change log (default: the one in
     ``RECSYS_DATA_DIR``). ``resend=True`` starts the thread that re-sends the apply of
     pending changes at start and every ``RECSYS_CHANGES_RESEND_INTERVAL`` seconds
-    (:class:`recsys_api.live.Resender`; gunicorn's workers and ``recsys serve``).
+    (:class:`recsys_api.live.Resender`; gunicorn's workers and ``recsys serve``), until
+    ``resend_stop`` is set.
 
     Apart from ``resend``, creating the app has no side effect (no message sent, nothing installed): the
     start-engine step runs once per deployment, in gunicorn's master
@@ -135,7 +138,7 @@ def create_app(
     app.add_route("/v1/publications/changes/{change_id}", Change(live.changes))
     app.add_route("/v1/publications/pushed", Pushed(live.changes, require_token))
     if resend:
-        Resender(live, settings.changes_resend_interval).start()
+        Resender(live, settings.changes_resend_interval, resend_stop).start()
     return app
 
 

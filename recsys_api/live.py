@@ -83,13 +83,14 @@ class LiveUpdates:
 
 
 class Resender(threading.Thread):
-    """Runs ``live.tick()`` now and every ``interval`` seconds until stopped."""
+    """Runs ``live.tick()`` now and every ``interval`` seconds until stopped (:meth:`stop`,
+    or ``stopped`` set by its owner)."""
 
-    def __init__(self, live: LiveUpdates, interval: float) -> None:
+    def __init__(self, live: LiveUpdates, interval: float, stopped: threading.Event | None = None) -> None:
         super().__init__(name="changes-resend", daemon=True)
         self.live = live
         self.interval = interval
-        self._stopped = threading.Event()
+        self._stopped = stopped if stopped is not None else threading.Event()
 
     def run(self) -> None:
         while True:
