@@ -132,7 +132,7 @@ def publication_paths(errors: Callable[..., dict[str, Any]]) -> dict[str, Any]:
             "requestBody": {"required": True, "content": {JSON: {"schema": {
                 "type": "object", "required": ["changes_through", "reason"],
                 "properties": {"changes_through": {"type": "integer", "minimum": 0, "maximum": 2**62},
-                               "reason": {"type": "string", "minLength": 1, "pattern": r"^\s*\S"}}}}}},
+                               "reason": {"type": "string", "minLength": 1}}}}}},
             "responses": {"200": _ok("Marked", {"type": "object", "properties": {"refused": {"type": "integer"}}}),
                           **errors(400, 401, 403, 413, 415, 503)},
         }},

@@ -196,6 +196,6 @@ class RefusedChanges:
         if isinstance(through, bool) or not isinstance(through, int) or not 0 <= through <= MAX_CHANGE_ID:
             raise _bad(f"'changes_through' must be a whole number from 0 to {MAX_CHANGE_ID}", "changes_through")
         reason = body.get("reason")
-        if not isinstance(reason, str) or not reason.strip():
+        if not isinstance(reason, str) or not reason:
             raise _bad("'reason' must say why the apply was refused", "reason")
-        resp.media = {"refused": self.changes.mark_refused(through, reason.strip())}
+        resp.media = {"refused": self.changes.mark_refused(through, reason.strip() or reason)}
