@@ -163,6 +163,8 @@ def pack(
     leave_out: Collection[str] = (),
     quality: dict[str, Any] | None = None,
     example: dict[str, str] | None = None,
+    kind: str | None = None,
+    changes_through: int | None = None,
 ) -> VerifiedArchive:
     """Pack every regular file under ``folder`` (an Engine.save output) into the zip
     ``out`` with a manifest; written to a temporary name then renamed. Returns the
@@ -193,6 +195,8 @@ def pack(
         extra=dict(metadata.extra),
         quality=quality,
         example=example,
+        kind=kind,
+        changes_through=changes_through,
     )
     try:
         manifest_bytes = manifest.to_json()

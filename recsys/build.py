@@ -41,12 +41,21 @@ def build_archive(
     progress: Progress = NULL_PROGRESS,
     previous: Path | None = None,
     workdir: Path | None = None,
+    kind: str | None = None,
+    changes_through: int | None = None,
+    measure_quality: bool = True,
+    check_load: bool = False,
 ) -> VerifiedArchive:
     """Fit engine ``engine`` on ``publications`` in a temporary folder, save it, pack
     it into ``out`` and verify the result (the temporary folder is always removed).
     ``previous``: the unpacked folder of the engine in service, for reuse.
     ``workdir``: where the temporary folder goes (default: beside ``out``, so that
     a large engine is not written to a small /tmp).
+    ``kind`` and ``changes_through`` go into the manifest (a live-update apply is
+    ``kind="apply"``, with the highest publication change id it includes).
+    ``measure_quality=False`` skips the quality comparison (applies are not gated);
+    ``check_load=True`` loads the saved engine back and checks that it holds as many
+    publications as it was fitted on (InvalidArchive otherwise).
 
     The manifest records the plugin distribution's version and recsys's, and an
     example query from the corpus (:func:`corpus_example`). Raises
@@ -67,7 +76,8 @@ def build_archive(
             stage = time.monotonic()
             instance.fit(publications, progress=progress, previous=previous)
             logger.info("build: fitted engine %r in %.1fs", engine, time.monotonic() - stage)
-            quality = _measure_quality(instance, engine, engine_class, publications, previous, settings)
+            quality = (_measure_quality(instance, engine, engine_class, publications, previous, settings)
+                       if measure_quality else None)
             stage = time.monotonic()
             metadata = instance.save(folder)
             if not isinstance(metadata, EngineMetadata):
@@ -75,8 +85,11 @@ def build_archive(
                     f"engine {engine!r} save() returned {type(metadata).__name__}, not EngineMetadata; fix the plugin"
                 )
             logger.info("build: saved engine %r in %.1fs", engine, time.monotonic() - stage)
+        if check_load:
+            _check_loads(engine_class, folder, settings, metadata.publications)
         packed = pack(folder, out, engine=engine, metadata=metadata, engine_version=registry.version_of(engine),
-                      quality=quality, example=corpus_example(publications))
+                      quality=quality, example=corpus_example(publications), kind=kind,
+                      changes_through=changes_through)
     try:
         verified = verify(out, Limits.from_settings(settings), engines=registry.usable())
         if verified.sha256 != packed.sha256:
@@ -90,6 +103,17 @@ def build_archive(
         time.monotonic() - started,
     )
     return verified
+
+
+def _check_loads(engine_class: type[Engine], folder: Path, settings: Settings, expected: int) -> None:
+    """The saved engine loads, and holds ``expected`` publications (InvalidArchive otherwise)."""
+    try:
+        with engine_class.load(folder, settings) as loaded:
+            count = loaded.publication_count
+    except RecsysError as exc:
+        raise InvalidArchive(f"the built engine does not load back: {exc.message}") from exc
+    if count != expected:
+        raise InvalidArchive(f"the built engine holds {count} publications once loaded, not {expected}")
 
 
 def _measure_quality(

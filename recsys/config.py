@@ -310,9 +310,13 @@ FIELDS: tuple[Field, ...] = (
           "expiry of the cluster-wide build lock; its holder renews it while it builds"),
     Field("build_time_limit", int_range(60, 7 * 86400, " of seconds"), "21600",
           "a build running longer than this is stopped"),
+    Field("changes_resend_interval", int_range(1, 86400, " of seconds"), "30",
+          "how often the API re-sends the apply of pushed publication changes still pending (and once at start)"),
     # -- limits
     Field("max_body_bytes", int_range(1024, 64 * MIB, " of bytes"), str(MIB),
           "largest JSON request body the API reads"),
+    Field("push_max_bytes", int_range(1024, GIB, " of bytes"), str(32 * MIB),
+          "largest body of POST /v1/publications (up to 1,000 upserts and 1,000 deletes)"),
     Field("archive_max_bytes", int_range(1024, 64 * GIB, " of bytes"), str(4 * GIB), "largest engine archive accepted"),
     Field("archive_max_file_bytes", int_range(1024, 64 * GIB, " of bytes"), str(3 * GIB),
           "largest single file inside an engine archive"),
@@ -476,7 +480,9 @@ class Settings:
     heartbeat_interval: int = 5
     build_lock_ttl: int = 60
     build_time_limit: int = 21600
+    changes_resend_interval: int = 30
     max_body_bytes: int = MIB
+    push_max_bytes: int = 32 * MIB
     archive_max_bytes: int = 4 * GIB
     archive_max_file_bytes: int = 3 * GIB
     archive_max_entries: int = 1000

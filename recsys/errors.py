@@ -24,6 +24,8 @@ The hierarchy, with each class's ``code`` and HTTP ``status``::
      │    └── QualityGate          quality_gate         409  a new engine's quality metric is worse than the current
      │                                                       one's by more than RECSYS_QUALITY_TOLERANCE (not forced)
      ├── UnknownFile               unknown_file         404  a file asked for is no file of a kept engine version
+     ├── UnknownChange             unknown_change       404  a publication change id the change log does not hold
+     ├── ApplyRefused              apply_refused        409  a live-update apply could not be built, checked or uploaded
      ├── StoreError                store                503  an engine or archive store could not be read or written
      │    └── LockTimeout          lock_timeout         503  another process held the store's lock for too long
      ├── SourceError               source               500  the publications source failed or had no valid record
@@ -60,6 +62,7 @@ from typing import Any, ClassVar
 __all__ = [
     "ERRORS",
     "ArchiveConflict",
+    "ApplyRefused",
     "ArchiveTooLarge",
     "BuildBusy",
     "BuildLockHeld",
@@ -86,6 +89,7 @@ __all__ = [
     "TaskInterrupted",
     "TaskTimeout",
     "Unavailable",
+    "UnknownChange",
     "UnknownFile",
     "UnknownPublication",
     "UploadRefused",
@@ -226,6 +230,22 @@ class UnknownFile(RecsysError):
     code = "unknown_file"
     status = 404
     title = "Unknown file"
+
+
+class UnknownChange(RecsysError):
+    """Raised when a publication change id is not in the API's change log."""
+
+    code = "unknown_change"
+    status = 404
+    title = "Unknown change"
+
+
+class ApplyRefused(RecsysError):
+    """Raised when a live-update apply could not be built, checked or uploaded (its changes are refused)."""
+
+    code = "apply_refused"
+    status = 409
+    title = "Apply refused"
 
 
 class StoreError(RecsysError):
@@ -384,6 +404,7 @@ ERRORS: Mapping[str, type[RecsysError]] = {
         InvalidArchive,
         UnknownPublication,
         UnknownFile,
+        UnknownChange,
         ArchiveConflict,
         NothingToRollBack,
         MissingFiles,
@@ -391,6 +412,7 @@ ERRORS: Mapping[str, type[RecsysError]] = {
         BuildBusy,
         BuildLockLost,
         UploadRefused,
+        ApplyRefused,
         ArchiveTooLarge,
         InternalError,
         ConfigError,

@@ -39,6 +39,8 @@ __all__ = [
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
+#: The values of the manifest's optional ``kind``.
+KINDS = ("build", "apply")
 
 _VERSION = re.compile(r"^\d{8}T\d{12}Z$")
 _CREATED_AT = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$")
@@ -133,6 +135,12 @@ class Manifest:
     #: :func:`recsys.build.corpus_example`): the API's Swagger examples use it. None for
     #: an archive without one (a generic example is shown then).
     example: dict[str, str] | None = None
+    #: What made this version: ``"build"`` (a full build) or ``"apply"`` (a live-update
+    #: apply of pushed publication changes); None for archives that do not say.
+    kind: str | None = None
+    #: The highest publication change id (the API's change log) this version includes;
+    #: None when it does not say (such a version changes no change's status).
+    changes_through: int | None = None
 
     @classmethod
     def from_dict(cls, data: Any) -> Manifest:
@@ -169,6 +177,10 @@ class Manifest:
             raise InvalidArchive(f"{MANIFEST_NAME}: 'extra' must be a JSON object, got {_kind(extra)}")
         dimension = _optional_int(data, "dimension", minimum=1)
         quality = _parse_quality(data.get("quality"))
+        kind = _optional_str(data, "kind")
+        if kind is not None and kind not in KINDS:
+            raise InvalidArchive(f"{MANIFEST_NAME}: 'kind' must be one of {', '.join(KINDS)}, got {kind!r}")
+        changes_through = _optional_int(data, "changes_through", minimum=0)
         return cls(
             engine=engine,
             version=version,
@@ -184,6 +196,8 @@ class Manifest:
             format=fmt,
             quality=quality,
             example=_parse_example(data.get("example")),
+            kind=kind,
+            changes_through=changes_through,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -202,6 +216,8 @@ class Manifest:
             "extra": dict(self.extra),
             **({} if self.quality is None else {"quality": self.quality}),
             **({} if self.example is None else {"example": dict(self.example)}),
+            **({} if self.kind is None else {"kind": self.kind}),
+            **({} if self.changes_through is None else {"changes_through": self.changes_through}),
             "files": [entry.to_dict() for entry in self.files],
         }
 

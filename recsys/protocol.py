@@ -45,6 +45,18 @@ older version: it supports none of them (:func:`heartbeat_features`). The API as
 ``feature_unavailable`` while a live worker pool lacks one of them (an older worker
 ignores a field it does not know: it would answer, wrongly, instead of refusing).
 
+Live-update endpoints of the API that workers use (``Authorization: Bearer <token>``):
+
+* ``GET /v1/publications/pushed`` → 200 ``{"changes_through", "pending": [change ids],
+  "upserts": [records], "deletes": [ids]}`` (:class:`recsys.changes.PushedSet`); a 404
+  without a ``code`` is an API without live updates (an empty pushed set).
+* ``POST /v1/publications/changes/refused`` with ``{"changes_through", "reason"}`` → 200
+  ``{"refused": n}``: the pending changes up to that id could not be applied.
+
+An upload's manifest says ``kind`` (``"build"`` or ``"apply"``) and ``changes_through``
+(the highest change id its corpus includes); the API marks changes applied when that
+version becomes current.
+
 The broadcast ``engine_updated`` is a Dramatiq message (``Message.encode()``) with
 ``queue_name`` = the broadcast exchange's name and ``kwargs`` = ``{"generation",
 "version", "created_at", "manifest_sha256"}``, published to the fanout exchange
@@ -59,6 +71,7 @@ from typing import Any, Final
 from recsys.errors import RecsysError
 
 __all__ = [
+    "APPLY_ACTOR",
     "BUILD_ACTOR",
     "ENGINE_UPDATED_ACTOR",
     "FEATURES",
@@ -79,6 +92,9 @@ __all__ = [
 RECOMMEND_ACTOR = "recommend"
 #: ``build_index()``: fetch every publication, build, pack, upload.
 BUILD_ACTOR = "build_index"
+#: ``apply_changes()``: apply the pending pushed publication changes as an incremental
+#: build of the current engine (coalescing them, under the build lock), upload it thin.
+APPLY_ACTOR = "apply_changes"
 #: ``engine_updated(generation, version, created_at, manifest_sha256)``: the broadcast
 #: (a first-wave API sent ``sha256``, its archive's, instead of ``manifest_sha256``).
 ENGINE_UPDATED_ACTOR = "engine_updated"

@@ -9,6 +9,8 @@ Routes (see docs/api.md and ``GET /openapi.json``)::
     POST /v1/engine/rollback            POST /v1/engine/builds
     GET  /v1/workers                    GET  /v1/engines
     GET  /console (+ /console/assets/*) GET  /v1/console/state
+    POST /v1/publications               GET  /v1/publications/changes[/{change_id}]
+    GET, DELETE /v1/publications/pushed POST /v1/publications/changes/refused
 
 Every GET route answers HEAD too (:class:`recsys_api.head.HeadRouter`).
 
@@ -19,6 +21,7 @@ entry points without loading them.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -26,6 +29,7 @@ import dramatiq
 import falcon
 from dramatiq.results import ResultBackend
 
+from recsys.changes import ChangeLog
 from recsys.cluster import BuildLock, Heartbeats, Rollouts, TaskRecords
 from recsys.config import Settings
 from recsys.errors import ConfigError
@@ -39,6 +43,7 @@ from recsys_api.broadcast import Broadcaster, PikaBroadcaster
 from recsys_api.builds import BuildStarter
 from recsys_api.features import FeatureGate
 from recsys_api.head import HeadRouter, HeadStreams
+from recsys_api.live import LiveUpdates, Resender
 from recsys_api.metrics import Metrics, MetricsMiddleware
 from recsys_api.openapi import build_spec
 from recsys_api.queues import QueueStats
@@ -48,6 +53,7 @@ from recsys_api.resources.docs import MetricsPage, add_docs_routes
 from recsys_api.resources.engine import Builds, EngineArchive, EngineFile, EngineManifest, Rollback
 from recsys_api.resources.engines import Engines
 from recsys_api.resources.health import Health, Ready, engine_check
+from recsys_api.resources.publications import Change, Changes, Publications, Pushed, RefusedChanges
 from recsys_api.resources.recommendations import Recommendations
 from recsys_api.resources.tasks import Task
 from recsys_api.resources.workers import Workers
@@ -68,6 +74,9 @@ def create_app(
     broadcaster: Broadcaster,
     registry_records: Sequence[EngineRecord] | None = None,
     broker_check: Callable[[], Any] | None = None,
+    changes: ChangeLog | None = None,
+    resend: bool = False,
+    resend_stop: threading.Event | None = None,
 ) -> falcon.App[falcon.Request, falcon.Response]:
     """Build the app on the given dependencies.
 
@@ -75,9 +84,13 @@ def create_app(
     mode and tests) and ``result_backend`` where the workers store results.
     ``registry_records`` default to the installed engine entry points (not imported).
     ``broker_check`` is the /ready probe of the broker (default: none needed, as for a
-    StubBroker).
+    StubBroker). ``changes``: the publication change log (default: the one in
+    ``RECSYS_DATA_DIR``). ``resend=True`` starts the thread that re-sends the apply of
+    pending changes at start and every ``RECSYS_CHANGES_RESEND_INTERVAL`` seconds
+    (:class:`recsys_api.live.Resender`; gunicorn's workers and ``recsys serve``), until
+    ``resend_stop`` is set.
 
-    Creating the app has no side effect (no message sent, nothing installed): the
+    Apart from ``resend``, creating the app has no side effect (no message sent, nothing installed): the
     start-engine step runs once per deployment, in gunicorn's master
     (:func:`recsys_api.startup.run_start_step`, from ``deploy/gunicorn.conf.py``), and
     once in ``recsys serve``.
@@ -90,10 +103,13 @@ def create_app(
         broker_url=settings.broker_url, results_url=results_url, circuit=results_circuit(result_backend, results_url),
     )
     builds = BuildStarter(tasks, BuildLock(kv, settings.build_lock_ttl), settings.build_queue)
-    metrics = Metrics(archive_store)
     require_token = RequireToken(settings.api_token)
     if registry_records is None:
         registry_records = Registry.discover(load=False).records()
+
+    live = LiveUpdates(changes if changes is not None else ChangeLog(settings.data_dir), tasks,
+                       settings.build_queue, archive_store, BuildLock(kv, settings.build_lock_ttl))
+    metrics = Metrics(archive_store, changes=live.changes)
 
     middleware: list[Any] = [MetricsMiddleware(metrics), HeadStreams()]
     app = falcon.App(middleware=middleware, router=HeadRouter())  # HEAD wherever GET works (recsys_api.head)
@@ -113,8 +129,9 @@ def create_app(
     app.add_route("/v1/tasks/{task_id}", Task(tasks, settings.result_ttl, progress))
     app.add_route("/v1/engine", EngineManifest(archive_store))
     app.add_route("/v1/engine/files/{sha256}", EngineFile(archive_store, metrics))
-    app.add_route("/v1/engine/archive", EngineArchive(archive_store, broadcaster, require_token, metrics))
-    app.add_route("/v1/engine/rollback", Rollback(archive_store, broadcaster, require_token))
+    app.add_route("/v1/engine/archive", EngineArchive(archive_store, broadcaster, require_token, metrics,
+                                                      on_current=live.follow))
+    app.add_route("/v1/engine/rollback", Rollback(archive_store, broadcaster, require_token, on_current=live.follow))
     app.add_route("/v1/engine/builds", Builds(builds, require_token))
     app.add_route("/v1/workers", Workers(archive_store, Heartbeats(kv, settings.heartbeat_interval), Rollouts(kv),
                                          settings.request_queue))
@@ -122,6 +139,13 @@ def create_app(
                                          BuildLock(kv, settings.build_lock_ttl), progress,
                                          QueueStats(settings, broker=broker), settings.request_queue))
     app.add_route("/v1/engines", Engines(registry_records, settings.engine))
+    app.add_route("/v1/publications", Publications(live, require_token, settings.push_max_bytes))
+    app.add_route("/v1/publications/changes", Changes(live.changes))
+    app.add_route("/v1/publications/changes/refused", RefusedChanges(live.changes, require_token))
+    app.add_route("/v1/publications/changes/{change_id}", Change(live.changes))
+    app.add_route("/v1/publications/pushed", Pushed(live.changes, require_token))
+    if resend:
+        Resender(live, settings.changes_resend_interval, resend_stop).start()
     return app
 
 
@@ -144,6 +168,7 @@ def get_app(settings: Settings | None = None) -> falcon.App[falcon.Request, falc
         archive_store=services.open_archive_store(settings),
         broadcaster=PikaBroadcaster(broker_url, settings.broadcast_exchange),
         broker_check=services.rabbitmq_check(broker_url),
+        resend=True,
     )
 
 

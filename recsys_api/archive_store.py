@@ -572,9 +572,12 @@ class DiskArchiveStore:
         """QualityGate when the upload's comparison shows a metric worse than the current
         engine's by more than the tolerance, unless ``force``; else the gate's outcome, as
         ``GET /v1/engine`` shows it. Not applied to the first engine, a change of plugin,
-        and an upload that compared nothing (see recsys.quality)."""
+        an upload that compared nothing (see recsys.quality), and a live-update apply
+        (manifest ``kind: "apply"``)."""
         if current is None:
             return {"outcome": "not_applied", "reason": "the first engine"}
+        if manifest.kind == "apply":  # checked by its builder for loading and counts
+            return {"outcome": "not_applied", "reason": "a live-update apply"}
         if current.manifest.engine != manifest.engine:
             return {"outcome": "not_applied",
                     "reason": f"a change of engine plugin ({current.manifest.engine} to {manifest.engine})"}

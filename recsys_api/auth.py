@@ -1,7 +1,9 @@
 """Bearer-token authentication for the endpoints that change the engine.
 
-``POST /v1/engine/builds``, ``PUT /v1/engine/archive`` and ``POST /v1/engine/rollback``
-need ``Authorization: Bearer <RECSYS_API_TOKEN>``. The token is compared in constant
+``POST /v1/engine/builds``, ``PUT /v1/engine/archive``, ``POST /v1/engine/rollback`` and
+the live-update endpoints (``POST /v1/publications``, ``GET``/``DELETE
+/v1/publications/pushed``, ``POST /v1/publications/changes/refused``) need
+``Authorization: Bearer <RECSYS_API_TOKEN>``. The token is compared in constant
 time. A missing or wrong token gives 401 with ``WWW-Authenticate: Bearer``; with no
 token configured (there is no default) these endpoints refuse with 403 and say how to
 set one. The other endpoints are open, so that Swagger UI's "Try it out" works

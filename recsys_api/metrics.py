@@ -10,6 +10,8 @@ metric                                      type       labels / meaning
                                                        answered (200 and 206 to GET)
 ``recsys_engine_generation``                gauge      the current engine's generation (absent before one)
 ``recsys_engine_info``                      gauge      1, labelled engine, version, created_at
+``recsys_publication_changes``              gauge      status: live-update changes in the change log
+                                                       (pending, applied, rolled_back, refused)
 ==========================================  =========  ================================================
 
 Gunicorn runs several worker processes, each with its own counters. When the
@@ -32,6 +34,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from recsys.changes import ChangeLog
+from recsys.errors import RecsysError
 from recsys_api.archive_store import ArchiveStore
 
 __all__ = ["Metrics", "MetricsMiddleware"]
@@ -62,11 +66,30 @@ class _EngineCollector(Collector):
         yield info
 
 
+class _ChangesCollector(Collector):
+    """Counts the change log's changes by status at scrape time (one indexed query)."""
+
+    def __init__(self, changes: ChangeLog) -> None:
+        self.changes = changes
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            counts = self.changes.counts()
+        except RecsysError:
+            return
+        family = GaugeMetricFamily("recsys_publication_changes", "live-update changes in the API's change log",
+                                   labels=["status"])
+        for status, count in counts.items():
+            family.add_metric([status], count)
+        yield family
+
+
 class Metrics:
     """The API's metrics, in a registry of their own (so several apps can live in one
     process, as in tests)."""
 
-    def __init__(self, store: ArchiveStore, *, multiproc_dir: str | None = None) -> None:
+    def __init__(self, store: ArchiveStore, *, multiproc_dir: str | None = None,
+                 changes: ChangeLog | None = None) -> None:
         self.multiproc_dir = multiproc_dir if multiproc_dir is not None else os.environ.get(MULTIPROC_ENV)
         self.registry = CollectorRegistry()
         self.requests = Counter(
@@ -86,6 +109,9 @@ class Metrics:
         )
         self._engine = _EngineCollector(store)
         self.registry.register(self._engine)
+        self._changes = _ChangesCollector(changes) if changes is not None else None
+        if self._changes is not None:
+            self.registry.register(self._changes)
 
     def served(self, route: str, size: int) -> None:
         """Count ``size`` body bytes answered on ``route`` (a URI template)."""
@@ -100,6 +126,8 @@ class Metrics:
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry, path=self.multiproc_dir)  # type: ignore[no-untyped-call]
             registry.register(self._engine)
+            if self._changes is not None:
+                registry.register(self._changes)
             return generate_latest(registry), CONTENT_TYPE_LATEST
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 

@@ -16,6 +16,7 @@ from recsys import __version__, protocol
 from recsys.query_limits import MAX_EXCLUDE_IDS, MAX_ID_CHARS, MAX_K, MAX_LABEL_CHARS, MAX_TEXT_CHARS, MIN_K
 from recsys_api import prefer
 from recsys_api.openapi_console import CONSOLE_SCHEMAS, console_paths
+from recsys_api.openapi_publications import PUBLICATION_SCHEMAS, publication_paths
 from recsys_api.schemas import SCHEMAS
 
 __all__ = ["build_spec"]
@@ -357,6 +358,7 @@ def _paths(example: Mapping[str, str] | None) -> dict[str, Any]:
             "responses": {"200": _ok("Engine plugins", _ref("Engines"))},
         }},
         **console_paths(_errors),
+        **publication_paths(_errors),
     }
 
 
@@ -374,7 +376,8 @@ def build_spec(example: Mapping[str, str] | None = None) -> dict[str, Any]:
                 "workers behind a queue; the engine endpoints manage the engine they use.\n\n"
                 f"Limits: `k` {MIN_K}-{MAX_K}; `text` up to {MAX_TEXT_CHARS} characters after trimming; ids up to "
                 f"{MAX_ID_CHARS} characters; labels up to {MAX_LABEL_CHARS}; up to {MAX_EXCLUDE_IDS} "
-                "`exclude_ids`.\n\nBuilds, uploads and rollbacks need `Authorization: Bearer <RECSYS_API_TOKEN>`."
+                "`exclude_ids`.\n\nBuilds, uploads, rollbacks and live updates (`POST /v1/publications`, the pushed "
+                "set) need `Authorization: Bearer <RECSYS_API_TOKEN>`."
                 "\n\nEvery `GET` also answers `HEAD`: the same status and headers, no body."
             ),
             "license": {"name": "Apache-2.0"},
@@ -382,12 +385,13 @@ def build_spec(example: Mapping[str, str] | None = None) -> dict[str, Any]:
         "tags": [
             {"name": "recommendations", "description": "Ask for recommendations and follow tasks"},
             {"name": "engine", "description": "The engine: manifest, archive, rollout, builds, workers"},
+            {"name": "publications", "description": "Live updates: push publications, follow their changes"},
             {"name": "operations", "description": "Health, readiness, metrics, documentation"},
         ],
         "paths": _paths(example),
         "components": {
             "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer",
                                                "description": "the API token, RECSYS_API_TOKEN"}},
-            "schemas": {**SCHEMAS, **CONSOLE_SCHEMAS},
+            "schemas": {**SCHEMAS, **CONSOLE_SCHEMAS, **PUBLICATION_SCHEMAS},
         },
     }

@@ -41,6 +41,7 @@ import httpx
 from recsys import __version__, protocol
 from recsys.archive import MAX_MANIFEST_BYTES
 from recsys.blobs import BlobStore, PartialBlob
+from recsys.changes import PushedSet
 from recsys.errors import (
     ConfigError,
     InvalidArchive,
@@ -432,6 +433,43 @@ class ApiClient:
             f"(last: {problem}); the archive was built but not installed anywhere: start a new build when the API "
             "is back"
         )
+
+    def pushed(self) -> PushedSet:
+        """``GET /v1/publications/pushed``: the pushed publication changes to merge into a
+        build's corpus; an empty set from an API without live updates (a 404 without
+        code). Raises ConfigError without a token, Unavailable otherwise."""
+        if not self.token:
+            raise ConfigError("RECSYS_API_TOKEN is empty: a worker needs the API's token to read pushed publications")
+        try:
+            response = self._client.get("/v1/publications/pushed", headers={"Authorization": f"Bearer {self.token}"},
+                                        timeout=httpx.Timeout(UPLOAD_READ_TIMEOUT, connect=CONNECT_TIMEOUT))
+        except httpx.HTTPError as exc:
+            raise self._unreachable("GET /v1/publications/pushed", exc) from exc
+        if response.status_code == 404 and _code(response) is None:
+            return PushedSet(0, {}, frozenset(), ())
+        if response.status_code != 200:
+            raise Unavailable(f"GET {self.base_url}/v1/publications/pushed answered {response.status_code}: "
+                              f"{_describe(response)}")
+        try:
+            return PushedSet.from_dict(response.json())
+        except ValueError as exc:
+            raise Unavailable(f"GET {self.base_url}/v1/publications/pushed answered an unusable body: {exc}") from exc
+
+    def report_refused(self, changes_through: int, reason: str) -> int:
+        """``POST /v1/publications/changes/refused``: the pending changes up to
+        ``changes_through`` could not be applied; returns how many the API marked."""
+        try:
+            response = self._client.post(
+                "/v1/publications/changes/refused", json={"changes_through": changes_through, "reason": reason},
+                headers={"Authorization": f"Bearer {self.token or ''}"},
+            )
+        except httpx.HTTPError as exc:
+            raise self._unreachable("POST /v1/publications/changes/refused", exc) from exc
+        if response.status_code != 200:
+            raise Unavailable(f"POST {self.base_url}/v1/publications/changes/refused answered "
+                              f"{response.status_code}: {_describe(response)}")
+        body = response.json()
+        return int(body.get("refused", 0)) if isinstance(body, dict) else 0
 
     def _json(self, response: httpx.Response) -> dict[str, Any]:
         try:

@@ -3,7 +3,11 @@
 1. Clear the API's "build queued" marker for this message, take the cluster-wide
    build lock (:class:`~recsys.cluster.BuildLock`; held: :class:`~recsys.errors.BuildLockHeld`, the
    caller answers ``build_running``), and renew it from a thread while building.
-2. Fetch every publication (``RECSYS_SOURCE``), logging count, rate and time left.
+2. Fetch every publication (``RECSYS_SOURCE``), logging count, rate and time left,
+   and merge the API's pushed set into it (``GET /v1/publications/pushed``: pushed
+   upserts replace or add records, pushed deletes remove them; :func:`recsys.changes.merge`).
+   The manifest records ``kind: "build"`` and the highest change id included
+   (``changes_through``), so changes pushed meanwhile stay pending.
 3. Build with ``RECSYS_ENGINE`` through :func:`recsys.build.build_archive` (the same
    path as ``recsys build``), reusing this machine's current engine folder when it
    is the same engine; the archive is packed and verified.
@@ -43,6 +47,7 @@ from dramatiq.results import ResultBackend, ResultMissing
 from recsys.archive import Limits, VerifiedArchive, thin_copy
 from recsys.blobs import valid_sha256
 from recsys.build import build_archive
+from recsys.changes import merge
 from recsys.cluster import BuildLock, TaskRecords
 from recsys.engine import LogProgress
 from recsys.errors import BuildLockHeld, BuildLockLost, ConfigError, MissingFiles, RecsysError
@@ -50,7 +55,8 @@ from recsys.sources import load_publications, open_source
 from recsys_workers.progress import build_progress
 from recsys_workers.services import WorkerServices
 
-__all__ = ["LockRenewer", "run_build"]
+__all__ = ["LockRenewer", "clean_builds_folder", "install_here", "previous_folder", "run_build", "stage_here",
+           "upload"]
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +92,7 @@ class LockRenewer(threading.Thread):
             self.join(5.0)
 
 
-def _previous_folder(services: WorkerServices) -> Path | None:
+def previous_folder(services: WorkerServices) -> Path | None:
     """This machine's engine in service, when the build makes the same engine."""
     try:
         current = services.store.current()
@@ -140,7 +146,7 @@ def _await_original(services: WorkerServices, message: Any, results: ResultBacke
     return run_build(services, message, results, force=force)
 
 
-def _clean_builds_folder(folder: Path) -> None:
+def clean_builds_folder(folder: Path) -> None:
     """Remove leftovers of killed builds: the build lock is ours, so no build runs."""
     folder.mkdir(parents=True, exist_ok=True)
     for leftover in folder.iterdir():
@@ -162,13 +168,17 @@ def _build_holding(services: WorkerServices, lock: BuildLock, token: str, messag
     try:
         if not settings.api_token:
             raise ConfigError("RECSYS_API_TOKEN is empty: this worker could build but not upload; set the API's token")
-        _clean_builds_folder(builds)
+        clean_builds_folder(builds)
         workdir = Path(tempfile.mkdtemp(prefix=f"build-{message_id[:8]}-", dir=builds))
         progress = build_progress(services, message_id, LogProgress(logger, units=UNITS))
         source = open_source(settings.source, settings)
         logger.info("build %s: fetching publications from %s", message_id, source.description)
-        publications = load_publications(source, progress=progress)
-        logger.info("build %s: %d publications; building engine %r", message_id, len(publications), settings.engine)
+        fetched = load_publications(source, progress=progress)
+        pushed = services.api.pushed()
+        publications = merge(fetched, pushed)
+        logger.info("build %s: %d publications (%d from the source, %d pushed upserts, %d pushed deletes, changes "
+                    "through %d); building engine %r", message_id, len(publications), len(fetched),
+                    len(pushed.upserts), len(pushed.deletes), pushed.changes_through, settings.engine)
         archive = build_archive(
             publications,
             workdir / "engine.zip",
@@ -176,14 +186,16 @@ def _build_holding(services: WorkerServices, lock: BuildLock, token: str, messag
             registry=services.registry,
             settings=settings,
             progress=progress,
-            previous=_previous_folder(services),
+            previous=previous_folder(services),
+            kind="build",
+            changes_through=pushed.changes_through,
         )
         if renewer.lost:
             raise BuildLockLost("the build lock was lost while building: not uploading (another build may be running)")
-        _stage_here(services, archive)
-        answer, uploaded = _upload(services, archive, workdir, message_id, force=force)
+        stage_here(services, archive)
+        answer, uploaded = upload(services, archive, workdir, message_id, force=force)
         generation = answer.get("generation")
-        _install_here(services, archive, generation)
+        install_here(services, archive, generation)
         seconds = time.monotonic() - started
         logger.info("build %s: done in %.1f s: version %s is generation %s", message_id, seconds,
                     archive.manifest.version, generation)
@@ -219,7 +231,7 @@ def _api_holds(services: WorkerServices, archive: VerifiedArchive) -> set[str]:
     return held & {entry.sha256 for entry in archive.manifest.files}
 
 
-def _upload(
+def upload(
     services: WorkerServices, archive: VerifiedArchive, workdir: Path, message_id: str, *, force: bool = False
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Upload ``archive``, thin when the API holds some of its files (``force``: past the
@@ -249,7 +261,7 @@ def _upload(
     return answer, {"bytes": archive.size, "files": files, "thin": False}
 
 
-def _stage_here(services: WorkerServices, archive: VerifiedArchive) -> None:
+def stage_here(services: WorkerServices, archive: VerifiedArchive) -> None:
     """Put the build's files into this machine's blobs before the upload, so that the
     broadcast that follows it finds them here (no process of this machine downloads)."""
     try:
@@ -258,7 +270,7 @@ def _stage_here(services: WorkerServices, archive: VerifiedArchive) -> None:
         logger.warning("could not stage the build on this machine (it may download it back): %s", exc)
 
 
-def _install_here(services: WorkerServices, archive: VerifiedArchive, generation: Any) -> None:
+def install_here(services: WorkerServices, archive: VerifiedArchive, generation: Any) -> None:
     """Install the uploaded archive on this machine, so it need not download it back."""
     if not isinstance(generation, int) or isinstance(generation, bool):
         logger.warning("the API's answer has no generation; this machine will download the engine instead")

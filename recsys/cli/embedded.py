@@ -123,6 +123,7 @@ class EmbeddedServer:
         self._worker_app: Any = None
         self._tasks: Any = None
         self._scheduler: CronThread | None = None
+        self._resend_stop = threading.Event()
         self.archives: Any = None
         self.start_outcome = StartOutcome("not started")
 
@@ -202,7 +203,7 @@ class EmbeddedServer:
                                  result_ttl=settings.result_ttl)
         app = create_app(
             settings, broker=broker, result_backend=worker_app.results, kv=kv,
-            archive_store=self.archives, broadcaster=broadcaster,
+            archive_store=self.archives, broadcaster=broadcaster, resend=True, resend_stop=self._resend_stop,
         )
         self._server.wsgi_app = app
         self._server_thread = threading.Thread(target=self._server.serve, name="http", daemon=True)
@@ -254,6 +255,7 @@ class EmbeddedServer:
     def stop(self) -> None:
         """Stop the scheduler, the HTTP server (finishing its requests) and the worker.
         Safe to call more than once."""
+        self._resend_stop.set()  # the re-sending of pending live-update applies
         if self._scheduler is not None:
             self._scheduler.stop()
             self._scheduler = None

@@ -60,7 +60,7 @@ def exit_code_for(error: RecsysError) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from recsys.cli import local
+    from recsys.cli import local, push
 
     parser = argparse.ArgumentParser(
         prog="recsys",
@@ -71,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_log_flags(parser, default=True)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     local.add_commands(commands)
+    push.add_command(commands)
 
     serve = commands.add_parser(
         "serve",

@@ -10,6 +10,8 @@ workers use to catch up, downloading only the files they lack;
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import falcon
 
 from recsys import protocol
@@ -79,8 +81,10 @@ class EngineFile:
 
 class EngineArchive:
     def __init__(
-        self, store: ArchiveStore, broadcaster: Broadcaster, require_token: RequireToken, metrics: Metrics
+        self, store: ArchiveStore, broadcaster: Broadcaster, require_token: RequireToken, metrics: Metrics, *,
+        on_current: Callable[[StoredVersion], None] | None = None,
     ) -> None:
+        self.on_current = on_current
         self.store = store
         self.broadcaster = broadcaster
         self.require_token = require_token
@@ -112,6 +116,8 @@ class EngineArchive:
         force = req.get_param_as_bool("force", default=False)  # past the quality gate
         installed = self.store.install(stream, length=req.content_length, force=bool(force))  # 409s: see errors
         assert installed is not None  # only_if_empty is False
+        if self.on_current is not None:
+            self.on_current(installed)  # live updates: its changes are applied
         self.broadcaster.publish(installed)
         resp.status = falcon.HTTP_201
         _version_headers(resp, installed)
@@ -119,7 +125,9 @@ class EngineArchive:
 
 
 class Rollback:
-    def __init__(self, store: ArchiveStore, broadcaster: Broadcaster, require_token: RequireToken) -> None:
+    def __init__(self, store: ArchiveStore, broadcaster: Broadcaster, require_token: RequireToken, *,
+                 on_current: Callable[[StoredVersion], None] | None = None) -> None:
+        self.on_current = on_current
         self.store = store
         self.broadcaster = broadcaster
         self.require_token = require_token
@@ -127,6 +135,8 @@ class Rollback:
     @falcon.before(token_required)
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         current = self.store.rollback()
+        if self.on_current is not None:
+            self.on_current(current)  # live updates: changes past it are rolled back
         self.broadcaster.publish(current)
         _version_headers(resp, current)
         resp.media = current.to_dict()

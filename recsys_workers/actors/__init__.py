@@ -5,6 +5,7 @@ actor                  queue                   priority   engine option
 =====================  ======================  =========  ==========================
 ``engine_updated``     RECSYS_BROADCAST_EXCHANGE   0      none (it installs engines)
 ``recommend``          RECSYS_REQUEST_QUEUE       10      any (strict per request)
+``apply_changes``      RECSYS_BUILD_QUEUE         15      none
 ``build_index``        RECSYS_BUILD_QUEUE         20      none
 ``scheduled_build``    RECSYS_BUILD_QUEUE          0      none (periodic with a cron)
 =====================  ======================  =========  ==========================
@@ -20,6 +21,7 @@ from typing import Any
 import dramatiq
 from dramatiq import Broker
 
+from recsys_workers.actors.apply import declare_apply_changes
 from recsys_workers.actors.broadcast import declare_engine_updated
 from recsys_workers.actors.build import declare_build_index
 from recsys_workers.actors.recommend import declare_recommend
@@ -35,6 +37,7 @@ class Actors:
     build_index: dramatiq.Actor[Any, Any]
     engine_updated: dramatiq.Actor[Any, Any]
     scheduled_build: dramatiq.Actor[Any, Any]
+    apply_changes: dramatiq.Actor[Any, Any]
 
 
 def declare_actors(broker: Broker, services: WorkerServices) -> Actors:
@@ -46,4 +49,5 @@ def declare_actors(broker: Broker, services: WorkerServices) -> Actors:
         build_index=build_index,
         engine_updated=declare_engine_updated(broker, services),
         scheduled_build=declare_scheduled_build(broker, services, build_index),
+        apply_changes=declare_apply_changes(broker, services),
     )

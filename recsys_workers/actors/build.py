@@ -24,6 +24,7 @@ from dramatiq.middleware import CurrentMessage
 
 from recsys import protocol
 from recsys.errors import BuildLockHeld, RecsysError
+from recsys_workers.applying import pending_changes
 from recsys_workers.building import run_build
 from recsys_workers.errors import attempt
 from recsys_workers.services import WorkerServices
@@ -48,7 +49,10 @@ def declare_build_index(broker: Broker, services: WorkerServices) -> dramatiq.Ac
                           failed=f"build {message.message_id} failed", what="the build",
                           limit=f"{limit} s (RECSYS_BUILD_TIME_LIMIT)", expected=(BuildLockHeld,),
                           consequence="; the engine in service is unchanged")
-        return protocol.error_result(outcome) if isinstance(outcome, RecsysError) else outcome
+        if isinstance(outcome, RecsysError):
+            return protocol.error_result(outcome)
+        _apply_what_arrived(broker, services)
+        return outcome
 
     return dramatiq.actor(
         broker=broker,
@@ -59,6 +63,16 @@ def declare_build_index(broker: Broker, services: WorkerServices) -> dramatiq.Ac
         store_results=True,
         time_limit=limit * 1000,
     )(build_index)
+
+
+def _apply_what_arrived(broker: Broker, services: WorkerServices) -> None:
+    """Publication changes pushed while the build ran stay pending (the build's manifest
+    says which it includes): send their apply now rather than at the API's next resend."""
+    pending = pending_changes(services)
+    if pending:
+        logger.info("%d publication changes were pushed during the build; sending apply_changes", len(pending))
+        broker.enqueue(dramatiq.Message(queue_name=services.settings.build_queue, actor_name=protocol.APPLY_ACTOR,
+                                        args=(), kwargs={}, options={}))
 
 
 def _results_of(broker: Broker) -> Any:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -31,6 +32,8 @@ class PublicationsBackend:
         self._lock = threading.Lock()
         self.page_size = page_size
         self.pages_served = 0
+        #: Seconds each page waits before it is answered (a slow backend).
+        self.delay = 0.0
         self._server: ThreadingHTTPServer | None = None
 
     @property
@@ -51,6 +54,8 @@ class PublicationsBackend:
             self._publications = [p for p in self._publications if p["id"] not in gone]
 
     def page(self, number: int) -> dict[str, Any]:
+        if self.delay:
+            time.sleep(self.delay)
         with self._lock:
             start = (number - 1) * self.page_size
             items = self._publications[start:start + self.page_size]

@@ -45,6 +45,7 @@ import httpx
 
 from recsys import protocol
 from recsys.archive import VerifiedArchive, verify, write_archive
+from recsys.changes import ChangeLog
 from recsys.errors import InvalidArchive, MissingFiles
 from recsys.manifest import Manifest
 
@@ -147,6 +148,11 @@ class FakeApi:
         #: When set, GET /publications answers this status (a failing source).
         self.publications_status: int | None = None
         self.publication_requests = 0
+        #: Live updates: when set, a real change log behind GET /v1/publications/pushed and
+        #: POST /v1/publications/changes/refused, following each upload (None: an API without them).
+        self.changes: ChangeLog | None = None
+        #: Bodies of POST /v1/publications/changes/refused.
+        self.refused: list[dict[str, Any]] = []
 
     # -- test controls -------------------------------------------------------------
 
@@ -216,6 +222,16 @@ class FakeApi:
             return self._upload(headers, body, force="force=true" in query.split("&"))
         if path == "/publications" and method == "GET":
             return self._publications()
+        if path.startswith("/v1/publications/") and self.changes is not None:
+            if headers.get("authorization") != f"Bearer {self.token}":
+                return _error(401, "Unauthorized", "a bearer token is required")
+            if path == "/v1/publications/pushed" and method == "GET":
+                return 200, {"Content-Type": "application/json"}, json.dumps(self.changes.pushed().to_dict()).encode()
+            if path == "/v1/publications/changes/refused" and method == "POST":
+                data = json.loads(body)
+                self.refused.append(data)
+                count = self.changes.mark_refused(data["changes_through"], data["reason"])
+                return 200, {"Content-Type": "application/json"}, json.dumps({"refused": count}).encode()
         return _error(404, "404 Not Found", f"{method} {path}")
 
     def _file(self, method: str, sha: str, headers: Any) -> Answer:
@@ -296,6 +312,8 @@ class FakeApi:
             self.uploads += 1
             self.uploaded.append({"version": stored.version, "thin": verified.thin, "files": len(verified.members),
                                   "bytes": len(body), "force": force})
+        if self.changes is not None:
+            self.changes.reconcile(stored.generation, stored.manifest.get("changes_through"))
         if self.on_upload is not None:
             self.on_upload(stored)
         return 201, {"Content-Type": "application/json"}, json.dumps(stored.info(first_wave=self.first_wave)).encode()

@@ -93,6 +93,7 @@ class FakeActors:
     recommend: Callable[[dict[str, Any]], Any] = recommend_result
     requests: list[dict[str, Any]] = field(default_factory=list)
     builds: int = 0
+    applies: int = 0
     release: threading.Event = field(default_factory=threading.Event)
 
 
@@ -148,6 +149,12 @@ def _register_actors(h: Harness) -> None:
         return {"version": "v"}
 
     dramatiq.actor(recommend, actor_name=protocol.RECOMMEND_ACTOR, queue_name=h.settings.request_queue,
+                   broker=h.broker, store_results=True, max_retries=0)
+    def apply_changes() -> dict[str, Any]:
+        h.actors.applies += 1
+        return {"status": "done", "applied": []}
+
+    dramatiq.actor(apply_changes, actor_name=protocol.APPLY_ACTOR, queue_name=h.settings.build_queue,
                    broker=h.broker, store_results=True, max_retries=0)
     dramatiq.actor(build_index, actor_name=protocol.BUILD_ACTOR, queue_name=h.settings.build_queue,
                    broker=h.broker, store_results=True, max_retries=0)

@@ -11,7 +11,7 @@ from falcon import inspect
 from recsys_api.head import HeadStreams
 
 #: A value for each path parameter of a route.
-PARAMS = {"task_id": "no-such-task", "sha256": "0" * 64}
+PARAMS = {"task_id": "no-such-task", "sha256": "0" * 64, "change_id": "1"}
 #: The static routes (not in the router): one file each.
 STATIC = ["/docs/assets/swagger-ui.css", "/docs/ui/init.js", "/console/assets/console.js"]
 #: Headers that differ between two answers whatever the method.

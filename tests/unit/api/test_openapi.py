@@ -73,7 +73,7 @@ def test_every_ref_resolves():
     assert all(ref.startswith("#/components/schemas/") and ref.rsplit("/", 1)[1] in schemas for ref in refs)
 
 
-def test_only_builds_uploads_and_rollbacks_need_the_bearer_token():
+def test_only_builds_uploads_rollbacks_and_live_updates_need_the_bearer_token():
     spec = build_spec()
     secured = {
         (method.upper(), path)
@@ -85,7 +85,9 @@ def test_only_builds_uploads_and_rollbacks_need_the_bearer_token():
     assert spec["components"]["securitySchemes"]["bearerAuth"] == {
         "type": "http", "scheme": "bearer", "description": "the API token, RECSYS_API_TOKEN",
     }
-    assert secured == {("PUT", "/v1/engine/archive"), ("POST", "/v1/engine/rollback"), ("POST", "/v1/engine/builds")}
+    assert secured == {("PUT", "/v1/engine/archive"), ("POST", "/v1/engine/rollback"), ("POST", "/v1/engine/builds"),
+                       ("POST", "/v1/publications"), ("GET", "/v1/publications/pushed"),
+                       ("DELETE", "/v1/publications/pushed"), ("POST", "/v1/publications/changes/refused")}
     for method, path in secured:
         responses = spec["paths"][path][method.lower()]["responses"]
         assert {"401", "403"} <= set(responses)
