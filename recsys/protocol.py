@@ -56,6 +56,7 @@ __all__ = [
     "HEADER_SHA256",
     "HEADER_VERSION",
     "RECOMMEND_ACTOR",
+    "RECOMMEND_BATCH_ACTOR",
     "error_of",
     "error_result",
 ]
@@ -63,6 +64,13 @@ __all__ = [
 #: ``recommend(request)``: request = the validated POST /v1/recommendations body
 #: plus ``min_generation`` (the API's current generation, or None).
 RECOMMEND_ACTOR = "recommend"
+#: ``recommend_batch(request)``: request = ``{"queries": [...], "min_generation", "strict"}``,
+#: each query a validated body, or the ``{"error": {"code", "message", "field"}}`` the API
+#: found it with (passed through, so that a polled result has every item). The result is
+#: ``{"engine": {...}, "results": [{"recommendations": [...]} | {"error": {...}}]}`` in
+#: order; the whole task fails (an error result) only when no query can be answered at all
+#: (no engine, an engine that cannot be loaded).
+RECOMMEND_BATCH_ACTOR = "recommend_batch"
 #: ``build_index()``: fetch every publication, build, pack, upload.
 BUILD_ACTOR = "build_index"
 #: ``engine_updated(generation, version, created_at, manifest_sha256)``: the broadcast

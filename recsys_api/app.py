@@ -4,6 +4,7 @@ Routes (see docs/api.md and ``GET /openapi.json``)::
 
     GET  /health  /ready  /metrics  /openapi.json  /docs (+ /docs/assets/*, /docs/ui/*)
     POST /v1/recommendations            GET  /v1/tasks/{task_id}
+    POST /v1/recommendations/batch
     GET  /v1/engine                     GET, PUT /v1/engine/archive
     GET, HEAD /v1/engine/files/{sha256}
     POST /v1/engine/rollback            POST /v1/engine/builds
@@ -44,7 +45,7 @@ from recsys_api.resources.docs import MetricsPage, add_docs_routes
 from recsys_api.resources.engine import Builds, EngineArchive, EngineFile, EngineManifest, Rollback
 from recsys_api.resources.engines import Engines
 from recsys_api.resources.health import Health, Ready, engine_check
-from recsys_api.resources.recommendations import Recommendations
+from recsys_api.resources.recommendations import RecommendationBatch, Recommendations
 from recsys_api.resources.tasks import Task
 from recsys_api.resources.workers import Workers
 from recsys_api.tasks import TaskClient, results_circuit
@@ -102,6 +103,7 @@ def create_app(
     app.add_route("/metrics", MetricsPage(metrics))
     add_docs_routes(app, build_spec())
     app.add_route("/v1/recommendations", Recommendations(settings, tasks, archive_store, metrics))
+    app.add_route("/v1/recommendations/batch", RecommendationBatch(settings, tasks, archive_store, metrics))
     progress = ProgressStore(kv, settings.result_ttl)
     app.add_route("/v1/tasks/{task_id}", Task(tasks, settings.result_ttl, progress))
     app.add_route("/v1/engine", EngineManifest(archive_store))
