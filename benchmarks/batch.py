@@ -113,6 +113,8 @@ def measure(url: str, queries: list[dict[str, Any]], rounds: int) -> dict[str, A
 
 def render(rows: dict[str, dict[str, Any]], args: argparse.Namespace, load: tuple[Any, Any]) -> str:
     lines = [
+        "## Batches: one request for many queries",
+        "",
         f"`{command_line()}` — {args.queries} one-sentence queries (k 10) over a seeded sample of "
         f"{args.sample} publications of {args.dataset.name}, real stack (gunicorn + dramatiq, 2 x 4 threads, "
         f"RabbitMQ, Redis); median of {args.rounds} rounds. Load average before/after: "
