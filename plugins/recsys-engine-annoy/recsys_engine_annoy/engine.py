@@ -59,7 +59,14 @@ from recsys_engine_annoy.settings import AnnoySettings, annoy_settings
 from recsys_engine_annoy.storage import PublicationRecords, PublicationTable
 from recsys_engine_annoy.vectors import PreviousVectors, publication_means, sentence_vectors
 
-__all__ = ["AnnoyEngine"]
+__all__ = ["QUERY_BATCH_SIZE", "AnnoyEngine"]
+
+#: Sentences per encoder call when a batch of queries is encoded (``recommend_many``): the
+#: sentences are sorted by length and encoded this many at a time. Measured with onnxruntime
+#: on one CPU thread (50 one-sentence queries, docs/benchmarks.md, *batch*): 8 at a time took
+#: 0.64 s, 50 at once 1.1 s (padding to the longest, attention quadratic in it), one at a
+#: time 0.6 s.
+QUERY_BATCH_SIZE = 8
 
 logger = logging.getLogger(__name__)
 
@@ -310,8 +317,7 @@ class AnnoyEngine(Engine):
         encoded = None
         if texts:
             encoder = self.encoder()
-            encoded = Encoded.of(texts, lambda sentences: encoder.encode(sentences,
-                                                                        batch_size=self.options.batch_size))
+            encoded = Encoded.of(texts, lambda sentences: encoder.encode(sentences, batch_size=QUERY_BATCH_SIZE))
         answers: list[list[Recommendation] | RecsysError] = []
         for query in queries:
             try:
