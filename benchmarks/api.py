@@ -142,6 +142,11 @@ def annoy_archive(args: argparse.Namespace) -> tuple[Path, str] | None:
 # -- stacks ----------------------------------------------------------------------------------
 
 
+def checkout_path() -> str:
+    """PYTHONPATH for the stacks: this checkout and its plugins, ahead of whatever is installed."""
+    return os.pathsep.join([str(ROOT), *(str(p) for p in sorted((ROOT / "plugins").glob("recsys-engine-*")))])
+
+
 @contextmanager
 def recsys_stack(kind: str, run: Path, amqp: str, redis: str, archive: Path | None) -> Iterator[dict[str, Any]]:
     port = free_port()
@@ -152,7 +157,7 @@ def recsys_stack(kind: str, run: Path, amqp: str, redis: str, archive: Path | No
         RECSYS_API_URL=f"http://127.0.0.1:{port}", RECSYS_DATA_DIR=str(folder / "api"), RECSYS_LOG_LEVEL="warning",
         PROMETHEUS_MULTIPROC_DIR=str(folder / "metrics"), GUNICORN_CMD_ARGS=f"--bind 127.0.0.1:{port}",
         RECSYS_CACHE_DIR=str(BENCH_CACHE / "models"),  # exported models, shared with the engine benchmark
-        PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
+        PYTHONPATH=checkout_path(), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
         OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
     )
     if archive is not None:

@@ -23,6 +23,7 @@ from typing import Any, ClassVar, Protocol
 
 from recsys.config import Settings
 from recsys.domain import Publication, Query, Recommendation
+from recsys.errors import RecsysError
 
 __all__ = ["NULL_PROGRESS", "Engine", "EngineMetadata", "LogProgress", "Progress"]
 
@@ -157,9 +158,29 @@ class Engine(ABC):
     def recommend(self, query: Query) -> list[Recommendation]:
         """Return up to ``query.k`` recommendations, best first, filters applied.
 
-        Raise UnknownPublication for a ``publication_id`` the engine does not hold.
-        A text that matches nothing returns an empty list.
+        Every field of the query counts: ``like``/``unlike``, ``min_score``, ``diversity``
+        and ``offset`` too (:mod:`recsys.refine` says what they mean; an engine that can
+        rank only plain queries answers the others with ``recsys.refine.answer(query,
+        plain)`` where ``plain`` ranks plain
+        queries, as the stub engine does). Raise UnknownPublication for a ``publication_id`` (of the
+        query or of an example) the engine does not hold. A text that matches nothing
+        returns an empty list.
         """
+
+    def recommend_many(self, queries: Sequence[Query]) -> list[list[Recommendation] | RecsysError]:
+        """The answers to several queries, in order: each one's recommendations, or the
+        RecsysError it failed with (one query's failure does not stop the others).
+
+        The default asks :meth:`recommend` for each; an engine overrides it where work can
+        be shared (the default engine encodes every query sentence in one call).
+        """
+        answers: list[list[Recommendation] | RecsysError] = []
+        for query in queries:
+            try:
+                answers.append(self.recommend(query))
+            except RecsysError as exc:
+                answers.append(exc)
+        return answers
 
     @property
     @abstractmethod

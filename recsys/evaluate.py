@@ -13,6 +13,14 @@ known-item
     every title left out of the index (:func:`withhold_titles`), so the title's words
     must be found in the abstract; **MRR@10** (1 / rank of the publication in the top 10,
     0 when absent), **recall@1** and **recall@10**.
+like
+    ``like`` with :data:`LIKE_SIZE` publications of one label (drawn with their own
+    seeded generator, so the other kinds' queries do not change); **same-label
+    precision@10** of the engine's own answer (the built-in engines: the mean of the
+    examples' vectors), of the generic best-score combination (:func:`recsys.refine.answer`:
+    a candidate's best score over the examples), and of each liked publication alone as a
+    by-id query (the others of the group excluded): the best of them per group
+    (``best_single``) and their mean (``mean_single``).
 
 Engine-agnostic: everything goes through :meth:`recsys.engine.Engine.recommend`. Only
 labels that occur at least twice count for the precision queries (a lone label cannot
@@ -29,18 +37,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from recsys.domain import Publication, Query
+from recsys import refine
+from recsys.domain import Example, Publication, Query
 from recsys.engine import Engine
 from recsys.errors import InvalidQuery, UnknownPublication
 from recsys.query_limits import has_words
 from recsys.text import split_sentences
 
-__all__ = ["K", "QuerySet", "draw_queries", "evaluate", "known_item", "withhold_titles"]
+__all__ = ["K", "LIKE_SIZE", "QuerySet", "draw_queries", "evaluate", "known_item", "like", "withhold_titles"]
 
 #: The depth of every measure.
 K = 10
 #: Titles shorter than this many words make no known-item query (e.g. "Editorial").
 MIN_TITLE_WORDS = 4
+#: Publications liked together in a like query.
+LIKE_SIZE = 3
 
 
 @dataclass(frozen=True)
@@ -52,13 +63,17 @@ class QuerySet:
     by_id: tuple[tuple[str, str], ...]
     text: tuple[tuple[str, str, str], ...]
     known: tuple[tuple[str, str], ...]
+    #: ``(ids, label)``: LIKE_SIZE publications of one label.
+    like: tuple[tuple[tuple[str, ...], str], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return {"seed": self.seed, "by_id": len(self.by_id), "text": len(self.text), "known_item": len(self.known)}
+        return {"seed": self.seed, "by_id": len(self.by_id), "text": len(self.text), "known_item": len(self.known),
+                "like": len(self.like)}
 
 
 def draw_queries(
-    publications: Sequence[Publication], *, seed: int = 42, by_id: int = 500, text: int = 300, known: int = 300
+    publications: Sequence[Publication], *, seed: int = 42, by_id: int = 500, text: int = 300, known: int = 300,
+    like: int = 0,
 ) -> QuerySet:
     """Draw up to ``by_id`` / ``text`` / ``known`` queries of each kind (fewer when the
     corpus has fewer candidates); the same corpus and seed give the same queries."""
@@ -80,7 +95,24 @@ def draw_queries(
         by_id=tuple((p.id, str(p.label)) for p in by_id_pubs),
         text=tuple(texts),
         known=tuple((p.title, p.id) for p in known_pubs),
+        like=_like_groups(labelled, seed, like),
     )
+
+
+def _like_groups(labelled: Sequence[Publication], seed: int, count: int) -> tuple[tuple[tuple[str, ...], str], ...]:
+    """``count`` groups of LIKE_SIZE publications sharing a label (one with more than LIKE_SIZE)."""
+    by_label: dict[str, list[Publication]] = {}
+    for pub in labelled:
+        by_label.setdefault(str(pub.label), []).append(pub)
+    pool = [p for p in labelled if len(by_label[str(p.label)]) > LIKE_SIZE]
+    if not pool or count <= 0:
+        return ()
+    rng = random.Random(f"{seed}:like")
+    groups = []
+    for _ in range(count):
+        label = str(rng.choice(pool).label)
+        groups.append((tuple(p.id for p in rng.sample(by_label[label], LIKE_SIZE)), label))
+    return tuple(groups)
 
 
 def withhold_titles(publications: Sequence[Publication]) -> list[Publication]:
@@ -113,6 +145,9 @@ def evaluate(engine: Engine, queries: QuerySet, *, titles_withheld: Engine | Non
             continue
         asked += 1
         text.append(sum(r.label == label for r in results) / K)
+    liked = like(engine, queries.like) if queries.like else None
+    if liked is not None:
+        asked += liked["queries"] * (2 + LIKE_SIZE)
     known = None
     if titles_withheld is not None:
         known = known_item(titles_withheld, queries.known)
@@ -122,8 +157,37 @@ def evaluate(engine: Engine, queries: QuerySet, *, titles_withheld: Engine | Non
         "by_id": {"p@10": _mean(by_id), "queries": len(by_id)},
         "text": {"p@10": _mean(text), "queries": len(text)},
         "known_item": known,
+        "like": liked,
         "ms_per_query": round(1000 * seconds / asked, 2) if asked else None,
     }
+
+
+def like(engine: Engine, groups: Sequence[tuple[tuple[str, ...], str]]) -> dict[str, Any]:
+    """Same-label p@10 of ``like`` queries: the engine's own combination, the generic
+    best-score one, and the liked publications alone (best and mean per group)."""
+    own: list[float] = []
+    best_score: list[float] = []
+    best_single: list[float] = []
+    mean_single: list[float] = []
+
+    def precision(query: Query, label: str) -> float:
+        return sum(r.label == label for r in engine.recommend(query)) / K
+
+    def generic(query: Query, label: str) -> float:
+        return sum(r.label == label for r in refine.answer(query, engine.recommend)) / K
+
+    for ids, label in groups:
+        query = Query(like=tuple(Example(publication_id=i) for i in ids), k=K)
+        try:
+            own.append(precision(query, label))
+        except UnknownPublication:
+            continue
+        best_score.append(generic(query, label))
+        singles = [precision(Query(publication_id=i, k=K, exclude_ids=frozenset(ids) - {i}), label) for i in ids]
+        best_single.append(max(singles))
+        mean_single.append(sum(singles) / len(singles))
+    return {"p@10": _mean(own), "best_score_p@10": _mean(best_score), "best_single_p@10": _mean(best_single),
+            "mean_single_p@10": _mean(mean_single), "size": LIKE_SIZE, "queries": len(own)}
 
 
 def known_item(engine: Engine, queries: Sequence[tuple[str, str]]) -> dict[str, Any]:

@@ -80,6 +80,7 @@ __all__ = [
     "HEADER_VERSION",
     "PROTOCOL_VERSION",
     "RECOMMEND_ACTOR",
+    "RECOMMEND_BATCH_ACTOR",
     "WORKER_FEATURES",
     "error_of",
     "error_result",
@@ -90,6 +91,13 @@ __all__ = [
 #: ``recommend(request)``: request = the validated POST /v1/recommendations body
 #: plus ``min_generation`` (the API's current generation, or None).
 RECOMMEND_ACTOR = "recommend"
+#: ``recommend_batch(request)``: request = ``{"queries": [...], "min_generation", "strict"}``,
+#: each query a validated body, or the ``{"error": {"code", "message", "field"}}`` the API
+#: found it with (passed through, so that a polled result has every item). The result is
+#: ``{"engine": {...}, "results": [{"recommendations": [...]} | {"error": {...}}]}`` in
+#: order; the whole task fails (an error result) only when no query can be answered at all
+#: (no engine, an engine that cannot be loaded).
+RECOMMEND_BATCH_ACTOR = "recommend_batch"
 #: ``build_index()``: fetch every publication, build, pack, upload.
 BUILD_ACTOR = "build_index"
 #: ``apply_changes()``: apply the pending pushed publication changes as an incremental
@@ -131,7 +139,7 @@ FEATURES: Final = ("lexical_weight", "like", "unlike", "diversity", "min_score",
 #: The features this version's workers implement: what their heartbeats advertise.
 #: A feature joins it in the same change that teaches the ``recommend`` actor (or the
 #: batch actor) to use it, never before.
-WORKER_FEATURES: Final[frozenset[str]] = frozenset({"lexical_weight"})
+WORKER_FEATURES: Final[frozenset[str]] = frozenset(FEATURES)
 
 #: Values of a request field that do not use its feature (an older worker, which
 #: ignores the field, answers such a request right): unset, null, an empty list, and

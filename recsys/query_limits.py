@@ -12,15 +12,22 @@ import re
 
 __all__ = [
     "DEFAULT_K",
+    "MAX_DIVERSITY",
+    "MAX_EXAMPLES",
     "MAX_EXCLUDE_IDS",
     "MAX_LEXICAL_WEIGHT",
     "MAX_ID_CHARS",
     "MAX_K",
     "MAX_LABEL_CHARS",
+    "MAX_OFFSET",
+    "MAX_QUERIES",
     "MAX_TEXT_CHARS",
     "MAX_YEAR",
+    "MIN_DIVERSITY",
     "MIN_K",
+    "MIN_LIKE",
     "MIN_LEXICAL_WEIGHT",
+    "MIN_QUERIES",
     "MIN_YEAR",
     "NOT_BLANK",
     "WORD",
@@ -42,6 +49,17 @@ MAX_EXCLUDE_IDS = 1000
 #: The range of ``lexical_weight``: the share of the lexical signal in an engine's fused score.
 MIN_LEXICAL_WEIGHT = 0.0
 MAX_LEXICAL_WEIGHT = 1.0
+#: Most examples in ``like`` (at least one when given) and in ``unlike``.
+MIN_LIKE = 1
+MAX_EXAMPLES = 20
+#: The range of ``diversity``: the weight of novelty in maximal marginal relevance (0: the plain ranking).
+MIN_DIVERSITY = 0.0
+MAX_DIVERSITY = 1.0
+#: Most results skipped with ``offset`` (``offset: 5, k: 5`` gives ranks 6 to 10).
+MAX_OFFSET = 1000
+#: Fewest and most queries in one ``POST /v1/recommendations/batch``.
+MIN_QUERIES = 1
+MAX_QUERIES = 100
 #: The year filters' range (inclusive).
 MIN_YEAR = 0
 MAX_YEAR = 9999

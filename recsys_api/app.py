@@ -4,6 +4,7 @@ Routes (see docs/api.md and ``GET /openapi.json``)::
 
     GET  /health  /ready  /metrics  /openapi.json  /docs (+ /docs/assets/*, /docs/ui/*)
     POST /v1/recommendations            GET  /v1/tasks/{task_id}
+    POST /v1/recommendations/batch
     GET  /v1/engine                     GET, PUT /v1/engine/archive
     GET, HEAD /v1/engine/files/{sha256}
     POST /v1/engine/rollback            POST /v1/engine/builds
@@ -54,7 +55,7 @@ from recsys_api.resources.engine import Builds, EngineArchive, EngineFile, Engin
 from recsys_api.resources.engines import Engines
 from recsys_api.resources.health import Health, Ready, engine_check
 from recsys_api.resources.publications import Change, Changes, Publications, Pushed, RefusedChanges
-from recsys_api.resources.recommendations import Recommendations
+from recsys_api.resources.recommendations import RecommendationBatch, Recommendations
 from recsys_api.resources.tasks import Task
 from recsys_api.resources.workers import Workers
 from recsys_api.tasks import TaskClient, results_circuit
@@ -125,6 +126,8 @@ def create_app(
     features = FeatureGate(Heartbeats(kv, settings.heartbeat_interval), settings.request_queue)
     app.add_route("/v1/recommendations", Recommendations(settings, tasks, archive_store, metrics, features,
                                                                    builds))
+    app.add_route("/v1/recommendations/batch", RecommendationBatch(settings, tasks, archive_store, metrics,
+                                                                   features, builds))
     progress = ProgressStore(kv, settings.result_ttl)
     app.add_route("/v1/tasks/{task_id}", Task(tasks, settings.result_ttl, progress))
     app.add_route("/v1/engine", EngineManifest(archive_store))

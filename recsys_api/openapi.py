@@ -13,7 +13,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from recsys import __version__, protocol
-from recsys.query_limits import MAX_EXCLUDE_IDS, MAX_ID_CHARS, MAX_K, MAX_LABEL_CHARS, MAX_TEXT_CHARS, MIN_K
+from recsys.query_limits import (
+    MAX_EXCLUDE_IDS,
+    MAX_ID_CHARS,
+    MAX_K,
+    MAX_LABEL_CHARS,
+    MAX_QUERIES,
+    MAX_TEXT_CHARS,
+    MIN_K,
+)
 from recsys_api import prefer
 from recsys_api.openapi_console import CONSOLE_SCHEMAS, console_paths
 from recsys_api.openapi_publications import PUBLICATION_SCHEMAS, publication_paths
@@ -23,6 +31,8 @@ __all__ = ["build_spec"]
 
 JSON = "application/json"
 
+EXAMPLE_LIKE = "Convolutional networks learn image features from labelled photographs."
+EXAMPLE_UNLIKE = "We sequence the genome of a plant."
 EXAMPLE_TEXT = (
     "We train a neural network to classify images and study how the size of the training set "
     "affects its accuracy."
@@ -187,6 +197,12 @@ def _request_examples(example: Mapping[str, str] | None) -> dict[str, Any]:
     if publication_id:
         examples["publication"] = {"summary": "publications similar to a stored one",
                                    "value": {"publication_id": publication_id, "k": 5}}
+    like: dict[str, Any] = {"like": [{"text": text}, {"publication_id": publication_id}] if publication_id else
+                            [{"text": text}, {"text": EXAMPLE_LIKE}]}
+    if example is None:
+        like["unlike"] = [{"text": EXAMPLE_UNLIKE}]
+    examples["like"] = {"summary": "more like these, diverse, above a score, the second page",
+                        "value": {**like, "diversity": 0.3, "min_score": 0.2, "offset": 5, "k": 5}}
     return examples
 
 
@@ -222,7 +238,8 @@ def _recommendations(example: Mapping[str, str] | None = None) -> dict[str, Any]
                 **_errors(400, 404, 411, 413, 415, 500,
                           e400="The body breaks a rule of the schema (the description names the field and the "
                                "rule), is not UTF-8 or not strict JSON, or the Prefer header is malformed.",
-                          e404="The engine holds no publication with this `publication_id`.",
+                          e404="The engine holds no publication with this `publication_id` (or one of `like` / "
+                               "`unlike`) (`code: unknown_publication`).",
                           e415="Not `Content-Type: application/json`, or a charset other than utf-8.",),
                 "503": {"description": "No engine has been built yet (`code: no_engine`; while the first build "
                                        "runs, with its `task_id` and `status_url`), a live worker pool of an "
@@ -233,6 +250,47 @@ def _recommendations(example: Mapping[str, str] | None = None) -> dict[str, Any]
                 "504": {"description": "No worker answered in time (the task may still finish: poll `status_url`), "
                                        "or the worker itself timed out (`code: timeout`)",
                         "headers": _location(required=False), **_json(_ref("TaskTimeout"))},
+            },
+        }
+    }
+
+
+def _batch(example: Mapping[str, str] | None) -> dict[str, Any]:
+    single = _recommendations(example)["post"]
+    text = (example or {}).get("text") or EXAMPLE_TEXT
+    return {
+        "post": {
+            "tags": ["recommendations"],
+            "summary": f"Answer 1 to {MAX_QUERIES} recommendation queries at once",
+            "description": (
+                "Sends one `recommend_batch` task for every query (the default engine encodes all their sentences "
+                "in one call) and waits for its result. `results` holds one item per query, in order: "
+                "`{\"recommendations\": [...]}`, or `{\"error\": {\"code\", \"message\"}}` for a query "
+                "that breaks a rule of `RecommendationRequest` (`bad_request`, with `field`) or failed "
+                "(`unknown_publication`, ...); the others are answered all the same. A 400 is only for a bad "
+                "envelope. With `Prefer: respond-async` it answers 202 with the task to poll."
+            ),
+            "operationId": "recommendBatch",
+            "parameters": single["parameters"],
+            "requestBody": {
+                "required": True,
+                "content": {JSON: {
+                    "schema": _ref("BatchRequest"),
+                    "examples": {"two": {"summary": "two queries, the second one invalid", "value": {
+                        "queries": [{"text": text, "k": 3}, {"text": text, "k": 0}]}}},
+                }},
+            },
+            "responses": {
+                "200": _ok("One result or error per query, in order", _ref("BatchResult")),
+                "202": single["responses"]["202"],
+                **_errors(400, 411, 413, 415, 500, 503,
+                          e400="The body is not an object with `queries`, a list of 1 to 100 queries (each query's "
+                               "own faults are error items of the 200 answer), is not UTF-8 or not strict JSON, or "
+                               "the Prefer header is malformed.",
+                          e415="Not `Content-Type: application/json`, or a charset other than utf-8.",
+                          e503="No engine has been built yet, a live worker pool lacks a feature the batch uses "
+                               "(`code: feature_unavailable`), or Redis/RabbitMQ is unreachable."),
+                "504": single["responses"]["504"],
             },
         }
     }
@@ -268,6 +326,7 @@ def _paths(example: Mapping[str, str] | None) -> dict[str, Any]:
                                   "content": {"text/html": {"schema": {"type": "string"}}}}},
         }},
         "/v1/recommendations": _recommendations(example),
+        "/v1/recommendations/batch": _batch(example),
         "/v1/tasks/{task_id}": {"get": {
             "tags": ["recommendations"], "summary": "A task's status and result", "operationId": "getTask",
             "parameters": [{"name": "task_id", "in": "path", "required": True, "schema": {"type": "string"},

@@ -17,21 +17,28 @@ from typing import Any
 
 from recsys.query_limits import (
     DEFAULT_K,
+    MAX_DIVERSITY,
+    MAX_EXAMPLES,
     MAX_EXCLUDE_IDS,
     MAX_ID_CHARS,
     MAX_K,
     MAX_LABEL_CHARS,
     MAX_LEXICAL_WEIGHT,
+    MAX_OFFSET,
+    MAX_QUERIES,
     MAX_TEXT_CHARS,
     MAX_YEAR,
+    MIN_DIVERSITY,
     MIN_K,
     MIN_LEXICAL_WEIGHT,
+    MIN_LIKE,
+    MIN_QUERIES,
     MIN_YEAR,
     NOT_BLANK,
     WORD,
 )
 
-__all__ = ["RECOMMENDATION_REQUEST", "SCHEMAS"]
+__all__ = ["BATCH_REQUEST", "EXAMPLE", "RECOMMENDATION_REQUEST", "SCHEMAS"]
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -44,9 +51,22 @@ _NULLABLE_INT = {"type": "integer", "nullable": True}
 
 _YEAR = {"type": "integer", "minimum": MIN_YEAR, "maximum": MAX_YEAR, "nullable": True}
 
+_TEXT = {"type": "string", "minLength": 1, "maxLength": MAX_TEXT_CHARS, "pattern": WORD}
+_ID = {"type": "string", "minLength": 1, "maxLength": MAX_ID_CHARS, "pattern": NOT_BLANK}
+
+#: One item of ``like`` / ``unlike``: a text or a stored publication (exactly one).
+EXAMPLE: dict[str, Any] = {
+    "type": "object",
+    "description": "a text or a stored publication: exactly one of `text` and `publication_id` (the same rules "
+                   "as the request's own)",
+    "additionalProperties": False,
+    "properties": {"text": dict(_TEXT), "publication_id": dict(_ID)},
+    "oneOf": [{"required": ["text"]}, {"required": ["publication_id"]}],
+}
+
 RECOMMENDATION_REQUEST: dict[str, Any] = {
     "type": "object",
-    "description": "Exactly one of `text` or `publication_id`; every other field is optional. "
+    "description": "Exactly one of `text`, `publication_id` or `like`; every other field is optional. "
                    "Unknown fields are refused. Strings are trimmed of surrounding whitespace before "
                    "their lengths are checked.",
     "additionalProperties": False,
@@ -58,8 +78,17 @@ RECOMMENDATION_REQUEST: dict[str, Any] = {
                                 "Unicode-aware `\\w` without `_`)"},
         "publication_id": {"type": "string", "minLength": 1, "maxLength": MAX_ID_CHARS, "pattern": NOT_BLANK,
                            "description": "find publications similar to this stored one (never returned itself)"},
+        "like": {"type": "array", "minItems": MIN_LIKE, "maxItems": MAX_EXAMPLES, "items": EXAMPLE,
+                 "description": f"more like these: {MIN_LIKE} to {MAX_EXAMPLES} texts or stored publications, "
+                                "instead of `text` / `publication_id`; their vectors are averaged (docs/api.md, "
+                                "*like and unlike*); the liked publications are never returned"},
+        "unlike": {"type": "array", "maxItems": MAX_EXAMPLES, "items": EXAMPLE, "nullable": True,
+                   "description": f"less like these: 0 to {MAX_EXAMPLES} texts or stored publications (with "
+                                  "`text`, `publication_id` or `like`); never returned either"},
         "k": {"type": "integer", "minimum": MIN_K, "maximum": MAX_K, "default": DEFAULT_K,
               "description": "how many recommendations (a whole number: `10.0` is refused)"},
+        "offset": {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET, "nullable": True,
+                   "description": "skip this many results of the ranking: `offset: 5, k: 5` gives ranks 6 to 10"},
         "exclude_ids": {"type": "array", "maxItems": MAX_EXCLUDE_IDS, "nullable": True,
                         "items": {"type": "string", "minLength": 1, "maxLength": MAX_ID_CHARS},
                         "description": "publication ids never to return"},
@@ -67,6 +96,12 @@ RECOMMENDATION_REQUEST: dict[str, Any] = {
                   "nullable": True, "description": "only publications with this label"},
         "year_min": {**_YEAR, "description": "only publications from this year on (inclusive)"},
         "year_max": {**_YEAR, "description": "only publications up to this year (inclusive); >= year_min"},
+        "min_score": {"type": "number", "nullable": True,
+                      "description": "drop results scoring below this (`score`: for the default engine the fused "
+                                     "0-1 score, for the lexical engine the TF-IDF cosine)"},
+        "diversity": {"type": "number", "minimum": MIN_DIVERSITY, "maximum": MAX_DIVERSITY, "nullable": True,
+                      "description": "0 to 1: the weight of novelty in maximal marginal relevance over "
+                                     "max(3 (offset + k), 50) candidates; 0 or unset: the plain ranking"},
         "lexical_weight": {"type": "number", "minimum": MIN_LEXICAL_WEIGHT, "maximum": MAX_LEXICAL_WEIGHT,
                            "nullable": True,
                            "description": "the share of the lexical signal in the fused score of an engine that "
@@ -77,7 +112,23 @@ RECOMMENDATION_REQUEST: dict[str, Any] = {
                    "description": "the worker must serve at least the API's current engine generation "
                                   "(it fetches it first if needed)"},
     },
-    "oneOf": [{"required": ["text"]}, {"required": ["publication_id"]}],
+    "oneOf": [{"required": ["text"]}, {"required": ["publication_id"]}, {"required": ["like"]}],
+}
+
+#: ``POST /v1/recommendations/batch``: the envelope. Each query is validated on its own
+#: (``RECOMMENDATION_REQUEST``): a bad one gets its own error item, not a 400.
+BATCH_REQUEST: dict[str, Any] = {
+    "type": "object",
+    "description": f"{MIN_QUERIES} to {MAX_QUERIES} queries, each a `RecommendationRequest` body, answered in order "
+                   "from one task. A query that breaks a rule gets its own error item in the 200 answer.",
+    "additionalProperties": False,
+    "required": ["queries"],
+    "properties": {
+        "queries": {"type": "array", "minItems": MIN_QUERIES, "maxItems": MAX_QUERIES,
+                    "items": {"description": "a `RecommendationRequest` body (`#/components/schemas/"
+                                             "RecommendationRequest`), checked on its own: one that breaks its "
+                                             "rules gets an error item, not a 400"}},
+    },
 }
 
 SCHEMAS: dict[str, Any] = {
@@ -123,6 +174,32 @@ SCHEMAS: dict[str, Any] = {
         }],
     },
     "RecommendationRequest": RECOMMENDATION_REQUEST,
+    "Example": EXAMPLE,
+    "BatchRequest": BATCH_REQUEST,
+    "BatchResult": {
+        "type": "object",
+        "required": ["engine", "results"],
+        "properties": {
+            "engine": {
+                "type": "object", "required": ["name", "version"],
+                "properties": {"name": _STRING, "version": _STRING, "generation": _NULLABLE_INT},
+            },
+            "results": {"type": "array", "description": "one per query, in order: its recommendations, or its error",
+                        "items": {"type": "object", "properties": {
+                            "recommendations": {"type": "array", "items": _ref("Recommendation")},
+                            "error": _ref("BatchError"),
+                        }}},
+        },
+    },
+    "BatchError": {
+        "type": "object",
+        "required": ["code", "message"],
+        "properties": {
+            "code": {"type": "string", "description": "bad_request (with `field`), unknown_publication, ..."},
+            "message": _STRING,
+            "field": {"type": "string", "description": "the field at fault (bad_request)"},
+        },
+    },
     "Evidence": {
         "type": "object",
         "required": ["query_sentence", "sentence", "score"],

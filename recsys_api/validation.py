@@ -25,15 +25,16 @@ from typing import Any
 
 from jsonschema import Draft4Validator, ValidationError, validators
 
-from recsys.query_limits import NOT_BLANK, WORD
+from recsys.query_limits import MAX_QUERIES, MIN_QUERIES, NOT_BLANK, WORD
 from recsys_api.errors import ApiError, http_error
-from recsys_api.schemas import RECOMMENDATION_REQUEST
+from recsys_api.schemas import EXAMPLE, RECOMMENDATION_REQUEST
 
 __all__ = [
     "RECOMMEND_FIELDS",
     "REQUEST_VALIDATOR",
     "OpenApi30Validator",
     "problem",
+    "validate_batch",
     "validate_recommendation",
 ]
 
@@ -75,7 +76,7 @@ def _shown(value: Any) -> str:
 
 
 #: Which failure of a field is reported first: its type, then its size, then its form.
-_KEYWORD_ORDER = ("type", "minLength", "maxLength", "maxItems", "minimum", "maximum", "pattern", "items")
+_KEYWORD_ORDER = ("type", "minLength", "maxLength", "minItems", "maxItems", "minimum", "maximum", "pattern", "items")
 
 
 #: What a string field's ``pattern`` means, by pattern.
@@ -110,15 +111,17 @@ def problem(error: ValidationError) -> tuple[str | None, str]:
             return unknown[0], (
                 f"unknown field(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(RECOMMEND_FIELDS)}"
             )
-        names = [branch["required"][0] for branch in RECOMMENDATION_REQUEST["oneOf"]]
-        which = "both" if all(name in value for name in names) else "neither"
-        return names[0], f"give exactly one of {' or '.join(map(repr, names))} (got {which})"
+        return _one_of(RECOMMENDATION_REQUEST, value, "")
     field = str(path[0])
     rule = RECOMMENDATION_REQUEST["properties"][field]
     kind = rule["type"]
+    if field in ("like", "unlike"):
+        return field, _example_problem(field, rule, error)
     if kind == "integer":
         low, high = rule["minimum"], rule["maximum"]
         return field, f"'{field}' must be a whole number from {low} to {high}, got {_shown(value)}"
+    if kind == "number" and "minimum" not in rule:
+        return field, f"'{field}' must be a number, got {_shown(value)}"
     if kind == "number":
         low, high = rule["minimum"], rule["maximum"]
         return field, f"'{field}' must be a number from {low:g} to {high:g}, got {_shown(value)}"
@@ -143,8 +146,53 @@ def problem(error: ValidationError) -> tuple[str | None, str]:
     )
 
 
+def _one_of(schema: dict[str, Any], value: Any, prefix: str) -> tuple[str, str]:
+    """The message of a broken "exactly one of" rule (``prefix``: where, e.g. ``like[2]``)."""
+    names = [branch["required"][0] for branch in schema["oneOf"]]
+    given = [name for name in names if isinstance(value, dict) and name in value]
+    which = " and ".join(map(repr, given)) if given else "none of them"
+    listed = ", ".join(map(repr, names[:-1])) + f" or {names[-1]!r}"
+    where = f"'{prefix}' must hold" if prefix else "give"
+    return (prefix.split("[")[0] if prefix else names[0]), f"{where} exactly one of {listed} (got {which})"
+
+
+def _example_problem(field: str, rule: dict[str, Any], error: ValidationError) -> str:
+    """The message for a broken rule of ``like`` / ``unlike`` or of one of their items."""
+    keyword, value, path = error.validator, error.instance, list(error.absolute_path)
+    if len(path) == 1:
+        if keyword == "type":
+            return f"'{field}' must be a list of {{\"text\"}} or {{\"publication_id\"}} objects, got {_kind(value)}"
+        low = rule.get("minItems", 0)
+        return f"'{field}' must hold {low} to {rule['maxItems']} items, got {len(value)}"
+    where = f"{field}[{path[1]}]"
+    if len(path) == 2:
+        if keyword == "type":
+            return f"'{where}' must be an object with a 'text' or a 'publication_id', got {_kind(value)}"
+        if keyword == "additionalProperties":
+            unknown = sorted(str(key) for key in value if key not in EXAMPLE["properties"])
+            return f"'{where}' has unknown field(s) {', '.join(map(repr, unknown))}; allowed: 'text', 'publication_id'"
+        return _one_of(EXAMPLE, value, where)[1]
+    name = str(path[2])
+    item = EXAMPLE["properties"][name]
+    if keyword == "type":
+        return f"'{where}.{name}' must be a string, got {_kind(value)}"
+    if keyword == "pattern":
+        return _PATTERN_RULES[item["pattern"]].format(field=f"{where}.{name}")
+    return (f"'{where}.{name}' must be {item['minLength']} to {item['maxLength']} characters after trimming "
+            f"whitespace, got {len(value)}")
+
+
 def _trimmed(body: dict[str, Any]) -> dict[str, Any]:
-    return {key: value.strip() if key in _TRIMMED and isinstance(value, str) else value for key, value in body.items()}
+    out = {key: value.strip() if key in _TRIMMED and isinstance(value, str) else value for key, value in body.items()}
+    for key in ("like", "unlike"):
+        items = out.get(key)
+        if isinstance(items, list):
+            out[key] = [
+                {name: text.strip() if isinstance(text, str) else text for name, text in item.items()}
+                if isinstance(item, dict) else item
+                for item in items
+            ]
+    return out
 
 
 def validate_recommendation(body: Any) -> dict[str, Any]:
@@ -165,3 +213,33 @@ def validate_recommendation(body: Any) -> dict[str, Any]:
         if value is not None and value != []:
             request[name] = value
     return request
+
+
+def _batch_item(body: Any) -> dict[str, Any]:
+    try:
+        return validate_recommendation(body)
+    except ApiError as exc:
+        error = {"code": "bad_request", "message": str(exc.description)}
+        if exc.extra.get("field"):
+            error["field"] = exc.extra["field"]
+        return {"error": error}
+
+
+def validate_batch(body: Any) -> list[dict[str, Any]]:
+    """The items of ``POST /v1/recommendations/batch``: each query's normalized request, or
+    ``{"error": {"code": "bad_request", "message", "field"}}`` for one that breaks a rule.
+    A bad envelope (not an object, ``queries`` missing, not a list, empty or too long, other
+    fields) is a 400 naming ``queries``."""
+    if not isinstance(body, dict):
+        raise _invalid(None, f"the request body must be a JSON object, got {_kind(body)}")
+    unknown = sorted(key for key in body if key != "queries")
+    if unknown:
+        raise _invalid(unknown[0], f"unknown field(s) {', '.join(map(repr, unknown))}; allowed: 'queries'")
+    queries = body.get("queries")
+    if not isinstance(queries, list):
+        raise _invalid("queries", f"'queries' must be a list of {MIN_QUERIES} to {MAX_QUERIES} request bodies, "
+                                  f"got {'nothing' if 'queries' not in body else _kind(queries)}")
+    if not MIN_QUERIES <= len(queries) <= MAX_QUERIES:
+        raise _invalid("queries", f"'queries' must hold {MIN_QUERIES} to {MAX_QUERIES} request bodies, "
+                                  f"got {len(queries)}")
+    return [_batch_item(query) for query in queries]

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from recsys.config import FIELDS, Settings
-from recsys.errors import ConfigError, RecsysError
+from recsys.errors import ConfigError, InvalidQuery, RecsysError
 from recsys.manifest import FileEntry, Manifest
 from recsys.registry import Registry
 
@@ -56,10 +56,14 @@ def add_commands(commands: Any) -> None:
 
     rec = commands.add_parser(
         "recommend",
-        help="recommend from an archive, locally",
-        description="Load the engine once and answer every query: each TEXT argument, or each --publication-id.",
+        help="recommend from an archive, locally, or from a running API",
+        description="Load the engine once and answer every query: each TEXT argument, each --publication-id, "
+                    "the --like-id/--like-text examples (one query), or each line of --batch. With --api, "
+                    "the queries go to that API (POST /v1/recommendations, or /batch for --batch).",
     )
-    rec.add_argument("--archive", required=True, type=Path, help="engine archive (ARCHIVE.zip)")
+    where = rec.add_mutually_exclusive_group(required=True)
+    where.add_argument("--archive", type=Path, help="engine archive (ARCHIVE.zip)")
+    where.add_argument("--api", metavar="URL", help="a running API, e.g. http://127.0.0.1:8000 (recsys serve)")
     rec.add_argument("texts", nargs="*", metavar="TEXT", help="query texts (one query each)")
     rec.add_argument("--publication-id", action="append", default=[], metavar="ID", help="query by stored id")
     rec.add_argument("-k", type=int, default=10, help="recommendations per query (1-100, default: 10)")
@@ -69,6 +73,17 @@ def add_commands(commands: Any) -> None:
     rec.add_argument("--exclude", action="append", default=[], metavar="ID", help="never recommend this id")
     rec.add_argument("--lexical-weight", type=float, metavar="W",
                      help="share of the lexical signal in a hybrid engine's score, 0-1 (default: the engine's)")
+    rec.add_argument("--like-id", action="append", default=[], metavar="ID",
+                     help="more like this stored publication (repeatable; with --like-text: one query)")
+    rec.add_argument("--like-text", action="append", default=[], metavar="TEXT", help="more like this text")
+    rec.add_argument("--unlike-id", action="append", default=[], metavar="ID",
+                     help="less like this stored publication (repeatable; applies to every query)")
+    rec.add_argument("--unlike-text", action="append", default=[], metavar="TEXT", help="less like this text")
+    rec.add_argument("--diversity", type=float, metavar="D", help="0-1: maximal marginal relevance (default: 0)")
+    rec.add_argument("--min-score", type=float, metavar="S", help="drop recommendations scoring below S")
+    rec.add_argument("--offset", type=int, metavar="N", help="skip the first N of the ranking (0-1000)")
+    rec.add_argument("--batch", type=Path, metavar="FILE.jsonl",
+                     help="one request body (JSON, as POST /v1/recommendations takes) per line, answered together")
     rec.add_argument("--json", action="store_true", help="one compact JSON object per query on stdout")
     rec.set_defaults(handler=cmd_recommend)
 
@@ -228,57 +243,119 @@ def _queries(args: argparse.Namespace) -> list[dict[str, Any]]:
         common["year_max"] = args.year_max
     if args.lexical_weight is not None:
         common["lexical_weight"] = args.lexical_weight
+    unlike = [{"publication_id": i} for i in args.unlike_id] + [{"text": t} for t in args.unlike_text]
+    if unlike:
+        common["unlike"] = unlike
+    for name in ("diversity", "min_score", "offset"):
+        if getattr(args, name) is not None:
+            common[name] = getattr(args, name)
     queries = [dict(common, text=text) for text in args.texts]
     queries += [dict(common, publication_id=pub_id) for pub_id in args.publication_id]
+    like = [{"publication_id": i} for i in args.like_id] + [{"text": t} for t in args.like_text]
+    if like:
+        queries.append(dict(common, like=like))
+    if args.batch is not None:
+        queries += read_batch(args.batch)
     return queries
+
+
+def read_batch(path: Path) -> list[dict[str, Any]]:
+    """The request bodies of a JSONL file (blank lines skipped); a line that is no JSON object is an error."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise InvalidQuery(f"cannot read --batch {path}: {exc.strerror or exc}") from exc
+    bodies = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            body = json.loads(line)
+        except ValueError as exc:
+            raise InvalidQuery(f"--batch {path}, line {number}: not JSON ({exc})") from None
+        if not isinstance(body, dict):
+            raise InvalidQuery(f"--batch {path}, line {number}: a request body must be a JSON object")
+        bodies.append(body)
+    return bodies
 
 
 def cmd_recommend(args: argparse.Namespace) -> int:
     from recsys.archive import Limits, unpack
-    from recsys.domain import Query
     from recsys.load import load_engine
 
     queries = _queries(args)
     if not queries:
-        print("recsys recommend: error: give a query TEXT or --publication-id ID", file=sys.stderr)
+        print("recsys recommend: error: give a query TEXT, --publication-id ID, --like-id/--like-text or --batch",
+              file=sys.stderr)
         return 2
-    settings = load_settings()
-    registry = Registry.discover(load=False)
+    if args.api:
+        from recsys.cli.remote import recommend_remote
+
+        answers = recommend_remote(args.api, queries, batch=args.batch is not None or len(queries) > 1)
+    else:
+        settings = load_settings()
+        registry = Registry.discover(load=False)
+        with tempfile.TemporaryDirectory(prefix="recsys-recommend-") as tmp:
+            folder = Path(tmp) / "engine"
+            manifest = unpack(args.archive, folder, Limits.from_settings(settings), engines=registry.usable())
+            with load_engine(folder, registry=registry, settings=settings) as engine:
+                info = {"name": manifest.engine, "version": manifest.version, "generation": None}
+                answers = _answer_locally(engine, queries, info)
     failures = 0
-    with tempfile.TemporaryDirectory(prefix="recsys-recommend-") as tmp:
-        folder = Path(tmp) / "engine"
-        manifest = unpack(args.archive, folder, Limits.from_settings(settings), engines=registry.usable())
-        with load_engine(folder, registry=registry, settings=settings) as engine:
-            info = {"name": manifest.engine, "version": manifest.version, "generation": None}
-            for raw in queries:
-                try:
-                    recommendations = engine.recommend(Query.from_dict(raw))
-                except RecsysError as exc:
-                    failures += 1
-                    _report_failure(args, raw, exc)
-                    continue
-                result = {"engine": info, "recommendations": [r.to_dict() for r in recommendations]}
-                if args.json:
-                    _print_json(result, compact=True)
-                else:
-                    _print_human(raw, result)
+    for raw, answer in zip(queries, answers, strict=True):
+        if "error" in answer:
+            failures += 1
+            _report_failure(args, raw, answer["error"])
+        elif args.json:
+            _print_json(answer, compact=True)
+        else:
+            _print_human(raw, answer)
     return 7 if failures else 0
 
 
-def _report_failure(args: argparse.Namespace, raw: dict[str, Any], exc: RecsysError) -> None:
+def _answer_locally(engine: Any, queries: list[dict[str, Any]], info: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each query's result or ``{"error"}``, answered with one ``recommend_many`` call."""
+    from recsys.domain import Query
+
+    answers: list[dict[str, Any] | None] = []
+    parsed, places = [], []
+    for raw in queries:
+        try:
+            parsed.append(Query.from_dict(raw))
+        except RecsysError as exc:
+            answers.append({"error": {"code": exc.code, "message": exc.message}})
+            continue
+        places.append(len(answers))
+        answers.append(None)
+    for place, found in zip(places, engine.recommend_many(parsed), strict=True):
+        if isinstance(found, RecsysError):
+            answers[place] = {"error": {"code": found.code, "message": found.message}}
+        else:
+            answers[place] = {"engine": info, "recommendations": [r.to_dict() for r in found]}
+    return [answer for answer in answers if answer is not None]
+
+
+def _report_failure(args: argparse.Namespace, raw: dict[str, Any], error: dict[str, Any]) -> None:
     if args.json:
-        _print_json({"error": {"code": exc.code, "message": exc.message}}, compact=True)
+        _print_json({"error": error}, compact=True)
     else:
-        what = raw.get("publication_id") or raw.get("text", "")[:60]
-        print(f"query {what!r}: error: {exc}", file=sys.stderr)
+        print(f"query {_what(raw)!r}: error: {error.get('message') or error.get('code')}", file=sys.stderr)
+
+
+def _what(raw: dict[str, Any]) -> str:
+    if raw.get("publication_id"):
+        return f"publication {raw['publication_id']}"
+    if raw.get("like"):
+        return "like " + ", ".join(str(e.get("publication_id") or repr(str(e.get("text", ""))[:40]))
+                                   for e in raw["like"] if isinstance(e, dict))
+    return repr(str(raw.get("text", ""))[:80])
 
 
 def _print_human(raw: dict[str, Any], result: dict[str, Any]) -> None:
-    what = f"publication {raw['publication_id']}" if "publication_id" in raw else repr(raw["text"][:80])
-    print(f"# {what}")
+    print(f"# {_what(raw)}")
     if not result["recommendations"]:
         print("  (no recommendations)")
-    for rank, rec in enumerate(result["recommendations"], start=1):
+    for rank, rec in enumerate(result["recommendations"], start=1 + int(raw.get("offset") or 0)):
         meta = ", ".join(str(x) for x in (rec.get("label"), rec.get("year")) if x is not None)
         suffix = f"  [{meta}]" if meta else ""
         print(f"{rank:>3}. {rec['score']:.3f}  {rec['publication_id']}  {rec['title']}{suffix}")

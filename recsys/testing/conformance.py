@@ -29,6 +29,10 @@ Fixtures a subclass's own tests may use: ``built_engine`` (fitted on the corpus)
 ``saved_engine`` (its folder and EngineMetadata), ``loaded_engine`` (loaded back
 from that folder), ``probe_queries`` (a mix of text, by-id and filtered queries).
 
+Every engine also runs the request-field tests of
+:class:`recsys.testing.requests.RequestConformance` (``like``/``unlike``, ``min_score``,
+``diversity``, ``offset``, ``recommend_many``).
+
 Engines with ``supports_delta = True`` (incremental builds from ``previous``) also run
 the ``test_delta_*`` tests of :class:`recsys.testing.delta.DeltaConformance`, with the
 fixtures ``delta_case``, ``delta_build`` (the incremental build and the hashes of
@@ -64,6 +68,7 @@ from recsys.testing.probes import (
     probe_queries,
     spread,
 )
+from recsys.testing.requests import RequestConformance
 
 __all__ = ["EngineConformance", "default_corpus"]
 
@@ -90,7 +95,7 @@ def _copy_function(function: Callable[..., Any]) -> types.FunctionType:
     return copy
 
 
-class EngineConformance(DeltaConformance):
+class EngineConformance(DeltaConformance, RequestConformance):
     """The engine contract as pytest tests; see the module docstring for how to use it.
     The ``test_delta_*`` tests (:mod:`recsys.testing.delta`) run only for an engine class
     with ``supports_delta = True``."""

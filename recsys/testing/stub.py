@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from recsys import refine
 from recsys.config import Settings
 from recsys.domain import Evidence, Publication, Query, Recommendation
 from recsys.engine import NULL_PROGRESS, Engine, EngineMetadata, Progress
@@ -156,6 +157,10 @@ class StubEngine(Engine):
     # -- queries ----------------------------------------------------------------
 
     def recommend(self, query: Query) -> list[Recommendation]:
+        # like/unlike, min_score, diversity, offset: the generic way, from plain rankings
+        return refine.answer(query, self._plain)
+
+    def _plain(self, query: Query) -> list[Recommendation]:
         if query.publication_id is not None:
             index = self._by_id.get(query.publication_id)
             if index is None:

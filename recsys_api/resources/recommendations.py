@@ -1,6 +1,8 @@
-"""``POST /v1/recommendations``: validate, send ``recommend``, wait for the result."""
+"""``POST /v1/recommendations`` and ``/v1/recommendations/batch``: validate, send the task, wait for its result."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import falcon
 
@@ -16,9 +18,9 @@ from recsys_api.metrics import Metrics
 from recsys_api.prefer import parse_prefer
 from recsys_api.resources._replies import accepted, building, task_error, task_url
 from recsys_api.tasks import TaskClient
-from recsys_api.validation import validate_recommendation
+from recsys_api.validation import validate_batch, validate_recommendation
 
-__all__ = ["Recommendations", "prefers_async"]
+__all__ = ["RecommendationBatch", "Recommendations", "prefers_async"]
 
 
 def prefers_async(req: falcon.Request) -> bool:
@@ -27,6 +29,11 @@ def prefers_async(req: falcon.Request) -> bool:
 
 
 class Recommendations:
+    #: The actor this resource sends.
+    actor = protocol.RECOMMEND_ACTOR
+    #: Whether the body is a batch (``{"queries": [...]}``: the features of every query count).
+    batch = False
+
     def __init__(self, settings: Settings, tasks: TaskClient, store: ArchiveStore, metrics: Metrics,
                  features: FeatureGate | None = None, builds: BuildStarter | None = None) -> None:
         self.settings = settings
@@ -36,18 +43,22 @@ class Recommendations:
         self.features = features
         self.builds = builds
 
+    def request(self, body: Any) -> dict[str, Any]:
+        """The task's request from the body (a 400 ApiError when it breaks a rule)."""
+        return validate_recommendation(body)
+
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         asynchronous = prefers_async(req)
-        request = validate_recommendation(read_json(req, self.settings.max_body_bytes))
+        request = self.request(read_json(req, self.settings.max_body_bytes))
         if self.features is not None:  # 503 feature_unavailable while an older pool is live
-            self.features.require(protocol.needed_features(request))
+            self.features.require(protocol.needed_features(request, batch=self.batch))
         request["min_generation"] = self.store.generation()
         if request["min_generation"] is None:
             self._refuse_while_building()
         # A task answered within the request never shows its id: it is recorded only when
         # the id is handed out (202 here, or 504 below), which saves a Redis round trip.
         message = self.tasks.send(
-            self.tasks.message(protocol.RECOMMEND_ACTOR, self.settings.request_queue, {"request": request}),
+            self.tasks.message(self.actor, self.settings.request_queue, {"request": request}),
             record=asynchronous,
         )
         if asynchronous:
@@ -78,3 +89,16 @@ class Recommendations:
             return
         if task_id is not None:
             raise building(task_id)
+
+
+class RecommendationBatch(Recommendations):
+    """``{"queries": [...]}``: one ``recommend_batch`` task; a query that breaks a rule is
+    sent as its error item, so the task's result (also when polled) has every answer."""
+
+    actor = protocol.RECOMMEND_BATCH_ACTOR
+    batch = True
+
+    def request(self, body: Any) -> dict[str, Any]:
+        queries = validate_batch(body)
+        strict = any(query.get("strict") is True for query in queries)
+        return {"queries": queries, "strict": strict}

@@ -64,7 +64,11 @@ def wait_until(probe: Callable[[], T], *, what: str, timeout: float = 60.0, inte
         time.sleep(interval)
 
 
-def recsys_env(*, pythonpath: str | None = str(ROOT), drop: Sequence[str] = (), **settings: str) -> dict[str, str]:
+#: This checkout and its plugins, ahead of whatever copy of them is installed.
+CHECKOUT_PATH = os.pathsep.join([str(ROOT), *(str(p) for p in sorted((ROOT / "plugins").glob("recsys-engine-*")))])
+
+
+def recsys_env(*, pythonpath: str | None = CHECKOUT_PATH, drop: Sequence[str] = (), **settings: str) -> dict[str, str]:
     """The environment of a recsys process: this one's, without RECSYS_ variables,
     GUNICORN_CMD_ARGS and variables starting with one of ``drop``; offline Hugging
     Face, unbuffered output, PYTHONPATH set to ``pythonpath`` (None: left as it is), no

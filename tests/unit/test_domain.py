@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from recsys.domain import MAX_K, Evidence, Publication, Query, Recommendation
+from recsys.domain import MAX_K, Evidence, Example, Publication, Query, Recommendation
 from recsys.errors import InvalidQuery, InvalidRecord
 
 
@@ -56,11 +56,53 @@ def test_invalid_records_say_what_is_wrong(record, message):
         ({"text": "a", "lexical_weight": -0.1}, "'lexical_weight' must be a number from 0 to 1"),
         ({"text": "a", "lexical_weight": True}, "'lexical_weight' must be a number"),
         ({"text": "a", "lexical_weight": "0.5"}, "'lexical_weight' must be a number"),
+        ({"like": [{"text": "a"}], "text": "b"}, "exactly one of 'text', 'publication_id' or 'like'"),
+        ({"like": [{"text": "a"}] * 21}, "'like' must hold 1 to 20 items, got 21"),
+        ({"like": [{}]}, r"'like\[0\]' must hold exactly one of"),
+        ({"like": [{"text": "a", "publication_id": "p"}]}, r"'like\[0\]' must hold exactly one of"),
+        ({"like": [{"text": "a"}, {"text": "   "}]}, r"'like\[1\].text' is empty"),
+        ({"like": [{"publication_id": " "}]}, r"'like\[0\].publication_id' must be 1 to 256"),
+        ({"like": [{"title": "a"}]}, r"'like\[0\]' must be an object with a 'text' or a 'publication_id'"),
+        ({"like": "a"}, "'like' must be a list"),
+        ({"text": "a", "unlike": [{"text": "b"}] * 21}, "'unlike' must hold 0 to 20 items"),
+        ({"text": "a", "diversity": 1.01}, "'diversity' must be a number from 0 to 1"),
+        ({"text": "a", "diversity": True}, "'diversity' must be a number"),
+        ({"text": "a", "min_score": "0.3"}, "'min_score' must be a number"),
+        ({"text": "a", "min_score": float("nan")}, "'min_score' must be a number"),
+        ({"text": "a", "offset": -1}, "'offset' must be a whole number from 0 to 1000"),
+        ({"text": "a", "offset": 1001}, "'offset' must be a whole number from 0 to 1000"),
+        ({"text": "a", "offset": 1.0}, "'offset' must be a whole number"),
     ],
 )
 def test_query_rules(kwargs, message):
     with pytest.raises(InvalidQuery, match=message):
         Query(**kwargs)
+
+
+def test_like_examples_are_trimmed_and_their_ids_are_never_returned():
+    q = Query(like=[{"text": " a text "}, {"publication_id": " p1 "}], unlike=[{"publication_id": "p2"}])
+    assert q.like == (Example(text="a text"), Example(publication_id="p1"))
+    assert q.example_ids == frozenset({"p1", "p2"})
+    assert q.has_filters and not q.is_plain
+    assert not q.accepts("p1", None, None) and not q.accepts("p2", None, None) and q.accepts("p3", None, None)
+    assert Query(text="a").is_plain and not Query(text="a").has_filters
+
+
+def test_the_new_fields_round_trip_through_dicts():
+    body = {"like": [{"text": "a"}, {"publication_id": "p1"}], "unlike": [{"text": "b"}], "k": 5, "offset": 5,
+            "min_score": 0.2, "diversity": 0.5}
+    q = Query.from_dict(body)
+    assert (q.offset, q.min_score, q.diversity) == (5, 0.2, 0.5)
+    assert Query.from_dict(q.to_dict()) == q
+    assert q.to_dict() == body
+    assert Query.from_dict({"text": "a", "offset": None, "diversity": None, "unlike": None}).is_plain
+
+
+def test_plain_keeps_the_filters_and_hides_the_examples():
+    q = Query(like=[{"publication_id": "p1"}], label="bio", exclude_ids=frozenset({"p9"}), offset=3, diversity=0.2)
+    plain = q.plain(text="t", k=50)
+    assert plain.is_plain and plain.label == "bio" and plain.k == 50
+    assert plain.exclude_ids == frozenset({"p1", "p9"})
 
 
 def test_query_text_is_trimmed_and_limits_count_after_trimming():

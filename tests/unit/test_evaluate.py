@@ -8,7 +8,7 @@ import pytest
 
 from recsys.cli.main import main
 from recsys.domain import Publication, Query, Recommendation
-from recsys.evaluate import draw_queries, evaluate, known_item, withhold_titles
+from recsys.evaluate import LIKE_SIZE, draw_queries, evaluate, known_item, like, withhold_titles
 from recsys.sources import DemoSource, load_publications
 from recsys_engine_lexical import LexicalEngine
 
@@ -77,3 +77,29 @@ def test_a_corpus_without_shared_labels_is_refused(tmp_path, capsys):
                             for i in range(5)))
     assert main(["evaluate", "--engine", "lexical", "--source", str(path)]) != 0
     assert "no label that two publications share" in capsys.readouterr().err
+
+
+def test_like_groups_are_drawn_apart_and_leave_the_other_queries_unchanged(corpus):
+    plain = draw_queries(corpus, seed=5, by_id=30, text=30, known=30)
+    with_like = draw_queries(corpus, seed=5, by_id=30, text=30, known=30, like=20)
+    assert (plain.by_id, plain.text, plain.known) == (with_like.by_id, with_like.text, with_like.known)
+    assert plain.like == () and len(with_like.like) == 20
+    labels = {p.id: p.label for p in corpus}
+    for ids, label in with_like.like:
+        assert len(set(ids)) == len(ids) == LIKE_SIZE and all(labels[i] == label for i in ids)
+
+
+def test_the_like_measure_compares_the_combinations_with_the_liked_alone(corpus):
+    engine = LexicalEngine()
+    engine.fit(corpus)
+    measured = like(engine, draw_queries(corpus, seed=2, by_id=0, text=0, known=0, like=30).like)
+    assert measured["queries"] == 30 and measured["size"] == LIKE_SIZE
+    assert measured["mean_single_p@10"] <= measured["best_single_p@10"]
+    # the measured choice: averaging the examples' vectors beats the best of them alone, and best-score
+    assert measured["p@10"] >= measured["best_single_p@10"] and measured["p@10"] >= measured["best_score_p@10"]
+
+
+def test_the_command_reports_the_like_measure(capsys):
+    assert main(["-q", "evaluate", "--engine", "lexical", "--queries", "20", "--sample", "150"]) == 0
+    out = capsys.readouterr().out
+    assert "like (same-label p@10 of 3 liked publications)" in out and "best-score" in out

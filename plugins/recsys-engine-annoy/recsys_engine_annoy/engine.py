@@ -34,10 +34,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from recsys.config import Settings
-from recsys.domain import Publication, Query, Recommendation
+from recsys.domain import Example, Publication, Query, Recommendation
 from recsys.engine import NULL_PROGRESS, Engine, EngineMetadata, Progress
-from recsys.errors import EngineLoadError, IncompatibleEngine, SourceError, UnknownPublication
-from recsys.text import split_sentences
+from recsys.errors import EngineLoadError, IncompatibleEngine, RecsysError, SourceError, UnknownPublication
 from recsys_engine_annoy import layout
 from recsys_engine_annoy.corpus import fingerprint, split_corpus
 from recsys_engine_annoy.delta import Base, apply_policy, next_number, open_base, plan_delta
@@ -50,6 +49,7 @@ from recsys_engine_annoy.encoders import (
     make_encoder,
     resolve_backend,
 )
+from recsys_engine_annoy.examples import Encoded, combine, combine_fusion, examples_of, query_sentences, texts_of
 from recsys_engine_annoy.lexical import LexicalSignal, has_files, write_part
 from recsys_engine_annoy.merge import MergePolicy
 from recsys_engine_annoy.model import ModelInfo, resolve_model
@@ -59,7 +59,14 @@ from recsys_engine_annoy.settings import AnnoySettings, annoy_settings
 from recsys_engine_annoy.storage import PublicationRecords, PublicationTable
 from recsys_engine_annoy.vectors import PreviousVectors, publication_means, sentence_vectors
 
-__all__ = ["AnnoyEngine"]
+__all__ = ["QUERY_BATCH_SIZE", "AnnoyEngine"]
+
+#: Sentences per encoder call when a batch of queries is encoded (``recommend_many``): the
+#: sentences are sorted by length and encoded this many at a time. Measured with onnxruntime
+#: on one CPU thread (50 one-sentence queries, docs/benchmarks.md, *batch*): 8 at a time took
+#: 0.64 s, 50 at once 1.1 s (padding to the longest, attention quadratic in it), one at a
+#: time 0.6 s.
+QUERY_BATCH_SIZE = 8
 
 logger = logging.getLogger(__name__)
 
@@ -302,9 +309,49 @@ class AnnoyEngine(Engine):
     # -- recommending ----------------------------------------------------------------
 
     def recommend(self, query: Query) -> list[Recommendation]:
+        return self._answer(query, None)
+
+    def recommend_many(self, queries: Sequence[Query]) -> list[list[Recommendation] | RecsysError]:
+        """Every query's answer; the sentences of all their texts are encoded in one encoder call."""
+        texts = texts_of(queries)
+        encoded = None
+        if texts:
+            encoder = self.encoder()
+            encoded = Encoded.of(texts, lambda sentences: encoder.encode(sentences, batch_size=QUERY_BATCH_SIZE))
+        answers: list[list[Recommendation] | RecsysError] = []
+        for query in queries:
+            try:
+                answers.append(self._answer(query, encoded))
+            except RecsysError as exc:
+                answers.append(exc)
+        return answers
+
+    def _answer(self, query: Query, encoded: Encoded | None) -> list[Recommendation]:
         data, _ = self._require()
-        qv = self.query_vectors(query)
-        return rank(data, query, qv, self.fusion(query, qv))
+        if not query.like and not query.unlike:
+            qv = self.query_vectors(query, encoded)
+            return rank(data, query, qv, self.fusion(query, qv))
+        liked, unliked = examples_of(query)
+        liked_vectors = [self.example_vectors(e, encoded) for e in liked]
+        unliked_vectors = [self.example_vectors(e, encoded) for e in unliked]
+        own_row = liked_vectors[0].own_row if query.publication_id is not None else None
+        qv = combine(liked_vectors, unliked_vectors, own_row)
+        weight = self.options.lexical_weight if query.lexical_weight is None else query.lexical_weight
+        fusion = None
+        if weight > 0 and self._lexical is not None:
+            fusion = combine_fusion(weight, [self._lexical_scores(v, e) for v, e in zip(liked_vectors, liked,
+                                                                                         strict=True)],
+                                    [self._lexical_scores(v, e) for v, e in zip(unliked_vectors, unliked,
+                                                                               strict=True)])
+        return rank(data, query, qv, fusion)
+
+    def _lexical_scores(self, qv: QueryVectors, example: Example) -> NDArray[np.float64]:
+        assert self._lexical is not None
+        if qv.own_row is not None:
+            scores = self._lexical.row_scores(qv.own_row)
+        else:
+            scores = self._lexical.text_scores(example.text or "")
+        return scores if scores is not None else np.zeros(len(self.data.publications), dtype=np.float64)
 
     def fusion(self, query: Query, qv: QueryVectors) -> Fusion | None:
         """The lexical half of ``query``'s hybrid score (None: a weight of 0, or no indexed word)."""
@@ -319,19 +366,26 @@ class AnnoyEngine(Engine):
             scores = np.zeros(len(self.data.publications), dtype=np.float64)
         return Fusion(weight, scores)
 
-    def query_vectors(self, query: Query) -> QueryVectors:
-        """The query's sentences and vectors: a text encoded with the engine's backend, or
-        a publication's stored ones (UnknownPublication for an id the engine lacks)."""
+    def query_vectors(self, query: Query, encoded: Encoded | None = None) -> QueryVectors:
+        """The vectors of a query's own text or publication (see :meth:`example_vectors`)."""
+        return self.example_vectors(Example(text=query.text, publication_id=query.publication_id), encoded)
+
+    def example_vectors(self, example: Example, encoded: Encoded | None = None) -> QueryVectors:
+        """An example's sentences and vectors: a text encoded with the engine's backend (or
+        taken from ``encoded``), or a publication's stored ones (UnknownPublication for an id
+        the engine lacks)."""
         data, _ = self._require()
-        if query.publication_id is None:
-            text = query.text or ""
-            sentences = split_sentences(text) or [text]
-            vectors = self.encoder().encode(sentences, batch_size=self.options.batch_size)
+        if example.publication_id is None:
+            text = example.text or ""
+            sentences = query_sentences(text)
+            vectors = encoded.get(sentences) if encoded is not None else None
+            if vectors is None:
+                vectors = self.encoder().encode(sentences, batch_size=self.options.batch_size)
             return QueryVectors(sentences=sentences, vectors=vectors, mean=mean_vector(vectors))
-        row = data.publications.row_of.get(query.publication_id)
+        row = data.publications.row_of.get(example.publication_id)
         if row is None:
             raise UnknownPublication(
-                f"publication {query.publication_id!r} is not in this engine ({data.publications.live} "
+                f"publication {example.publication_id!r} is not in this engine ({data.publications.live} "
                 "publications); check the id, or rebuild the engine if it was added since"
             )
         segment, local = data.locate(row)

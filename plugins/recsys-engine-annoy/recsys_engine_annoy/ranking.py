@@ -38,6 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from recsys import refine
 from recsys.domain import Evidence, Query, Recommendation
 from recsys_engine_annoy.ann import similarities
 from recsys_engine_annoy.lexical import matched_terms
@@ -153,14 +154,31 @@ def rank(data: EngineData, query: Query, qv: QueryVectors, fusion: Fusion | None
     allowed = pubs.allowed(query, qv.own_row)
     excluded = pubs.excluded(qv.own_row)
     passing = len(pubs) - len(excluded) if allowed is None else int(np.count_nonzero(allowed))
-    k = min(query.k, passing)
+    k = min(refine.pool(query), passing)
     if k == 0:
         return []
     rows, scores = _candidates(data, qv, allowed, excluded, passing, k, fusion)
     best = _top_with_ties(scores, k)
     # ties broken by publication id: the same answer however the rows are cut into segments
     order = sorted(best.tolist(), key=lambda i: (-float(scores[i]), pubs.ids[int(rows[i])]))[:k]
+    if not query.is_plain:  # min_score, diversity, offset
+        ranked = np.asarray(order, dtype=np.int64)
+
+        def similarity(positions: NDArray[np.int64]) -> NDArray[np.float32]:
+            vectors = publication_vectors(data, rows[ranked[positions]])
+            return np.asarray(vectors @ vectors.T, dtype=np.float32)
+
+        order = [order[p] for p in refine.select(scores[ranked], query, similarity)]
     return [_recommendation(data, qv, int(rows[i]), float(scores[i]), fusion) for i in order]
+
+
+def publication_vectors(data: EngineData, rows: NDArray[np.int64]) -> NDArray[np.float32]:
+    """The (unit) publication vectors of global ``rows``, in their order."""
+    out = np.empty((len(rows), data.segments[0].publication_vectors.shape[1]), dtype=np.float32)
+    for at, row in enumerate(rows.tolist()):
+        segment, local = data.locate(int(row))
+        out[at] = segment.publication_vectors[local]
+    return out
 
 
 def _top_with_ties(scores: NDArray[np.float32], wanted: int) -> NDArray[np.int64]:

@@ -238,7 +238,7 @@ class PublicationTable:
             mask &= self.has_year & (self.years >= query.year_min)
         if query.year_max is not None:
             mask &= self.has_year & (self.years <= query.year_max)
-        for pid in query.exclude_ids:
+        for pid in query.hidden_ids:
             row = self.row_of.get(pid)
             if row is not None:
                 mask[row] = False

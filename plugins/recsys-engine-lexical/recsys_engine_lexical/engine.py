@@ -27,10 +27,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
+import numpy as np
+import numpy.typing as npt
 import scipy.sparse as sp
 
+from recsys import refine
 from recsys.config import Settings
-from recsys.domain import Evidence, Publication, Query, Recommendation
+from recsys.domain import Evidence, Example, Publication, Query, Recommendation
 from recsys.engine import NULL_PROGRESS, Engine, EngineMetadata, Progress
 from recsys.errors import RecsysError, SourceError, UnknownPublication
 from recsys.text import split_sentences
@@ -177,31 +180,34 @@ class LexicalEngine(Engine):
 
     def recommend(self, query: Query) -> list[Recommendation]:
         index = self.index  # one reference for the whole query, even if close() runs meanwhile
-        if query.publication_id is not None:
-            row = index.row_of(query.publication_id)
-            if row is None:
-                raise UnknownPublication(
-                    f"publication {query.publication_id!r} is not in this engine "
-                    f"({index.publication_total} publications); check the id or rebuild the engine"
-                )
-            query_vector = index.publication_vector(row)
-            query_sentences = index.sentences_of(row)
-            sentence_vectors, _ = index.sentence_vectors([row])
+        if query.like:
+            liked = [self._example(index, e) for e in query.like]
+            unliked = [self._example(index, e) for e in query.unlike]
+            query_vector = _combined([v for _, v, _ in liked], [v for _, v, _ in unliked])
+            query_sentences = [s for sentences, _, _ in liked for s in sentences]
+            sentence_vectors = sp.vstack([vectors for _, _, vectors in liked], format="csr")
         else:
-            assert query.text is not None  # a Query holds a text or a publication id
-            query_sentences = split_sentences(query.text) or [query.text]
-            tokens = [index.tokenizer(s) for s in query_sentences]
-            # Row 0: the whole text; rows 1..: its sentences (one vectorize call).
-            vectors = index.vectorize([[t for sentence in tokens for t in sentence], *tokens])
-            query_vector, sentence_vectors = vectors[[0]], vectors[1:]
+            example = Example(text=query.text, publication_id=query.publication_id)
+            query_sentences, query_vector, sentence_vectors = self._example(index, example)
+            if query.unlike:
+                unliked = [self._example(index, e)[1] for e in query.unlike]
+                query_vector = _combined([query_vector], unliked)
         scores = index.scores(query_vector)
 
         def accept(row: int) -> bool:
             pub = index.publications[row]
             return query.accepts(pub.id, pub.label, pub.year)
 
-        skip = len(query.exclude_ids) + (query.publication_id is not None)
-        rows = top_rows(scores, query.k, accept, skip=skip, order=index.order)
+        skip = len(query.hidden_ids) + (query.publication_id is not None)
+        rows = top_rows(scores, refine.pool(query), accept, skip=skip, order=index.order)
+        if not query.is_plain:
+
+            def similarity(positions: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
+                vectors = sp.vstack([index.publication_vector(rows[int(p)]) for p in positions], format="csr")
+                return np.asarray((vectors @ vectors.T).toarray(), dtype=np.float64)
+
+            chosen = refine.select(scores[np.asarray(rows, dtype=np.int64)], query, similarity)
+            rows = [rows[p] for p in chosen]
         evidence = _evidence(index, rows, query_sentences, sentence_vectors)
         return [
             Recommendation(
@@ -214,6 +220,37 @@ class LexicalEngine(Engine):
             )
             for row, found in zip(rows, evidence, strict=True)
         ]
+
+    @staticmethod
+    def _example(index: LexicalIndex, example: Example) -> tuple[list[str], sp.csr_array, sp.csr_array]:
+        """An example's sentences, its TF-IDF vector (1 x terms) and its sentences' vectors."""
+        if example.publication_id is not None:
+            row = index.row_of(example.publication_id)
+            if row is None:
+                raise UnknownPublication(
+                    f"publication {example.publication_id!r} is not in this engine "
+                    f"({index.publication_total} publications); check the id or rebuild the engine"
+                )
+            return index.sentences_of(row), index.publication_vector(row), index.sentence_vectors([row])[0]
+        assert example.text is not None  # an Example holds a text or a publication id
+        sentences = split_sentences(example.text) or [example.text]
+        tokens = [index.tokenizer(s) for s in sentences]
+        # Row 0: the whole text; rows 1..: its sentences (one vectorize call).
+        vectors = index.vectorize([[t for sentence in tokens for t in sentence], *tokens])
+        return sentences, vectors[[0]], vectors[1:]
+
+
+def _combined(liked: list[sp.csr_array], unliked: list[sp.csr_array]) -> sp.csr_array:
+    """Rocchio: the mean of the liked vectors less UNLIKE_WEIGHT times the mean of the
+    unliked ones, negative weights dropped, L2-normalised (1 x terms)."""
+    total = sum(liked[1:], liked[0]) / len(liked)
+    if unliked:
+        total = total - (refine.UNLIKE_WEIGHT / len(unliked)) * sum(unliked[1:], unliked[0])
+    vector = sp.csr_array(total)
+    vector.data = np.maximum(vector.data, 0.0)
+    vector.eliminate_zeros()
+    norm = float(np.sqrt(vector.multiply(vector).sum()))
+    return sp.csr_array(vector / norm) if norm > 0 else vector
 
 
 def _next_number(previous: Path | None) -> int:

@@ -132,6 +132,32 @@ def test_an_unknown_publication_is_404(stack):
     assert response.json()["code"] == "unknown_publication"
 
 
+def test_like_offset_and_a_batch_through_the_real_stack(stack):
+    wait_converged(stack, 1, timeout=180)
+    client = stack.api.client
+    whole = client.post("/v1/recommendations", json={"text": TEXT, "k": 6}).json()["recommendations"]
+    ids = [r["publication_id"] for r in whole]
+
+    page = client.post("/v1/recommendations", json={"text": TEXT, "k": 2, "offset": 2})
+    assert page.status_code == 200, page.text
+    assert [r["publication_id"] for r in page.json()["recommendations"]] == ids[2:4]
+    liked = client.post("/v1/recommendations", json={"like": [{"publication_id": ids[0]}, {"text": TEXT}]})
+    assert liked.status_code == 200, liked.text
+    assert ids[0] not in [r["publication_id"] for r in liked.json()["recommendations"]]
+    unknown = client.post("/v1/recommendations", json={"like": [{"publication_id": "no-such-publication"}]})
+    assert unknown.status_code == 404 and unknown.json()["code"] == "unknown_publication"
+
+    batch = client.post("/v1/recommendations/batch", json={"queries": [
+        {"text": TEXT, "k": 6}, {"text": TEXT, "k": 0}, {"like": [{"publication_id": "no-such-publication"}]},
+    ]})
+    assert batch.status_code == 200, batch.text
+    results = batch.json()["results"]
+    assert [r["publication_id"] for r in results[0]["recommendations"]] == ids
+    assert results[1]["error"]["code"] == "bad_request" and results[1]["error"]["field"] == "k"
+    assert results[2]["error"]["code"] == "unknown_publication"
+    assert client.post("/v1/recommendations/batch", json={"queries": []}).status_code == 400
+
+
 def test_upload_broadcast_converge_then_older_corrupt_and_unauthenticated_uploads_are_refused(stack, tmp_path):
     older, newer = new_archive(tmp_path), new_archive(tmp_path)
 

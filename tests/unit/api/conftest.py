@@ -92,6 +92,7 @@ class FakeActors:
 
     recommend: Callable[[dict[str, Any]], Any] = recommend_result
     requests: list[dict[str, Any]] = field(default_factory=list)
+    batches: list[dict[str, Any]] = field(default_factory=list)
     builds: int = 0
     applies: int = 0
     release: threading.Event = field(default_factory=threading.Event)
@@ -144,6 +145,16 @@ def _register_actors(h: Harness) -> None:
         h.actors.requests.append(request)
         return h.actors.recommend(request)
 
+    def recommend_batch(request: dict[str, Any]) -> Any:
+        # Like the real actor: error items pass through, each other query is answered alone.
+        h.actors.batches.append(request)
+        results = []
+        for query in request["queries"]:
+            answer = query if "error" in query else h.actors.recommend(query)
+            results.append({"error": answer["error"]} if "error" in answer else
+                           {"recommendations": answer["recommendations"]})
+        return {"engine": recommend_result({})["engine"], "results": results}
+
     def build_index() -> dict[str, Any]:
         h.actors.builds += 1
         return {"version": "v"}
@@ -155,6 +166,8 @@ def _register_actors(h: Harness) -> None:
         return {"status": "done", "applied": []}
 
     dramatiq.actor(apply_changes, actor_name=protocol.APPLY_ACTOR, queue_name=h.settings.build_queue,
+                   broker=h.broker, store_results=True, max_retries=0)
+    dramatiq.actor(recommend_batch, actor_name=protocol.RECOMMEND_BATCH_ACTOR, queue_name=h.settings.request_queue,
                    broker=h.broker, store_results=True, max_retries=0)
     dramatiq.actor(build_index, actor_name=protocol.BUILD_ACTOR, queue_name=h.settings.build_queue,
                    broker=h.broker, store_results=True, max_retries=0)

@@ -78,8 +78,9 @@ def test_bodies_at_the_limits_are_accepted(harness, body):
 
 
 @pytest.mark.parametrize(("body", "field", "rule"), [
-    ({"text": TEXT, "publication_id": "p"}, "text", "exactly one of 'text' or 'publication_id' (got both)"),
-    ({"k": 3}, "text", "exactly one of 'text' or 'publication_id' (got neither)"),
+    ({"text": TEXT, "publication_id": "p"}, "text", "exactly one of 'text', 'publication_id' or 'like' "
+                                                "(got 'text' and 'publication_id')"),
+    ({"k": 3}, "text", "exactly one of 'text', 'publication_id' or 'like' (got none of them)"),
     ({"text": ""}, "text", "1 to 50000 characters after trimming whitespace, got 0"),
     ({"text": " \n\t "}, "text", "1 to 50000 characters after trimming whitespace, got 0"),
     ({"text": "x" * (MAX_TEXT_CHARS + 1)}, "text", "got 50001"),
@@ -114,7 +115,8 @@ def test_bodies_at_the_limits_are_accepted(harness, body):
     ({"text": TEXT, "lexical_weight": False}, "lexical_weight", "got false"),
     ({"text": TEXT, "strict": "yes"}, "strict", "'strict' must be true or false"),
     ({"text": TEXT, "strict": 1}, "strict", "'strict' must be true or false"),
-    ({"text": TEXT, "limit": 3}, "limit", "unknown field(s) 'limit'; allowed: text, publication_id, k"),
+    ({"text": TEXT, "limit": 3}, "limit", "unknown field(s) 'limit'; allowed: text, publication_id, like, "
+                                          "unlike, k, offset"),
     ({"text": TEXT, "zeta": 1, "alpha": 2}, "alpha", "unknown field(s) 'alpha', 'zeta'"),
     ({"text": TEXT, "min_generation": 3}, "min_generation", "unknown field(s) 'min_generation'"),
 ])

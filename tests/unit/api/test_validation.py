@@ -31,8 +31,8 @@ def test_the_validator_uses_the_schema_the_spec_shows(harness):
 
 def test_the_schema_is_a_valid_draft_4_schema_and_names_every_field():
     OpenApi30Validator.check_schema(RECOMMENDATION_REQUEST)
-    assert RECOMMEND_FIELDS == ("text", "publication_id", "k", "exclude_ids", "label", "year_min", "year_max",
-                                "lexical_weight", "strict")
+    assert RECOMMEND_FIELDS == ("text", "publication_id", "like", "unlike", "k", "offset", "exclude_ids", "label",
+                                "year_min", "year_max", "min_score", "diversity", "lexical_weight", "strict")
 
 
 @pytest.mark.parametrize(("value", "valid"), [(10, True), (10.0, False), (True, False), (None, False), ("10", False)])
@@ -68,6 +68,14 @@ LIMITS = [
     ("MAX_ID_CHARS", PROPERTIES["publication_id"]["maxLength"]),
     ("MAX_ID_CHARS", PROPERTIES["exclude_ids"]["items"]["maxLength"]),
     ("MAX_EXCLUDE_IDS", PROPERTIES["exclude_ids"]["maxItems"]),
+    ("MIN_LIKE", PROPERTIES["like"]["minItems"]),
+    ("MAX_EXAMPLES", PROPERTIES["like"]["maxItems"]),
+    ("MAX_EXAMPLES", PROPERTIES["unlike"]["maxItems"]),
+    ("MAX_TEXT_CHARS", PROPERTIES["like"]["items"]["properties"]["text"]["maxLength"]),
+    ("MAX_ID_CHARS", PROPERTIES["like"]["items"]["properties"]["publication_id"]["maxLength"]),
+    ("MAX_OFFSET", PROPERTIES["offset"]["maximum"]),
+    ("MIN_DIVERSITY", PROPERTIES["diversity"]["minimum"]),
+    ("MAX_DIVERSITY", PROPERTIES["diversity"]["maximum"]),
     ("MAX_LABEL_CHARS", PROPERTIES["label"]["maxLength"]),
     ("MIN_YEAR", PROPERTIES["year_min"]["minimum"]),
     ("MAX_YEAR", PROPERTIES["year_min"]["maximum"]),
@@ -93,6 +101,15 @@ AT_AND_PAST = [
     ({"label": "l" * PROPERTIES["label"]["maxLength"]}, {"label": "l" * (PROPERTIES["label"]["maxLength"] + 1)}),
     ({"year_min": PROPERTIES["year_min"]["minimum"]}, {"year_min": PROPERTIES["year_min"]["minimum"] - 1}),
     ({"year_max": PROPERTIES["year_max"]["maximum"]}, {"year_max": PROPERTIES["year_max"]["maximum"] + 1}),
+    ({"text": None, "like": [{"text": "t"}] * PROPERTIES["like"]["maxItems"]},
+     {"text": None, "like": [{"text": "t"}] * (PROPERTIES["like"]["maxItems"] + 1)}),
+    ({"text": None, "like": [{"publication_id": "p"}] * PROPERTIES["like"]["minItems"]}, {"text": None, "like": []}),
+    ({"unlike": [{"text": "t"}] * PROPERTIES["unlike"]["maxItems"]},
+     {"unlike": [{"text": "t"}] * (PROPERTIES["unlike"]["maxItems"] + 1)}),
+    ({"offset": PROPERTIES["offset"]["maximum"]}, {"offset": PROPERTIES["offset"]["maximum"] + 1}),
+    ({"offset": PROPERTIES["offset"]["minimum"]}, {"offset": PROPERTIES["offset"]["minimum"] - 1}),
+    ({"diversity": PROPERTIES["diversity"]["maximum"]}, {"diversity": PROPERTIES["diversity"]["maximum"] + 0.01}),
+    ({"diversity": PROPERTIES["diversity"]["minimum"]}, {"diversity": PROPERTIES["diversity"]["minimum"] - 0.01}),
 ]
 
 

@@ -144,3 +144,30 @@ def test_a_time_limit_striking_while_the_engine_is_pulled_is_a_timeout_result(ap
     monkeypatch.setattr(app.services.rollout, "pull_current", interrupted)
     result = run(app, app.actors.recommend, QUERY)
     assert result["error"]["code"] == "timeout"
+
+
+def test_a_batch_answers_each_query_in_order_with_its_own_errors(app, worker, fake_api, archives):
+    # Given the API's engine, and a batch with good queries, an API-found error, and two bad ones
+    stored = fake_api.publish(archives())
+    api_error = {"error": {"code": "bad_request", "message": "'k' must be a whole number", "field": "k"}}
+    queries = [QUERY, api_error, {"publication_id": "no-such-id"}, {"text": "   "},
+               {**QUERY, "offset": 1, "k": 2}]
+
+    # When the batch task runs
+    result = run(app, app.actors.recommend_batch, {"queries": queries, "min_generation": None})
+
+    # Then every item is answered in order, errors in their place
+    assert result["engine"] == {"name": "stub", "version": stored.version, "generation": 1}
+    items = result["results"]
+    assert len(items) == 5
+    single = run(app, app.actors.recommend, QUERY)["recommendations"]
+    assert items[0] == {"recommendations": single}
+    assert items[1] == api_error
+    assert items[2]["error"]["code"] == "unknown_publication"
+    assert items[3]["error"]["code"] == "bad_request"
+    assert items[4] == {"recommendations": single[1:3]}
+
+
+def test_a_batch_without_an_engine_fails_as_a_whole(app, worker):
+    result = run(app, app.actors.recommend_batch, {"queries": [QUERY]})
+    assert result["error"]["code"] == "no_engine"
