@@ -191,8 +191,8 @@ def main() -> None:
     print(text)
     print(json.dumps({"rows": rows, "full_corpus_lexical_ms": full, "whole_query_ms": whole, **sizes}),
           file=sys.stderr)
-    if args.write_docs:
-        write_section("hybrid", text)
+    if args.write_docs:  # the whole corpus has a section of its own beside the sample's
+        write_section("hybrid-full" if args.size == "all" else "hybrid", text)
 
 
 def lexical_at_scale(everything: list[Publication], sentences: Sequence[str]) -> list[float]:
@@ -217,7 +217,7 @@ def render(rows: list[dict[str, Any]], size: int, queries: dict[str, Any], full:
     lines = [
         "### Hybrid retrieval: the lexical weight",
         "",
-        f"`{command_line()}`: {size} publications (seeded sample), queries {queries}.",
+        f"`{command_line()}`: {size:,} publications (a seeded sample, or all), queries {queries}.",
         "",
         "| engine | by-id p@10 | text p@10 | known-item MRR@10 | R@1 | R@10 | ranking ms p50 / p99 |",
         "|---|---|---|---|---|---|---|",
