@@ -7,6 +7,10 @@ import time
 
 import pytest
 
+from recsys.build import build_archive
+from recsys.config import Settings
+from recsys.registry import Registry
+from recsys.testing import sample_publications
 from tests.integration.api.stack import Api, RedisServer
 from tests.support.processes import recsys_env
 
@@ -24,7 +28,12 @@ def redis_server(tmp_path):
 
 @pytest.fixture
 def api(rabbitmq_url, redis_server, tmp_path):
+    # An engine from the start: without one the API sends the first build, and a
+    # recommendation then answers 503 "a build is running" instead of being accepted.
+    start = build_archive(sample_publications(), tmp_path / "start.zip", engine="lexical",
+                          registry=Registry.discover(), settings=Settings()).path
     env = recsys_env(
+        RECSYS_START_ENGINE=str(start),
         RECSYS_BROKER_URL=rabbitmq_url,
         RECSYS_RESULTS_URL=redis_server.url,
         RECSYS_API_TOKEN="t",
