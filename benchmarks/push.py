@@ -28,7 +28,6 @@ docs/benchmarks.md between the ``push`` markers. Needs RabbitMQ and Redis (``REC
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import signal
 import sys
@@ -38,20 +37,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _common import cache_dir, command_line, nested_sample, read_publications, write_section  # noqa: E402
+import rollout  # noqa: E402
+from _common import command_line, nested_sample, read_publications, write_section  # noqa: E402
 from rollout import (  # noqa: E402
-    BIN,
     DATASET,
+    POOLS,
     PROCESSES,
     THREADS,
-    Process,
-    free_port,
     free_redis_db,
     private_vhost,
     serving_times,
@@ -62,8 +58,7 @@ from rollout import (  # noqa: E402
 
 from recsys.domain import Publication  # noqa: E402
 
-TOKEN = "benchmark-token"
-POOLS = 2
+TOKEN = rollout.TOKEN
 
 
 @dataclass
@@ -79,46 +74,8 @@ class Measure:
     checks: list[str]
 
 
-class Stack:
-    """API + two pools, every process on this checkout's code (PYTHONPATH as given)."""
-
-    def __init__(self, work: Path, engine: str, source: Path, start: Path, amqp_url: str, redis_url: str) -> None:
-        base = {k: v for k, v in os.environ.items() if not k.startswith("RECSYS_")}
-        pythonpath = os.pathsep.join(p for p in [str(ROOT), os.environ.get("PYTHONPATH", "")] if p)
-        base.update(RECSYS_BROKER_URL=amqp_url, RECSYS_RESULTS_URL=redis_url, RECSYS_API_TOKEN=TOKEN,
-                    RECSYS_ENGINE=engine, RECSYS_SOURCE=str(source), RECSYS_HEARTBEAT_INTERVAL="1",
-                    RECSYS_CATCHUP_INTERVAL="3600", RECSYS_REQUEST_TIMEOUT="60", HF_HUB_OFFLINE="1",
-                    TRANSFORMERS_OFFLINE="1", PYTHONPATH=pythonpath, RECSYS_CACHE_DIR=str(cache_dir() / "models"),
-                    RECSYS_WORKER_METRICS_PORT="0")
-        port = free_port()
-        self.url = f"http://127.0.0.1:{port}"
-        (work / "api").mkdir(parents=True)
-        self.processes = [Process(
-            [str(BIN / "gunicorn"), "-c", str(ROOT / "deploy" / "gunicorn.conf.py"), "recsys_api.wsgi:app"],
-            dict(base, RECSYS_DATA_DIR=str(work / "api" / "data"), RECSYS_START_ENGINE=str(start),
-                 GUNICORN_CMD_ARGS=f"--bind 127.0.0.1:{port} --workers 2 --timeout 900"),
-            work / "api" / "api.log")]
-        self.http = httpx.Client(base_url=self.url, timeout=120)
-        wait_until(self._healthy, 120, "the API to answer /health")
-        self.pools = []
-        for n in range(POOLS):
-            folder = work / f"machine-{n}"
-            folder.mkdir()
-            env = dict(base, RECSYS_API_URL=self.url, RECSYS_DATA_DIR=str(folder / "data"))
-            self.pools.append(Process([str(BIN / "dramatiq"), "recsys_workers", "--processes", str(PROCESSES),
-                                       "--threads", str(THREADS)], env, folder / "pool.log"))
-        self.processes += self.pools
-
-    def _healthy(self) -> bool:
-        try:
-            return self.http.get("/health", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    def close(self) -> None:
-        for process in reversed(self.processes):
-            process.stop()
-        self.http.close()
+class Stack(rollout.Stack):
+    """benchmarks/rollout.py's stack (API + two pools, this checkout's code), and the live-update calls."""
 
     def push(self, body: dict[str, Any]) -> tuple[int, float]:
         started = time.time()
@@ -130,11 +87,6 @@ class Stack:
     def change(self, change_id: int) -> dict[str, Any]:
         body: dict[str, Any] = self.http.get(f"/v1/publications/changes/{change_id}").json()
         return body
-
-    def recommend(self, text: str, k: int = 10) -> list[str]:
-        response = self.http.post("/v1/recommendations", json={"text": text, "k": k})
-        response.raise_for_status()
-        return [item["publication_id"] for item in response.json()["recommendations"]]
 
 
 def timed(stack: Stack, body: dict[str, Any], engine: str, action: str, count: int,

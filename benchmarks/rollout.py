@@ -247,10 +247,12 @@ class Stack:
     def __init__(self, work: Path, engine: str, source: Path, start: Path, amqp_url: str, redis_url: str) -> None:
         self.work = work
         base = {k: v for k, v in os.environ.items() if not k.startswith("RECSYS_")}
+        # this checkout's code first, then what the caller put on PYTHONPATH (e.g. a worktree's plugins)
+        pythonpath = os.pathsep.join(p for p in [str(ROOT), os.environ.get("PYTHONPATH", "")] if p)
         base.update(RECSYS_BROKER_URL=amqp_url, RECSYS_RESULTS_URL=redis_url, RECSYS_API_TOKEN=TOKEN,
                     RECSYS_ENGINE=engine, RECSYS_SOURCE=str(source), RECSYS_HEARTBEAT_INTERVAL="1",
                     RECSYS_CATCHUP_INTERVAL="3600", RECSYS_REQUEST_TIMEOUT="60", HF_HUB_OFFLINE="1",
-                    TRANSFORMERS_OFFLINE="1", PYTHONPATH=str(ROOT), RECSYS_CACHE_DIR=str(cache_dir() / "models"),
+                    TRANSFORMERS_OFFLINE="1", PYTHONPATH=pythonpath, RECSYS_CACHE_DIR=str(cache_dir() / "models"),
                     RECSYS_WORKER_METRICS_PORT="0")
         port = free_port()
         self.url = f"http://127.0.0.1:{port}"

@@ -26,10 +26,7 @@
 from __future__ import annotations
 
 import logging
-import shutil
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 from recsys.build import build_archive
@@ -39,7 +36,6 @@ from recsys.errors import (
     ApplyRefused,
     ArchiveConflict,
     BuildLockHeld,
-    BuildLockLost,
     ConfigError,
     EngineLoadError,
     InvalidArchive,
@@ -48,15 +44,7 @@ from recsys.errors import (
     UploadRefused,
 )
 from recsys.sources import load_publications, open_source
-from recsys_workers.building import (
-    UNITS,
-    LockRenewer,
-    clean_builds_folder,
-    install_here,
-    previous_folder,
-    stage_here,
-    upload,
-)
+from recsys_workers.building import UNITS, holding, previous_folder, ship
 from recsys_workers.services import WorkerServices
 
 __all__ = ["MAX_ROUNDS", "pending_changes", "run_apply"]
@@ -102,67 +90,50 @@ def pending_changes(services: WorkerServices) -> tuple[int, ...]:
 def _apply_holding(services: WorkerServices, token: str, message_id: str) -> dict[str, Any] | None:
     """One apply under the lock; None when there is nothing to apply (or no engine yet)."""
     settings = services.settings
-    lock = services.build_lock
     started = time.monotonic()
-    renewer = LockRenewer(lock, token)
-    renewer.start()
-    builds = settings.data_dir / "builds"
-    workdir: Path | None = None
     through: int | None = None
-    try:
-        if not settings.api_token:
-            raise ConfigError("RECSYS_API_TOKEN is empty: this worker cannot read pushed changes or upload")
-        pushed = services.api.pushed()
-        if not pushed.pending:
-            return None
-        if services.api.current() is None:
-            logger.info("apply %s: no engine yet; the first build includes the %d pending changes", message_id,
-                        len(pushed.pending))
-            return None
-        through = pushed.changes_through
-        clean_builds_folder(builds)
-        workdir = Path(tempfile.mkdtemp(prefix=f"apply-{message_id[:8]}-", dir=builds))
-        source = open_source(settings.source, settings)
-        fetched = load_publications(source, progress=LogProgress(logger, units=UNITS))
-        corpus = merge(fetched, pushed)
-        logger.info("apply %s: changes %s (through %d): %d publications (%d pushed upserts, %d pushed deletes)",
-                    message_id, ",".join(map(str, pushed.pending[:20])), through, len(corpus), len(pushed.upserts),
-                    len(pushed.deletes))
-        archive = build_archive(
-            corpus, workdir / "engine.zip", engine=settings.engine, registry=services.registry, settings=settings,
-            previous=previous_folder(services), kind="apply", changes_through=through, measure_quality=False,
-            check_load=True,
-        )
-        if archive.manifest.publications != len(corpus):
-            raise ApplyRefused(f"the applied engine holds {archive.manifest.publications} publications, not the "
-                               f"{len(corpus)} of its corpus")
-        if renewer.lost:
-            raise BuildLockLost("the build lock was lost while applying: not uploading (another build may run)")
-        stage_here(services, archive)
-        answer, uploaded = upload(services, archive, workdir, message_id)
-        generation = answer.get("generation")
-        install_here(services, archive, generation)
-        seconds = time.monotonic() - started
-        logger.info("apply %s: changes through %d are generation %s (%d publications, uploaded %d bytes) in %.1f s",
-                    message_id, through, generation, archive.manifest.publications, uploaded["bytes"], seconds)
-        return {
-            "engine": {"name": archive.manifest.engine, "version": archive.manifest.version, "generation": generation},
-            "changes": list(pushed.pending), "changes_through": through,
-            "publications": archive.manifest.publications, "uploaded": uploaded, "seconds": round(seconds, 1),
-        }
-    except REFUSING as exc:
-        if through is not None:
-            _refuse(services, through, exc)
-        raise ApplyRefused(f"the apply of changes through {through} was refused: {exc.code}: {exc.message}") \
-            from exc
-    finally:
-        renewer.stop()
-        if workdir is not None:
-            shutil.rmtree(workdir, ignore_errors=True)
+    with holding(services, token, prefix=f"apply-{message_id[:8]}-") as (renewer, workdir):
         try:
-            lock.release(token)
-        except RecsysError as exc:
-            logger.warning("could not release the build lock (it expires in %.0f s): %s", lock.ttl, exc)
+            if not settings.api_token:
+                raise ConfigError("RECSYS_API_TOKEN is empty: this worker cannot read pushed changes or upload")
+            pushed = services.api.pushed()
+            if not pushed.pending:
+                return None
+            if services.api.current() is None:
+                logger.info("apply %s: no engine yet; the first build includes the %d pending changes", message_id,
+                            len(pushed.pending))
+                return None
+            through = pushed.changes_through
+            source = open_source(settings.source, settings)
+            fetched = load_publications(source, progress=LogProgress(logger, units=UNITS))
+            corpus = merge(fetched, pushed)
+            logger.info("apply %s: changes %s (through %d): %d publications (%d pushed upserts, %d pushed deletes)",
+                        message_id, ",".join(map(str, pushed.pending[:20])), through, len(corpus),
+                        len(pushed.upserts), len(pushed.deletes))
+            archive = build_archive(
+                corpus, workdir / "engine.zip", engine=settings.engine, registry=services.registry,
+                settings=settings, previous=previous_folder(services), kind="apply", changes_through=through,
+                measure_quality=False, check_load=True,
+            )
+            if archive.manifest.publications != len(corpus):
+                raise ApplyRefused(f"the applied engine holds {archive.manifest.publications} publications, not the "
+                                   f"{len(corpus)} of its corpus")
+            generation, uploaded = ship(services, archive, workdir, message_id, renewer)
+            seconds = time.monotonic() - started
+            logger.info("apply %s: changes through %d are generation %s (%d publications, uploaded %d bytes) in "
+                        "%.1f s", message_id, through, generation, archive.manifest.publications, uploaded["bytes"],
+                        seconds)
+            return {
+                "engine": {"name": archive.manifest.engine, "version": archive.manifest.version,
+                           "generation": generation},
+                "changes": list(pushed.pending), "changes_through": through,
+                "publications": archive.manifest.publications, "uploaded": uploaded, "seconds": round(seconds, 1),
+            }
+        except REFUSING as exc:
+            if through is not None:
+                _refuse(services, through, exc)
+            raise ApplyRefused(f"the apply of changes through {through} was refused: {exc.code}: {exc.message}") \
+                from exc
 
 
 def _refuse(services: WorkerServices, through: int, exc: RecsysError) -> None:

@@ -39,6 +39,8 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -55,8 +57,8 @@ from recsys.sources import load_publications, open_source
 from recsys_workers.progress import build_progress
 from recsys_workers.services import WorkerServices
 
-__all__ = ["LockRenewer", "clean_builds_folder", "install_here", "previous_folder", "run_build", "stage_here",
-           "upload"]
+__all__ = ["LockRenewer", "clean_builds_folder", "holding", "install_here", "previous_folder", "run_build", "ship",
+           "stage_here", "upload"]
 
 logger = logging.getLogger(__name__)
 
@@ -122,7 +124,7 @@ def run_build(services: WorkerServices, message: Any, results: ResultBackend | N
         if held.holder.get("message_id") != message_id:
             raise
         return _await_original(services, message, results, force=force)
-    return _build_holding(services, lock, token, message_id, force=force)
+    return _build_holding(services, token, message_id, force=force)
 
 
 def _await_original(services: WorkerServices, message: Any, results: ResultBackend | None, *,
@@ -157,19 +159,50 @@ def clean_builds_folder(folder: Path) -> None:
             leftover.unlink(missing_ok=True)
 
 
-def _build_holding(services: WorkerServices, lock: BuildLock, token: str, message_id: str, *,
-                   force: bool = False) -> dict[str, Any]:
-    settings = services.settings
-    started = time.monotonic()
+@contextmanager
+def holding(services: WorkerServices, token: str, prefix: str) -> Iterator[tuple[LockRenewer, Path]]:
+    """What a task holding the build lock (``token``) works with: a thread renewing the
+    lock, and a fresh work folder under ``<RECSYS_DATA_DIR>/builds`` (leftovers of killed
+    builds removed first). On leaving: the folder is deleted, renewing stops, the lock
+    is released (a failure to release is logged: the lock expires)."""
+    lock = services.build_lock
     renewer = LockRenewer(lock, token)
     renewer.start()
-    builds = settings.data_dir / "builds"
     workdir: Path | None = None
     try:
+        builds = services.settings.data_dir / "builds"
+        clean_builds_folder(builds)
+        workdir = Path(tempfile.mkdtemp(prefix=prefix, dir=builds))
+        yield renewer, workdir
+    finally:
+        renewer.stop()
+        if workdir is not None:
+            shutil.rmtree(workdir, ignore_errors=True)
+        try:
+            lock.release(token)
+        except RecsysError as exc:
+            logger.warning("could not release the build lock (it expires in %.0f s): %s", lock.ttl, exc)
+
+
+def ship(services: WorkerServices, archive: VerifiedArchive, workdir: Path, message_id: str, renewer: LockRenewer,
+         *, force: bool = False) -> tuple[Any, dict[str, Any]]:
+    """Upload a built archive and install it on this machine, unless the lock was lost
+    meanwhile (BuildLockLost: another build may run); returns (generation, upload report)."""
+    if renewer.lost:
+        raise BuildLockLost("the build lock was lost while this task held it: not uploading (another build may run)")
+    stage_here(services, archive)
+    answer, uploaded = upload(services, archive, workdir, message_id, force=force)
+    generation = answer.get("generation")
+    install_here(services, archive, generation)
+    return generation, uploaded
+
+
+def _build_holding(services: WorkerServices, token: str, message_id: str, *, force: bool = False) -> dict[str, Any]:
+    settings = services.settings
+    started = time.monotonic()
+    with holding(services, token, prefix=f"build-{message_id[:8]}-") as (renewer, workdir):
         if not settings.api_token:
             raise ConfigError("RECSYS_API_TOKEN is empty: this worker could build but not upload; set the API's token")
-        clean_builds_folder(builds)
-        workdir = Path(tempfile.mkdtemp(prefix=f"build-{message_id[:8]}-", dir=builds))
         progress = build_progress(services, message_id, LogProgress(logger, units=UNITS))
         source = open_source(settings.source, settings)
         logger.info("build %s: fetching publications from %s", message_id, source.description)
@@ -190,12 +223,7 @@ def _build_holding(services: WorkerServices, lock: BuildLock, token: str, messag
             kind="build",
             changes_through=pushed.changes_through,
         )
-        if renewer.lost:
-            raise BuildLockLost("the build lock was lost while building: not uploading (another build may be running)")
-        stage_here(services, archive)
-        answer, uploaded = upload(services, archive, workdir, message_id, force=force)
-        generation = answer.get("generation")
-        install_here(services, archive, generation)
+        generation, uploaded = ship(services, archive, workdir, message_id, renewer, force=force)
         seconds = time.monotonic() - started
         logger.info("build %s: done in %.1f s: version %s is generation %s", message_id, seconds,
                     archive.manifest.version, generation)
@@ -207,14 +235,6 @@ def _build_holding(services: WorkerServices, lock: BuildLock, token: str, messag
             "uploaded": uploaded,
             "seconds": round(seconds, 1),
         }
-    finally:
-        renewer.stop()
-        if workdir is not None:
-            shutil.rmtree(workdir, ignore_errors=True)
-        try:
-            lock.release(token)
-        except RecsysError as exc:
-            logger.warning("could not release the build lock (it expires in %.0f s): %s", lock.ttl, exc)
 
 
 def _api_holds(services: WorkerServices, archive: VerifiedArchive) -> set[str]:

@@ -1,6 +1,7 @@
 """``recsys push FILE.jsonl [--delete ID ...] [--wait]``: live publication updates.
 
-Sends the publications of a JSON Lines file (``.gz`` too; ``-`` for stdin) as upserts,
+Sends the publications of a JSON Lines (or JSON) file (``.gz`` too; ``-`` for stdin), read
+like a file source (:class:`recsys.sources.FileSource`), as upserts,
 and the ``--delete`` ids as deletes, to ``POST /v1/publications`` of the API at
 ``RECSYS_API_URL`` (``--api``) with ``RECSYS_API_TOKEN`` (``--token``), 1,000 of each per
 request; prints each change's id. ``--wait`` follows the changes until none is
@@ -12,19 +13,18 @@ against ``recsys serve`` (whose token it prints at start).
 from __future__ import annotations
 
 import argparse
-import gzip
 import io
-import json
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any, cast
 
 import httpx
 
 from recsys.config import Settings
 from recsys.errors import ConfigError, InvalidRecord, RecsysError, Unavailable
+from recsys.sources.files import FileSource, parse_records
 
 __all__ = ["BATCH", "add_command", "push"]
 
@@ -39,7 +39,7 @@ def add_command(commands: Any) -> None:
         description="Send publications (JSON Lines) as upserts and --delete ids to POST /v1/publications; "
                     "the workers apply them within seconds, without a full build.",
     )
-    parser.add_argument("file", nargs="?", help="publications to upsert, one JSON object a line (.jsonl, .jsonl.gz, "
+    parser.add_argument("file", nargs="?", help="publications to upsert: JSON lines or a JSON array (.gz too; "
                                                 "- for stdin)")
     parser.add_argument("--delete", nargs="+", default=[], metavar="ID", help="publication ids to delete")
     parser.add_argument("--wait", action="store_true", help="wait until the changes are applied")
@@ -113,26 +113,21 @@ def _wait(client: httpx.Client, ids: list[int], timeout: float) -> int:
 
 
 def _records(name: str) -> Iterator[dict[str, Any]]:
-    stream: IO[str]
+    """The publications of a file read like a file source's (JSON lines or a JSON
+    document, gzipped or not; ``-``: standard input); a record that is not valid JSON or
+    not an object is an error (nothing is pushed)."""
     if name == "-":
-        stream = sys.stdin
+        records = parse_records(cast(io.BufferedReader, sys.stdin.buffer), "standard input")
     else:
-        path = Path(name)
-        if not path.is_file():
+        if not Path(name).is_file():
             raise RecsysError(f"no file {name!r} to push")
-        raw = path.read_bytes()
-        data = gzip.decompress(raw) if name.endswith(".gz") else raw
-        stream = io.StringIO(data.decode("utf-8"))
-    for number, line in enumerate(stream, 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except ValueError as exc:
-            raise InvalidRecord(f"{name}, line {number}: not JSON ({exc})") from exc
-        if not isinstance(record, dict):
-            raise InvalidRecord(f"{name}, line {number}: a publication must be a JSON object")
-        yield record
+        records = FileSource(name).records()
+    for record in records:
+        if record.error is not None:
+            raise InvalidRecord(f"{name}, {record.where}: {record.error}")
+        if not isinstance(record.data, dict):
+            raise InvalidRecord(f"{name}, {record.where}: a publication must be a JSON object")
+        yield record.data
 
 
 def _describe(response: httpx.Response) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 from recsys.errors import InvalidDocument, SourceError
 from recsys.sources.base import WRAPPER_KEYS, Record, RecordSource, record_list
 
-__all__ = ["DemoSource", "FileSource"]
+__all__ = ["DemoSource", "FileSource", "parse_records"]
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _BOM = b"\xef\xbb\xbf"
@@ -37,10 +37,7 @@ class FileSource(RecordSource):
     def records(self) -> Iterator[Record]:
         try:
             with open(self.path, "rb") as raw:
-                gzipped = raw.read(2) == _GZIP_MAGIC
-                raw.seek(0)
-                stream: io.BufferedIOBase = gzip.GzipFile(fileobj=raw, mode="rb") if gzipped else raw
-                yield from _parse_stream(stream, self.description)
+                yield from parse_records(raw, self.description)
         except FileNotFoundError as exc:
             raise SourceError(f"publications file {self.path} does not exist: check RECSYS_SOURCE or --source") from exc
         except (OSError, EOFError, zlib.error) as exc:  # unreadable, or a corrupt/truncated gzip
@@ -64,6 +61,13 @@ class DemoSource(RecordSource):
                 "reinstall recsys, or set RECSYS_SOURCE to a publications file or URL"
             ) from exc
         yield from _parse_stream(io.BytesIO(data), self.description)
+
+
+def parse_records(raw: io.BufferedReader, name: str) -> Iterator[Record]:
+    """The records of an open binary stream holding a JSON document or JSON lines,
+    gzipped or not (told by its first bytes, peeked: standard input works too)."""
+    stream: io.BufferedIOBase = gzip.GzipFile(fileobj=raw, mode="rb") if raw.peek(2)[:2] == _GZIP_MAGIC else raw
+    yield from _parse_stream(stream, name)
 
 
 def _parse_stream(stream: io.BufferedIOBase, name: str) -> Iterator[Record]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import io
 import json
 
 import httpx
@@ -59,6 +60,25 @@ def test_a_large_file_goes_in_batches_of_1000_and_deletes_with_it(api, tmp_path,
     assert capsys.readouterr().out.count(": pending (http://api.test/v1/publications/changes/") == 3
 
 
+@pytest.mark.parametrize("compress", [False, True], ids=["plain", "gzip"])
+def test_standard_input_takes_json_lines_or_a_json_array(api, tmp_path, monkeypatch, compress):
+    monkeypatch.chdir(tmp_path)
+    for text in ["".join(json.dumps(r) + "\n" for r in records(3)), json.dumps(records(3))]:
+        data = gzip.compress(text.encode()) if compress else text.encode()
+        monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BufferedReader(io.BytesIO(data))))
+        assert main(["-q", "push", "-"]) == 0
+    assert [[u["id"] for u in b["upsert"]] for b in api.bodies] == [["p0", "p1", "p2"]] * 2
+
+
+def test_a_record_that_is_no_object_is_refused_before_anything_is_sent(api, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "a"}\n[1, 2]\n')
+    assert main(["-q", "push", str(bad)]) == 6
+    assert "bad.jsonl, line 2: a publication must be a JSON object" in capsys.readouterr().err
+    assert api.bodies == []
+
+
 def test_wait_reports_the_outcome(api, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert main(["-q", "push", "--delete", "x", "--wait"]) == 0
@@ -75,7 +95,7 @@ def test_errors_are_clear(api, tmp_path, capsys, monkeypatch):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"id": "a"}\nnot json\n')
     assert main(["-q", "push", str(bad)]) == 6  # a source-class error: the file's record
-    assert "bad.jsonl, line 2: not JSON" in capsys.readouterr().err
+    assert "bad.jsonl, line 2: not valid JSON" in capsys.readouterr().err
     monkeypatch.delenv("RECSYS_API_TOKEN")
     assert main(["-q", "push", "--delete", "x"]) == 4
     assert "RECSYS_API_TOKEN" in capsys.readouterr().err
