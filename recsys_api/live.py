@@ -72,7 +72,6 @@ class LiveUpdates:
                         pending[-1])
             self.send_apply()
 
-
     def _lock_held(self) -> bool:
         if self.lock is None:
             return False
